@@ -1,0 +1,1 @@
+//! Caller-ID decision and identity rendering.

@@ -1,0 +1,12 @@
+//! cidgate: an outbound caller-ID gateway.
+//!
+//! The crate is split the way quinn-proto splits QUIC: everything that decides
+//! what to send (`sip`, `callerid`, `inventory`, `proxy`) is plain code that takes
+//! bytes, time and an inventory snapshot and returns messages to transmit. The
+//! tokio shells in `transport` and `server` only move bytes and fire timers, so the
+//! protocol logic can be tested with virtual time and no sockets.
+
+pub mod callerid;
+pub mod config;
+pub mod inventory;
+pub mod sip;
