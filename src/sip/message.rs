@@ -1,0 +1,475 @@
+//! Checked SIP messages.
+//!
+//! [`parse`] turns a received buffer into a [`Request`] or [`Response`] whose
+//! existence proves the headers the proxy relies on were present and well formed
+//! (RFC 3261 §8.1.1, §16.3 and the RFC 4475 torture cases). Problems that can be
+//! answered come back as [`ParseFailure::Reject`] with the raw scan, so the caller
+//! can build the error response from the headers that were there.
+
+use bytes::Bytes;
+
+use super::header::HeaderName;
+use super::scan::{self, HeaderField, RawMessage, ScanError, Span, StartLine, StartLineDefect};
+use super::syntax::{self, parse_name_addr, parse_via};
+use super::Transport;
+
+/// Methods the proxy treats specially; everything else is `Other` and routed
+/// like any non-INVITE request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Method {
+    Invite,
+    Ack,
+    Cancel,
+    Bye,
+    Options,
+    Other,
+}
+
+impl Method {
+    fn classify(m: &[u8]) -> Method {
+        match m {
+            b"INVITE" => Method::Invite,
+            b"ACK" => Method::Ack,
+            b"CANCEL" => Method::Cancel,
+            b"BYE" => Method::Bye,
+            b"OPTIONS" => Method::Options,
+            _ => Method::Other,
+        }
+    }
+}
+
+/// Fields common to requests and responses, located once at parse time.
+#[derive(Debug, Clone)]
+pub struct Common {
+    pub raw: RawMessage,
+    /// End of the body as framed by Content-Length (bytes after it are ignored).
+    pub body_end: u32,
+    pub content_length: Option<usize>,
+    pub call_id: Span,
+    pub cseq_num: u32,
+    pub cseq_method: Span,
+    pub from: usize,
+    pub to: usize,
+    pub from_tag: Option<Span>,
+    pub to_tag: Option<Span>,
+    /// Index of the first Via header field.
+    pub via: usize,
+    pub top_via: TopVia,
+}
+
+/// What the proxy needs from the topmost Via value.
+#[derive(Debug, Clone)]
+pub struct TopVia {
+    /// The first Via value within the first Via header field.
+    pub value: Span,
+    pub transport: Span,
+    pub host: Span,
+    pub port: Option<u16>,
+    pub branch: Option<Span>,
+    pub rport: bool,
+    /// Whether this value is the only one in its header field.
+    pub alone: bool,
+}
+
+impl Common {
+    pub fn buf(&self) -> &Bytes {
+        &self.raw.buf
+    }
+    pub fn bytes(&self, s: Span) -> &[u8] {
+        self.raw.bytes(s)
+    }
+    pub fn header(&self, i: usize) -> &HeaderField {
+        &self.raw.headers[i]
+    }
+    pub fn body(&self) -> &[u8] {
+        &self.raw.buf[self.raw.body_start as usize..self.body_end as usize]
+    }
+    pub fn call_id(&self) -> &[u8] {
+        self.bytes(self.call_id)
+    }
+    pub fn from_tag(&self) -> &[u8] {
+        self.from_tag.map(|s| self.bytes(s)).unwrap_or(b"")
+    }
+    pub fn to_tag(&self) -> Option<&[u8]> {
+        self.to_tag.map(|s| self.bytes(s))
+    }
+    pub fn branch(&self) -> Option<&[u8]> {
+        self.top_via.branch.map(|s| self.bytes(s))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub common: Common,
+    pub method: Method,
+    pub method_span: Span,
+    pub uri: Span,
+    pub max_forwards: Option<(usize, u32)>,
+}
+
+impl Request {
+    pub fn uri(&self) -> &[u8] {
+        self.common.bytes(self.uri)
+    }
+    pub fn method_bytes(&self) -> &[u8] {
+        self.common.bytes(self.method_span)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub common: Common,
+    pub code: u16,
+}
+
+#[derive(Debug, Clone)]
+pub enum Message {
+    Request(Request),
+    Response(Response),
+}
+
+#[derive(Debug)]
+pub enum ParseFailure {
+    /// Not answerable: not SIP, a bad response, or a request too broken to route.
+    Drop(&'static str),
+    /// A request with a defect that deserves this status code.
+    Reject {
+        raw: Box<RawMessage>,
+        code: u16,
+        reason: &'static str,
+    },
+}
+
+fn span_of(buf: &[u8], part: &[u8]) -> Span {
+    let start = part.as_ptr() as usize - buf.as_ptr() as usize;
+    Span::new(start, start + part.len())
+}
+
+fn parse_u32_digits(v: &[u8]) -> Option<u32> {
+    if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let digits = {
+        let nz = v.iter().position(|&b| b != b'0').unwrap_or(v.len());
+        &v[nz..]
+    };
+    if digits.len() > 10 {
+        return None;
+    }
+    let n: u64 = digits
+        .iter()
+        .fold(0u64, |acc, &d| acc * 10 + (d - b'0') as u64);
+    u32::try_from(n).ok()
+}
+
+/// Parses one message. `transport` decides the Content-Length rules: on UDP a
+/// missing Content-Length means "the rest of the datagram" and a too large one is
+/// an error; on TCP the framer has already cut the message to size.
+pub fn parse(buf: Bytes, transport: Transport) -> Result<Message, ParseFailure> {
+    let raw = match scan::scan(buf) {
+        Ok(r) => r,
+        Err(ScanError::Empty) => return Err(ParseFailure::Drop("empty")),
+        Err(_) => return Err(ParseFailure::Drop("not a SIP message")),
+    };
+    let is_request = raw.is_request();
+    match check(&raw, transport) {
+        Ok(common_parts) => build(raw, common_parts),
+        Err((code, reason)) if is_request => Err(ParseFailure::Reject {
+            raw: Box::new(raw),
+            code,
+            reason,
+        }),
+        Err((_, reason)) => Err(ParseFailure::Drop(reason)),
+    }
+}
+
+/// Everything `check` located, minus the buffer itself (moved in by `build`).
+struct Checked {
+    body_end: u32,
+    content_length: Option<usize>,
+    call_id: Span,
+    cseq_num: u32,
+    cseq_method: Span,
+    from: usize,
+    to: usize,
+    from_tag: Option<Span>,
+    to_tag: Option<Span>,
+    via: usize,
+    top_via: TopVia,
+    max_forwards: Option<(usize, u32)>,
+}
+
+type Defect = (u16, &'static str);
+
+fn single(raw: &RawMessage, name: HeaderName, what: &'static str) -> Result<Option<usize>, Defect> {
+    let mut found = None;
+    for (i, h) in raw.headers.iter().enumerate() {
+        if h.name == name {
+            if found.is_some() {
+                return Err((400, what));
+            }
+            found = Some(i);
+        }
+    }
+    Ok(found)
+}
+
+fn check(raw: &RawMessage, transport: Transport) -> Result<Checked, Defect> {
+    let buf = &raw.buf[..];
+    let mut req_method: Option<&[u8]> = None;
+    if let StartLine::Request { method, uri, .. } = raw.start {
+        match raw.start_defect {
+            Some(StartLineDefect::Version) => return Err((505, "SIP Version Not Supported")),
+            Some(StartLineDefect::Malformed) => return Err((400, "Malformed Request-Line")),
+            None => {}
+        }
+        let uri = raw.bytes(uri);
+        check_request_uri(uri)?;
+        req_method = Some(raw.bytes(method));
+    }
+
+    let call_id =
+        single(raw, HeaderName::CallId, "Duplicate Call-ID")?.ok_or((400, "Missing Call-ID"))?;
+    let cseq = single(raw, HeaderName::CSeq, "Duplicate CSeq")?.ok_or((400, "Missing CSeq"))?;
+    let from = single(raw, HeaderName::From, "Duplicate From")?.ok_or((400, "Missing From"))?;
+    let to = single(raw, HeaderName::To, "Duplicate To")?.ok_or((400, "Missing To"))?;
+    let mf = single(raw, HeaderName::MaxForwards, "Duplicate Max-Forwards")?;
+    let cl = single(raw, HeaderName::ContentLength, "Duplicate Content-Length")?;
+    let via = raw
+        .headers
+        .iter()
+        .position(|h| h.name == HeaderName::Via)
+        .ok_or((400, "Missing Via"))?;
+
+    let call_id_span = raw.headers[call_id].value;
+    if call_id_span.is_empty() || raw.bytes(call_id_span).iter().any(|&b| syntax::is_lws(b)) {
+        return Err((400, "Bad Call-ID"));
+    }
+
+    // CSeq: 1*DIGIT LWS Method, number below 2^31, method equal to the request's.
+    let cseq_v = raw.value(&raw.headers[cseq]);
+    let num_len = cseq_v
+        .iter()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(cseq_v.len());
+    let cseq_num = parse_u32_digits(&cseq_v[..num_len])
+        .filter(|&n| n < 1 << 31)
+        .ok_or((400, "Bad CSeq number"))?;
+    let cseq_method = syntax::trim_lws(&cseq_v[num_len..]);
+    if num_len == cseq_v.len()
+        || !syntax::is_lws(cseq_v[num_len])
+        || cseq_method.is_empty()
+        || !cseq_method.iter().all(|&b| scan::is_token_char(b))
+    {
+        return Err((400, "Bad CSeq"));
+    }
+    if let Some(m) = req_method {
+        if m != cseq_method {
+            return Err((400, "CSeq method does not match Request-Line"));
+        }
+    }
+
+    let max_forwards = match mf {
+        Some(i) => {
+            let n = parse_u32_digits(raw.value(&raw.headers[i]))
+                .filter(|&n| n <= 255)
+                .ok_or((400, "Bad Max-Forwards"))?;
+            Some((i, n))
+        }
+        None => None,
+    };
+    if let Some(h) = raw.first(HeaderName::Expires) {
+        let v = raw.value(h);
+        if v.iter().all(u8::is_ascii_digit) && parse_u32_digits(v).is_none() {
+            return Err((400, "Bad Expires"));
+        }
+    }
+
+    let from_na = parse_name_addr(raw.value(&raw.headers[from])).map_err(|_| (400, "Bad From"))?;
+    let to_na = parse_name_addr(raw.value(&raw.headers[to])).map_err(|_| (400, "Bad To"))?;
+    let from_tag = from_na
+        .param(b"tag")
+        .filter(|t| !t.is_empty())
+        .map(|t| span_of(buf, t));
+    let to_tag = to_na
+        .param(b"tag")
+        .filter(|t| !t.is_empty())
+        .map(|t| span_of(buf, t));
+
+    // Every Via value must parse; the top one is kept.
+    let mut top_via = None;
+    for h in raw.headers.iter().filter(|h| h.name == HeaderName::Via) {
+        let value = raw.value(h);
+        let items = syntax::split_list(value).map_err(|_| (400, "Bad Via"))?;
+        let alone = items.len() == 1;
+        for (s, e) in items {
+            let part = &value[s..e];
+            let v = parse_via(part).map_err(|_| (400, "Bad Via"))?;
+            if top_via.is_none() {
+                top_via = Some(TopVia {
+                    value: span_of(buf, syntax::trim_lws(part)),
+                    transport: span_of(buf, v.transport),
+                    host: span_of(buf, v.host),
+                    port: v.port,
+                    branch: v.branch().map(|b| span_of(buf, b)),
+                    rport: syntax::find_param(v.params, b"rport").is_some(),
+                    alone,
+                });
+            }
+        }
+    }
+    let top_via = top_via.ok_or((400, "Missing Via"))?;
+
+    // Body framing.
+    let available = raw.buf.len() - raw.body_start as usize;
+    let content_length = match cl {
+        Some(i) => {
+            let v = raw.value(&raw.headers[i]);
+            Some(parse_u32_digits(v).ok_or((400, "Bad Content-Length"))? as usize)
+        }
+        None => None,
+    };
+    let body_len = match content_length {
+        Some(n) if n > available => return Err((400, "Content-Length larger than message")),
+        Some(n) => n,
+        None if transport == Transport::Tcp => 0,
+        None => available,
+    };
+
+    Ok(Checked {
+        body_end: raw.body_start + body_len as u32,
+        content_length,
+        call_id: call_id_span,
+        cseq_num,
+        cseq_method: span_of(buf, cseq_method),
+        from,
+        to,
+        from_tag,
+        to_tag,
+        via,
+        top_via,
+        max_forwards,
+    })
+}
+
+fn check_request_uri(uri: &[u8]) -> Result<(), Defect> {
+    if uri.first() == Some(&b'<') {
+        return Err((400, "Request-URI in angle brackets"));
+    }
+    let colon = memchr::memchr(b':', uri).ok_or((400, "Request-URI without scheme"))?;
+    let scheme = &uri[..colon];
+    if scheme.is_empty()
+        || !scheme[0].is_ascii_alphabetic()
+        || !scheme
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+    {
+        return Err((400, "Bad Request-URI scheme"));
+    }
+    if scheme.eq_ignore_ascii_case(b"sip") || scheme.eq_ignore_ascii_case(b"sips") {
+        let parsed = syntax::parse_sip_uri(uri).ok_or((400, "Bad Request-URI"))?;
+        if parsed.has_headers {
+            return Err((400, "Headers in Request-URI"));
+        }
+    }
+    Ok(())
+}
+
+fn build(raw: RawMessage, checked: Checked) -> Result<Message, ParseFailure> {
+    let max_forwards = checked.max_forwards;
+    let common = Common {
+        raw,
+        body_end: checked.body_end,
+        content_length: checked.content_length,
+        call_id: checked.call_id,
+        cseq_num: checked.cseq_num,
+        cseq_method: checked.cseq_method,
+        from: checked.from,
+        to: checked.to,
+        from_tag: checked.from_tag,
+        to_tag: checked.to_tag,
+        via: checked.via,
+        top_via: checked.top_via,
+    };
+    match common.raw.start {
+        StartLine::Request { method, uri, .. } => {
+            let m = Method::classify(common.bytes(method));
+            Ok(Message::Request(Request {
+                method: m,
+                method_span: method,
+                uri,
+                max_forwards,
+                common,
+            }))
+        }
+        StartLine::Response { code, .. } => Ok(Message::Response(Response { code, common })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(s: &str) -> Result<Message, ParseFailure> {
+        parse(Bytes::copy_from_slice(s.as_bytes()), Transport::Udp)
+    }
+
+    const OK: &str = "INVITE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1\r\nMax-Forwards: 70\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:bob@example.com>\r\nCall-ID: x@y\r\nCSeq: 1 INVITE\r\nContent-Length: 4\r\n\r\nbodyEXTRA";
+
+    #[test]
+    fn good_request_is_framed_by_content_length() {
+        let Ok(Message::Request(r)) = req(OK) else {
+            panic!("expected request")
+        };
+        assert_eq!(r.method, Method::Invite);
+        assert_eq!(r.common.body(), b"body");
+        assert_eq!(r.common.from_tag(), b"1");
+        assert_eq!(r.common.branch(), Some(&b"z9hG4bK1"[..]));
+        assert_eq!(r.max_forwards.map(|m| m.1), Some(70));
+    }
+
+    fn reject_code(s: &str) -> u16 {
+        match req(s) {
+            Err(ParseFailure::Reject { code, .. }) => code,
+            other => panic!("expected reject, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defects_map_to_codes() {
+        assert_eq!(
+            reject_code(&OK.replace("CSeq: 1 INVITE", "CSeq: 1 ACK")),
+            400
+        );
+        assert_eq!(
+            reject_code(&OK.replace("Max-Forwards: 70", "Max-Forwards: 300")),
+            400
+        );
+        assert_eq!(
+            reject_code(&OK.replace("Content-Length: 4", "Content-Length: 400")),
+            400
+        );
+        assert_eq!(
+            reject_code(&OK.replace("Content-Length: 4", "Content-Length: -4")),
+            400
+        );
+        assert_eq!(
+            reject_code(&OK.replace("SIP/2.0\r\nVia", "SIP/3.0\r\nVia")),
+            505
+        );
+        assert_eq!(reject_code(&OK.replace("Call-ID: x@y\r\n", "")), 400);
+        assert_eq!(
+            reject_code(&OK.replace(
+                "To: <sip:bob@example.com>",
+                "To: <sip:bob@example.com>\r\nTo: <sip:c@d>"
+            )),
+            400
+        );
+    }
+
+    #[test]
+    fn bad_responses_are_dropped() {
+        let r = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\nCall-ID: x\r\nCSeq: 99999999999999999 INVITE\r\nContent-Length: 0\r\n\r\n";
+        assert!(matches!(req(r), Err(ParseFailure::Drop(_))));
+    }
+}

@@ -1,0 +1,189 @@
+//! Responses the gateway generates itself (RFC 3261 §8.2.6): 100 Trying, the
+//! caller-ID reject, errors for bad requests, 200 for OPTIONS to the gateway.
+
+use std::io::Write;
+use std::net::SocketAddr;
+
+use bytes::{Bytes, BytesMut};
+
+use super::header::HeaderName;
+use super::message::Request;
+use super::scan::RawMessage;
+
+/// What to answer with.
+pub struct ReplySpec<'a> {
+    pub code: u16,
+    pub phrase: &'a str,
+    /// To tag to add when the request's To has none (never added to 100).
+    pub to_tag: Option<&'a str>,
+    /// Extra header lines, each terminated by CRLF.
+    pub extra: &'a [u8],
+}
+
+/// Where the received/rport parameters go (RFC 3261 §18.2.1, RFC 3581 §4).
+struct ViaFix {
+    /// Offset just past the top Via value; `received` is appended here.
+    at: usize,
+    received: Option<String>,
+    /// Offset just past a bare `rport` flag, where `=port` is written.
+    rport_at: Option<usize>,
+    port: u16,
+}
+
+/// Answers a checked request. The top Via gets `received` when the source
+/// address differs from the sent-by host and `rport=` when the client asked.
+pub fn reply(req: &Request, src: SocketAddr, spec: &ReplySpec<'_>) -> Bytes {
+    let c = &req.common;
+    let tv = &c.top_via;
+    let host = c.bytes(tv.host);
+    let ip = src.ip().to_string();
+    let host_str = std::str::from_utf8(host).unwrap_or("");
+    let host_trim = host_str.trim_start_matches('[').trim_end_matches(']');
+    let received = (host_trim != ip).then_some(ip);
+    let rport_at = if tv.rport {
+        find_bare_rport(c.bytes(tv.value)).map(|off| tv.value.start as usize + off)
+    } else {
+        None
+    };
+    let fix = ViaFix {
+        at: tv.value.end as usize,
+        received,
+        rport_at,
+        port: src.port(),
+    };
+    build(&c.raw, spec, Some(&fix))
+}
+
+/// Answers a request that failed checks: header lines are copied as they are,
+/// since they may be the very thing that is broken.
+pub fn reply_raw(raw: &RawMessage, spec: &ReplySpec<'_>) -> Bytes {
+    build(raw, spec, None)
+}
+
+/// Offset just past a flag-form `rport` parameter inside a Via value.
+fn find_bare_rport(via: &[u8]) -> Option<usize> {
+    let lower: Vec<u8> = via.to_ascii_lowercase();
+    let mut from = 0;
+    while let Some(i) = memchr::memmem::find(&lower[from..], b"rport") {
+        let start = from + i;
+        let end = start + 5;
+        let before_ok = lower[..start]
+            .iter()
+            .rev()
+            .find(|b| !b.is_ascii_whitespace())
+            == Some(&b';');
+        let after = lower[end..].iter().find(|b| !b.is_ascii_whitespace());
+        if before_ok && matches!(after, None | Some(b';') | Some(b',')) {
+            return Some(end);
+        }
+        from = end;
+    }
+    None
+}
+
+fn build(raw: &RawMessage, spec: &ReplySpec<'_>, fix: Option<&ViaFix>) -> Bytes {
+    let mut out = BytesMut::with_capacity(512 + spec.extra.len());
+    let _ = write!(
+        Writer(&mut out),
+        "SIP/2.0 {} {}\r\n",
+        spec.code,
+        spec.phrase
+    );
+    let mut first_via = true;
+    for h in &raw.headers {
+        match h.name {
+            HeaderName::Via => {
+                let line = &raw.buf[h.line.range()];
+                match (first_via, fix) {
+                    (true, Some(fix)) => {
+                        let base = h.line.start as usize;
+                        let mut pieces: Vec<(usize, Vec<u8>)> = Vec::new();
+                        if let Some(r) = fix.rport_at {
+                            pieces.push((r - base, format!("={}", fix.port).into_bytes()));
+                        }
+                        if let Some(ip) = &fix.received {
+                            pieces.push((fix.at - base, format!(";received={ip}").into_bytes()));
+                        }
+                        pieces.sort_by_key(|p| p.0);
+                        let mut pos = 0;
+                        for (at, text) in pieces {
+                            out.extend_from_slice(&line[pos..at]);
+                            out.extend_from_slice(&text);
+                            pos = at;
+                        }
+                        out.extend_from_slice(&line[pos..]);
+                    }
+                    _ => out.extend_from_slice(line),
+                }
+                first_via = false;
+            }
+            HeaderName::From | HeaderName::CallId | HeaderName::CSeq => {
+                out.extend_from_slice(&raw.buf[h.line.range()]);
+            }
+            HeaderName::To => {
+                let value = raw.value(h);
+                let has_tag = super::syntax::parse_name_addr(value)
+                    .ok()
+                    .and_then(|n| n.param(b"tag"))
+                    .is_some();
+                match spec.to_tag {
+                    Some(tag) if !has_tag && spec.code > 100 => {
+                        let line = &raw.buf[h.line.range()];
+                        let cut = h.value.end as usize - h.line.start as usize;
+                        out.extend_from_slice(&line[..cut]);
+                        out.extend_from_slice(b";tag=");
+                        out.extend_from_slice(tag.as_bytes());
+                        out.extend_from_slice(&line[cut..]);
+                    }
+                    _ => out.extend_from_slice(&raw.buf[h.line.range()]),
+                }
+            }
+            _ => {}
+        }
+    }
+    out.extend_from_slice(spec.extra);
+    out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+    out.freeze()
+}
+
+/// `fmt::Write` over `BytesMut` without an intermediate `String`.
+struct Writer<'a>(&'a mut BytesMut);
+
+impl std::io::Write for Writer<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::{parse, Message, Transport};
+
+    #[test]
+    fn reply_copies_dialog_headers_and_fixes_via() {
+        let msg = "INVITE sip:b@example.com SIP/2.0\r\nv: SIP/2.0/UDP pbx.example.com;rport;branch=z9hG4bKa\r\nVia: SIP/2.0/UDP 10.1.1.1\r\nf: <sip:a@b>;tag=1\r\nTo: <sip:b@example.com>\r\ni: abc\r\nCSeq: 7 INVITE\r\nX-Other: y\r\nContent-Length: 0\r\n\r\n";
+        let Ok(Message::Request(r)) = parse(Bytes::from(msg), Transport::Udp) else {
+            panic!()
+        };
+        let out = reply(
+            &r,
+            "127.0.0.1:4000".parse().unwrap(),
+            &ReplySpec {
+                code: 403,
+                phrase: "Forbidden",
+                to_tag: Some("t1"),
+                extra: b"Reason: x\r\n",
+            },
+        );
+        let text = std::str::from_utf8(&out).unwrap();
+        assert_eq!(
+            text,
+            "SIP/2.0 403 Forbidden\r\nv: SIP/2.0/UDP pbx.example.com;rport=4000;branch=z9hG4bKa;received=127.0.0.1\r\nVia: SIP/2.0/UDP 10.1.1.1\r\nf: <sip:a@b>;tag=1\r\nTo: <sip:b@example.com>;tag=t1\r\ni: abc\r\nCSeq: 7 INVITE\r\nReason: x\r\nContent-Length: 0\r\n\r\n"
+        );
+    }
+}
