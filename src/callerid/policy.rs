@@ -1,0 +1,177 @@
+//! The caller-ID decision of SPEC §4: which number and name a call presents,
+//! or why it must be refused.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::inventory::{normalize, parse_e164_strict, syntactic_e164, Inventory, Region, E164};
+
+/// How a per-call number must be written to be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DynamicFormat {
+    /// Already E.164 (Amazon Connect's rule).
+    #[default]
+    Strict,
+    /// National and international dialling forms are normalised with the
+    /// queue's region first.
+    Normalize,
+}
+
+/// Which number a call ended up with, and why (the metrics label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// No per-call number: the queue's.
+    Queue,
+    /// The per-call number.
+    Dynamic,
+    /// The per-call number was not E.164: the queue's.
+    FallbackNotE164,
+    /// The per-call number is E.164 but not claimed: the queue's.
+    FallbackUnclaimed,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Queue => "queue",
+            Outcome::Dynamic => "dynamic",
+            Outcome::FallbackNotE164 => "fallback_not_e164",
+            Outcome::FallbackUnclaimed => "fallback_unclaimed",
+        }
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why no caller ID may be shown; the call is refused (SPEC §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectReason {
+    UnknownQueue,
+    NoQueueNumber,
+}
+
+impl RejectReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::UnknownQueue => "unknown_queue",
+            RejectReason::NoQueueNumber => "no_queue_number",
+        }
+    }
+}
+
+impl fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The identity a call presents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub outcome: Outcome,
+    pub number: E164,
+    /// Display name; empty means none.
+    pub name: Arc<str>,
+    pub anonymous: bool,
+}
+
+/// Verdicts kept before the cache is emptied: bounds memory however many
+/// distinct numbers callers send, while a busy queue's repeats stay cheap.
+const CACHE_CAPACITY: usize = 65_536;
+
+/// Longer per-call values are not numbers; they are refused without parsing.
+const MAX_PER_CALL_LEN: usize = 64;
+
+/// Decides caller IDs. One per worker: it owns a cache of number verdicts so
+/// that the slow `phonenumber` parser runs at most once per distinct input.
+#[derive(Debug)]
+pub struct Resolver {
+    mode: DynamicFormat,
+    /// Region (`None` in strict mode, where the region plays no part) →
+    /// trimmed input → E.164 if valid. Nested so a lookup needs no allocation.
+    cache: HashMap<Option<Region>, HashMap<Box<str>, Option<E164>>>,
+    cached: usize,
+}
+
+impl Resolver {
+    pub fn new(mode: DynamicFormat) -> Resolver {
+        Resolver {
+            mode,
+            cache: HashMap::new(),
+            cached: 0,
+        }
+    }
+
+    pub fn mode(&self) -> DynamicFormat {
+        self.mode
+    }
+
+    /// SPEC §4 steps 1-4 for one call. `per_call` is the raw header value;
+    /// surrounding whitespace is ignored and an empty value counts as absent.
+    pub fn resolve(
+        &mut self,
+        inv: &Inventory,
+        queue_id: &str,
+        per_call: Option<&str>,
+    ) -> Result<Decision, RejectReason> {
+        let queue = inv
+            .queue(queue_id.trim())
+            .ok_or(RejectReason::UnknownQueue)?;
+        let queue_number = queue.number.ok_or(RejectReason::NoQueueNumber)?;
+        let decide = |outcome, number| Decision {
+            outcome,
+            number,
+            name: queue.name.clone(),
+            anonymous: queue.anonymous,
+        };
+        let per_call = per_call.map(str::trim).filter(|s| !s.is_empty());
+        let Some(input) = per_call else {
+            return Ok(decide(Outcome::Queue, queue_number));
+        };
+        // Claimed numbers were validated at load: a canonical claimed number
+        // needs no parsing, whatever the mode.
+        if let Some(e) = syntactic_e164(input).filter(|e| inv.is_claimed(e)) {
+            return Ok(decide(Outcome::Dynamic, e));
+        }
+        let region = match self.mode {
+            DynamicFormat::Strict => None,
+            DynamicFormat::Normalize => Some(queue.region),
+        };
+        Ok(match self.verdict(region, input) {
+            None => decide(Outcome::FallbackNotE164, queue_number),
+            Some(e) if inv.is_claimed(&e) => decide(Outcome::Dynamic, e),
+            Some(_) => decide(Outcome::FallbackUnclaimed, queue_number),
+        })
+    }
+
+    /// The E.164 form of `input` if it is a valid number (as written, or
+    /// after normalisation with `region`), remembered per input.
+    fn verdict(&mut self, region: Option<Region>, input: &str) -> Option<E164> {
+        if input.len() > MAX_PER_CALL_LEN {
+            return None;
+        }
+        if let Some(v) = self.cache.get(&region).and_then(|m| m.get(input)) {
+            return *v;
+        }
+        let v = match region {
+            None => parse_e164_strict(input),
+            Some(r) => normalize(input, r),
+        };
+        if self.cached >= CACHE_CAPACITY {
+            self.cache.clear();
+            self.cached = 0;
+        }
+        self.cache
+            .entry(region)
+            .or_default()
+            .insert(input.into(), v);
+        self.cached += 1;
+        v
+    }
+}
