@@ -19,6 +19,8 @@
 #   --timeout S             hard limit of the run in seconds (calls/rate + 30)
 #   --outdir DIR            where SIPp logs and stats go (/tmp/cidgate-lab/load-<time>)
 #   --no-uas                don't start a UAS (one is already listening)
+#   --no-verify             UAS computes its checks but fails nothing (no-proxy baseline:
+#                           --target 127.0.0.1:<uas-port> with accept-only calls)
 #   --trace-msg             SIPp -trace_msg on both sides (every message to a file; slow)
 # Prints a human summary and one machine line starting with "RESULT".
 set -u
@@ -27,7 +29,7 @@ SCEN="$HERE/sipp-scenarios"
 
 RATE=""; CALLS=""; TRANSPORT=udp; TARGET=127.0.0.1:5060; GWPID=""; CALLSFILE="$SCEN/data/calls.csv"
 DOMAIN=gw.example.net; UASPORT=5080; UACPORT=5070; PAUSE=100; BYEDISP=check; MAXFAIL=0; MAXPCT=""
-TIMEOUT=""; OUTDIR=""; START_UAS=1; TRACE=()
+TIMEOUT=""; OUTDIR=""; START_UAS=1; TRACE=(); VERIFY=on
 die() { echo "load.sh: $*" >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -47,6 +49,7 @@ while [ $# -gt 0 ]; do
     --timeout) TIMEOUT=$2; shift 2;;
     --outdir) OUTDIR=$2; shift 2;;
     --no-uas) START_UAS=0; shift;;
+    --no-verify) VERIFY=off; shift;;
     --trace-msg) TRACE=(-trace_msg); shift;;
     -h|--help) sed -n '2,/^set -u/p' "$0" | sed 's/^# \{0,1\}//;$d'; exit 0;;
     *) die "unknown option $1";;
@@ -99,7 +102,7 @@ proc_ticks() { [ -r "/proc/$1/stat" ] && awk '{sub(/.*\) /,""); print $12+$13}' 
 
 COMMON=(-i 127.0.0.1 -t "$T" -key domain "$DOMAIN" -nostdin -trace_stat -fd 1 -trace_logs -trace_err ${TRACE[@]+"${TRACE[@]}"})
 if [ "$START_UAS" = 1 ]; then
-  sipp -sf "$SCEN/uas.xml" -p "$UASPORT" "${COMMON[@]}" -key bye_display "$BYEDISP" \
+  sipp -sf "$SCEN/uas.xml" -p "$UASPORT" "${COMMON[@]}" -key bye_display "$BYEDISP" -key verify "$VERIFY" \
        -stf "$OUTDIR/uas_stat.csv" -message_file "$OUTDIR/uas_msg.log" -log_file "$OUTDIR/uas.log" -error_file "$OUTDIR/uas_err.log" \
        -timeout "$((TIMEOUT + 15))s" -buff_size 4194304 >"$OUTDIR/uas.out" 2>&1 &
   UAS_PID=$!
