@@ -1,0 +1,180 @@
+#!/usr/bin/env bash
+# cidgate vs Kamailio vs no proxy, same SIPp load, same lab data.
+#
+#  1. scripts/gen_lab.py makes the lab data (default here is smaller than the
+#     generator's own: 2 000 queues, 20 000 claimed numbers, 20 000 calls);
+#     scripts/kamailio_inventory.py converts it for Kamailio.
+#  2. per transport (udp, then tcp) and per target:
+#       baseline  UAC straight to the UAS (accept calls only, UAS checks off):
+#                 what SIPp itself manages on this machine
+#       kamailio  kamailio/kamailio.cfg on 127.0.0.1:5062
+#       cidgate   "<cidgate> run --config <generated toml>" on 127.0.0.1:5060
+#     a fixed-rate run (--rate, --run-calls) reporting gateway CPU us per call,
+#     then a ramp (--ramp rates, each --ramp-seconds long) up to the highest
+#     rate with < 0.1 % failed calls.
+#  3. a summary: CPU us per call per gateway and the cidgate/Kamailio ratio,
+#     highest clean rate per target.
+# Every SIPp run is bounded by call count and time (scripts/load.sh); every
+# process started here is killed by pid on exit.
+#
+# usage: scripts/compare.sh [--cidgate target/release/cidgate] [options]
+#   --cidgate PATH       cidgate binary; without it only baseline and Kamailio run
+#   --rate R             fixed-rate run, calls per second          (1000)
+#   --run-calls N        calls in the fixed-rate run                (10000)
+#   --ramp "R1 R2 ..."   ramp rates                                 ("250 500 1000 1500 2000 3000 4000")
+#   --ramp-seconds S     length of each ramp step                   (5)
+#   --no-ramp            fixed-rate runs only
+#   --transports "udp tcp"                                          (udp tcp)
+#   --targets "baseline kamailio cidgate"                           (all available)
+#   --queues Q --numbers N --calls C --seed S   lab size           (2000 20000 20000 1)
+#   --mode strict|normalize                                         (strict)
+#   --out DIR            everything goes here        (/tmp/cidgate-lab/compare-<time>)
+set -u
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+CIDGATE=""; RATE=1000; RUNCALLS=10000; RAMP="250 500 1000 1500 2000 3000 4000"; RAMPSEC=5; DORAMP=1
+TRANSPORTS="udp tcp"; TARGETS=""; QUEUES=2000; NUMBERS=20000; CALLS=20000; SEED=1; MODE=strict; OUT=""
+die() { echo "compare.sh: $*" >&2; exit 2; }
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --cidgate) CIDGATE=$2; shift 2;;
+    --rate) RATE=$2; shift 2;;
+    --run-calls) RUNCALLS=$2; shift 2;;
+    --ramp) RAMP=$2; shift 2;;
+    --ramp-seconds) RAMPSEC=$2; shift 2;;
+    --no-ramp) DORAMP=0; shift;;
+    --transports) TRANSPORTS=$2; shift 2;;
+    --targets) TARGETS=$2; shift 2;;
+    --queues) QUEUES=$2; shift 2;;
+    --numbers) NUMBERS=$2; shift 2;;
+    --calls) CALLS=$2; shift 2;;
+    --seed) SEED=$2; shift 2;;
+    --mode) MODE=$2; shift 2;;
+    --out) OUT=$2; shift 2;;
+    -h|--help) sed -n '2,/^set -u/p' "$0" | sed 's/^# \{0,1\}//;$d'; exit 0;;
+    *) die "unknown option $1";;
+  esac
+done
+[ -n "$OUT" ] || OUT=/tmp/cidgate-lab/compare-$(date +%Y%m%d-%H%M%S)
+mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
+if [ -z "$TARGETS" ]; then
+  TARGETS="baseline kamailio"; [ -n "$CIDGATE" ] && TARGETS="$TARGETS cidgate"
+fi
+case " $TARGETS " in *" cidgate "*) [ -x "$CIDGATE" ] || die "--cidgate PATH (executable) needed for target cidgate";; esac
+case "$MODE" in strict) CALLSFILE=calls.csv; KDEF=();; normalize) CALLSFILE=calls-normalize.csv; KDEF=(-A NORMALIZE);;
+  *) die "--mode strict|normalize";; esac
+command -v sipp >/dev/null && command -v kamailio >/dev/null || die "needs sipp and kamailio"
+
+GW_PID=""; LOAD_PID=""
+stop_gw() {
+  if [ -n "$GW_PID" ]; then
+    kill "$GW_PID" 2>/dev/null
+    for _ in $(seq 50); do kill -0 "$GW_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$GW_PID" 2>/dev/null
+    wait "$GW_PID" 2>/dev/null
+    GW_PID=""
+  fi
+}
+cleanup() { [ -n "$LOAD_PID" ] && kill "$LOAD_PID" 2>/dev/null && wait "$LOAD_PID" 2>/dev/null; LOAD_PID=""; stop_gw; }
+trap 'cleanup; exit 130' INT TERM
+trap cleanup EXIT
+
+port_busy() { [ -n "$(ss -Hln "( sport = :$1 )" 2>/dev/null)" ]; }
+for p in 5060 5062 5070 5080; do port_busy $p && die "port $p already in use on this machine"; done
+
+echo "== lab data"
+python3 "$HERE/scripts/gen_lab.py" --seed "$SEED" --queues "$QUEUES" --numbers "$NUMBERS" --calls "$CALLS" --out "$OUT/lab" || exit 1
+python3 "$HERE/scripts/kamailio_inventory.py" "$OUT/lab/queues.csv" "$OUT/lab/numbers.csv" "$OUT/kamailio-db" || exit 1
+sed 's/transport=udp/transport=tcp/' "$OUT/lab/cidgate.toml" > "$OUT/lab/cidgate-tcp.toml"
+sed 's/transport=udp/transport=tcp/' "$OUT/lab/cidgate-normalize.toml" > "$OUT/lab/cidgate-normalize-tcp.toml"
+{ echo SEQUENTIAL; grep ';accept;' "$OUT/lab/$CALLSFILE"; } > "$OUT/lab/calls-accept-only.csv"
+
+# start_gw TARGET TRANSPORT -> sets GW_PID, GW_ADDR, EXTRA (load.sh options)
+start_gw() {
+  local target=$1 tr=$2
+  EXTRA=()
+  case "$target" in
+    baseline)
+      GW_ADDR=127.0.0.1:5080; EXTRA=(--no-verify --calls-file "$OUT/lab/calls-accept-only.csv"); return 0;;
+    kamailio)
+      GW_ADDR=127.0.0.1:5062; EXTRA=(--bye-display ignore --calls-file "$OUT/lab/$CALLSFILE")
+      kamailio -f "$HERE/kamailio/kamailio.cfg" -DD -E -m 256 -M 32 \
+        -A "DBURL=\"text://$OUT/kamailio-db\"" -A "CTL_SOCK=\"unix:$OUT/kamailio-ctl\"" \
+        -A "CARRIER=\"sip:127.0.0.1:5080;transport=$tr\"" ${KDEF[@]+"${KDEF[@]}"} \
+        >"$OUT/kamailio-$tr.log" 2>&1 &
+      GW_PID=$!;;
+    cidgate)
+      GW_ADDR=127.0.0.1:5060; EXTRA=(--calls-file "$OUT/lab/$CALLSFILE")
+      local cfg="$OUT/lab/cidgate.toml"
+      [ "$MODE" = normalize ] && cfg="$OUT/lab/cidgate-normalize.toml"
+      [ "$tr" = tcp ] && cfg="${cfg%.toml}-tcp.toml"
+      "$CIDGATE" run --config "$cfg" >"$OUT/cidgate-$tr.log" 2>&1 &
+      GW_PID=$!;;
+  esac
+  local port=${GW_ADDR##*:}
+  for _ in $(seq 100); do
+    kill -0 "$GW_PID" 2>/dev/null || { tail -5 "$OUT/$target-$tr.log" >&2; GW_PID=""; return 1; }
+    port_busy "$port" && { sleep 0.5; return 0; }
+    sleep 0.1
+  done
+  echo "compare.sh: $target did not open port $port" >&2; stop_gw; return 1
+}
+
+# run_load NAME load.sh-args... ; prints the RESULT line, keeps it in $OUT/results
+run_load() {
+  local name=$1; shift
+  "$HERE/scripts/load.sh" "$@" --outdir "$OUT/runs/$name" >"$OUT/runs-$name.txt" 2>&1 &
+  LOAD_PID=$!; wait "$LOAD_PID"; local rc=$?; LOAD_PID=""
+  local line; line=$(grep '^RESULT' "$OUT/runs-$name.txt")
+  [ -n "$line" ] || line="RESULT verdict=ERROR (see $OUT/runs-$name.txt)"
+  echo "$name $line" >> "$OUT/results"
+  printf '  %-26s %s\n' "$name" "${line#RESULT }"
+  grep -E 'SIPp CPU|gateway ' "$OUT/runs-$name.txt" | sed 's/^ */      /'
+  return $rc
+}
+
+: > "$OUT/results"
+for tr in $TRANSPORTS; do
+  for target in $TARGETS; do
+    echo "== $target over $tr"
+    start_gw "$target" "$tr" || { echo "  $target could not start, skipped"; continue; }
+    PIDOPT=(); [ -n "$GW_PID" ] && PIDOPT=(--pid "$GW_PID")
+    run_load "$target-$tr-fixed-$RATE" --rate "$RATE" --calls "$RUNCALLS" --transport "$tr" \
+      --target "$GW_ADDR" "${PIDOPT[@]}" "${EXTRA[@]}" --max-failed-pct 0.1
+    if [ "$DORAMP" = 1 ]; then
+      for r in $RAMP; do
+        run_load "$target-$tr-ramp-$r" --rate "$r" --calls $(( r * RAMPSEC )) --transport "$tr" \
+          --target "$GW_ADDR" "${PIDOPT[@]}" "${EXTRA[@]}" --max-failed-pct 0.1 || break
+      done
+    fi
+    stop_gw
+  done
+done
+
+echo "== summary (CPU = gateway process tree, utime+stime; pass = < 0.1 % failed calls)"
+python3 - "$OUT/results" "$RATE" "$TRANSPORTS" "$TARGETS" <<'PY'
+import sys
+path, rate, transports, targets = sys.argv[1], sys.argv[2], sys.argv[3].split(), sys.argv[4].split()
+res = {}
+for line in open(path):
+    name, rest = line.split(" ", 1)
+    kv = dict(x.split("=", 1) for x in rest.split()[1:] if "=" in x)
+    res[name] = kv
+for tr in transports:
+    cpu = {}
+    for t in targets:
+        r = res.get("%s-%s-fixed-%s" % (t, tr, rate), {})
+        cpu[t] = r.get("cpu_us_per_call", "-")
+        ramp = [(int(k.rsplit("-", 1)[1]), v) for k, v in res.items() if k.startswith("%s-%s-ramp-" % (t, tr))]
+        best = max([r_ for r_, v in ramp if v.get("verdict") == "PASS"], default=None)
+        top = max([r_ for r_, v in ramp], default=None)
+        print("  %-4s %-9s fixed %s cps: %s ok / %s failed, %s us CPU per call;  highest clean ramp rate: %s%s"
+              % (tr, t, rate, r.get("ok", "-"), r.get("failed", "-"), cpu[t],
+                 "%s cps" % best if best else "none",
+                 " (ramp stopped at %s)" % top if top and top != best else (" (top of ramp)" if best else "")))
+    k, c = cpu.get("kamailio", "-"), cpu.get("cidgate", "-")
+    try:
+        print("  %-4s cidgate / kamailio CPU per call = %.2f" % (tr, float(c) / float(k)))
+    except ValueError:
+        pass
+PY
+echo "(details: $OUT)"
