@@ -78,6 +78,9 @@ impl Common {
     pub fn bytes(&self, s: Span) -> &[u8] {
         self.raw.bytes(s)
     }
+    pub fn value(&self, h: &HeaderField) -> &[u8] {
+        self.raw.value(h)
+    }
     pub fn header(&self, i: usize) -> &HeaderField {
         &self.raw.headers[i]
     }

@@ -1,0 +1,1043 @@
+//! Transaction-stateful proxy logic (RFC 3261 §16, §17) around the caller-ID
+//! rewrite. One instance owns all transaction state; the shell serialises input
+//! into it, which keeps the hot path free of locks.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::dialog::DialogState;
+use super::rewrite::{self, Direction, HopRequest, InDialog, InitialInvite};
+use super::settings::Settings;
+use super::{Event, Peer, Transmit};
+use crate::callerid::policy::Resolver;
+use crate::callerid::render::Presented;
+use crate::inventory::InventoryHandle;
+use crate::sip::message::{Common, ParseFailure};
+use crate::sip::reply::{self, ReplySpec};
+use crate::sip::scan::Span;
+use crate::sip::syntax;
+use crate::sip::{self as sipmod, HeaderName, Message, Method, Request, Response, Transport};
+
+/// RFC 3261 timer values.
+const T1: Duration = Duration::from_millis(500);
+const T2: Duration = Duration::from_secs(4);
+/// Timer B / F / H: 64·T1.
+const TIMEOUT: Duration = Duration::from_secs(32);
+/// Timer C: a proxy gives up on a ringing INVITE after more than three minutes.
+const TIMER_C: Duration = Duration::from_secs(181);
+/// How long a finished transaction is kept to absorb retransmissions.
+const LINGER: Duration = Duration::from_secs(32);
+
+/// The branch prefix of every Via the gateway writes; the magic cookie keeps it
+/// RFC 3261 compliant, the rest marks it as ours for loop detection.
+const BRANCH_PREFIX: &str = "z9hG4bKcg";
+
+type TxnId = u64;
+
+/// Client side of a transaction: the request as sent to the next hop.
+struct Client {
+    branch: String,
+    dest: Peer,
+    request: Bytes,
+    hop: HopRequest,
+    provisional: bool,
+    final_code: Option<u16>,
+    /// UDP retransmission (Timer A / E): next time and current interval.
+    retrans: Option<(Instant, Duration)>,
+    /// Timer B / F before a provisional, Timer C after one.
+    deadline: Instant,
+    cancel_sent: bool,
+    /// Timer C fired and a CANCEL went out; the next deadline answers 408.
+    timer_c_fired: bool,
+}
+
+/// What kind of request the transaction forwards, and what it needs to redo.
+enum Kind {
+    /// A new outbound call: may fail over to the next carrier.
+    Call {
+        carrier: usize,
+        queue_number: String,
+        name: String,
+        anonymous: bool,
+        add_privacy: bool,
+    },
+    /// Any other forwarded request (in-dialog or plain out-of-dialog).
+    Other,
+    /// Answered by the gateway itself (the caller-ID reject); nothing forwarded.
+    Local,
+}
+
+struct Txn {
+    server_key: Box<[u8]>,
+    invite: bool,
+    upstream: Peer,
+    /// The request as received (kept to answer it and, for calls, to fail over).
+    request: Request,
+    kind: Kind,
+    restore_from: Option<Bytes>,
+    restore_to: Option<Bytes>,
+    /// Last response sent upstream, resent on a retransmitted request.
+    last_response: Option<Bytes>,
+    final_code: Option<u16>,
+    acked: bool,
+    cancelled: bool,
+    /// Timer G: retransmission of a non-2xx final over UDP until the ACK.
+    retrans_up: Option<(Instant, Duration)>,
+    expire_at: Option<Instant>,
+    client: Option<Client>,
+}
+
+pub struct Proxy {
+    settings: Arc<Settings>,
+    inventory: Arc<InventoryHandle>,
+    resolver: Resolver,
+    txns: HashMap<TxnId, Txn>,
+    by_server_key: HashMap<Box<[u8]>, TxnId>,
+    by_branch: HashMap<String, TxnId>,
+    timers: BinaryHeap<Reverse<(Instant, TxnId)>>,
+    next_id: TxnId,
+    out: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+impl Proxy {
+    pub fn new(settings: Settings, inventory: Arc<InventoryHandle>) -> Proxy {
+        let resolver = Resolver::new(settings.dynamic_format);
+        Proxy {
+            settings: Arc::new(settings),
+            inventory,
+            resolver,
+            txns: HashMap::new(),
+            by_server_key: HashMap::new(),
+            by_branch: HashMap::new(),
+            timers: BinaryHeap::new(),
+            next_id: 1,
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Earliest time `handle_timeout` has work to do.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((t, _))| *t)
+    }
+
+    /// Number of live transactions (for metrics and graceful shutdown).
+    pub fn transactions(&self) -> usize {
+        self.txns.len()
+    }
+
+    fn send(&mut self, to: Peer, data: Bytes) {
+        // Never toward addresses no peer can have (RFC 4475 bcast).
+        let ip = to.addr.ip();
+        let unroutable = ip.is_unspecified()
+            || ip.is_multicast()
+            || matches!(ip, IpAddr::V4(v4) if v4.is_broadcast())
+            || to.addr.port() == 0;
+        if unroutable {
+            self.events.push_back(Event::Dropped {
+                from: to.addr,
+                reason: "refusing to send to an unroutable address",
+            });
+            return;
+        }
+        self.out.push_back(Transmit { to, data });
+    }
+
+    fn schedule(&mut self, at: Instant, id: TxnId) {
+        self.timers.push(Reverse((at, id)));
+    }
+
+    /// Feeds one received message (a UDP datagram or a framed TCP message).
+    pub fn handle(&mut self, now: Instant, from: Peer, data: Bytes) {
+        match sipmod::parse(data, from.transport) {
+            Ok(Message::Request(r)) => self.on_request(now, from, r),
+            Ok(Message::Response(r)) => self.on_response(now, from, r),
+            Err(ParseFailure::Reject { raw, code, reason }) => {
+                let is_ack = match raw.start {
+                    crate::sip::scan::StartLine::Request { method, .. } => {
+                        raw.bytes(method) == b"ACK"
+                    }
+                    _ => true,
+                };
+                if !is_ack {
+                    let phrase = if code == 505 {
+                        "Version Not Supported"
+                    } else {
+                        reason
+                    };
+                    let data = reply::reply_raw(
+                        &raw,
+                        &ReplySpec {
+                            code,
+                            phrase,
+                            to_tag: Some("cgerr"),
+                            extra: b"",
+                        },
+                    );
+                    self.send(from, data);
+                }
+                self.events.push_back(Event::Refused {
+                    from: from.addr,
+                    code,
+                    reason,
+                });
+            }
+            Err(ParseFailure::Drop(reason)) => self.events.push_back(Event::Dropped {
+                from: from.addr,
+                reason,
+            }),
+        }
+    }
+
+    fn respond(&mut self, from: Peer, req: &Request, code: u16, phrase: &str, extra: &[u8]) -> Bytes {
+        let tag = self.local_tag(&req.common);
+        let data = reply::reply(
+            req,
+            from.addr,
+            &ReplySpec {
+                code,
+                phrase,
+                to_tag: Some(&tag),
+                extra,
+            },
+        );
+        self.send(from, data.clone());
+        data
+    }
+
+    fn refuse(&mut self, from: Peer, req: &Request, code: u16, phrase: &'static str, extra: &[u8]) {
+        if req.method != Method::Ack {
+            self.respond(from, req, code, phrase, extra);
+        }
+        self.events.push_back(Event::Refused {
+            from: from.addr,
+            code,
+            reason: phrase,
+        });
+    }
+
+    /// A To tag for responses the gateway generates, stable across
+    /// retransmissions of the same request.
+    fn local_tag(&self, c: &Common) -> String {
+        let d = self
+            .settings
+            .key
+            .digest(&[b"tag", c.call_id(), c.from_tag(), c.branch().unwrap_or(b"")]);
+        format!("cg{}", hex(&d[..6]))
+    }
+
+    fn server_key(c: &Common, class: &[u8]) -> Box<[u8]> {
+        let mut k = Vec::with_capacity(80);
+        k.extend_from_slice(class);
+        k.push(0);
+        match c.branch() {
+            Some(b) if b.starts_with(b"z9hG4bK") => {
+                k.extend_from_slice(b);
+                k.push(0);
+                k.extend_from_slice(c.bytes(c.top_via.host));
+                k.extend_from_slice(&c.top_via.port.unwrap_or(0).to_be_bytes());
+            }
+            _ => {
+                // RFC 2543 matching: no usable branch.
+                k.extend_from_slice(c.call_id());
+                k.push(0);
+                k.extend_from_slice(&c.cseq_num.to_be_bytes());
+                k.extend_from_slice(c.from_tag());
+                k.push(0);
+                k.extend_from_slice(c.bytes(c.top_via.value));
+            }
+        }
+        k.into_boxed_slice()
+    }
+
+    fn class_of(req: &Request) -> Vec<u8> {
+        match req.method {
+            Method::Invite | Method::Ack | Method::Cancel => b"INVITE".to_vec(),
+            _ => req.method_bytes().to_vec(),
+        }
+    }
+
+    fn on_request(&mut self, now: Instant, from: Peer, req: Request) {
+        let key = Self::server_key(&req.common, &Self::class_of(&req));
+        match req.method {
+            Method::Ack => return self.on_ack(now, from, req, key),
+            Method::Cancel => return self.on_cancel(from, req, key),
+            _ => {}
+        }
+        if let Some(&id) = self.by_server_key.get(&key) {
+            // A retransmission: answer with what we answered last.
+            if let Some(resp) = self.txns.get(&id).and_then(|t| t.last_response.clone()) {
+                let to = self.txns[&id].upstream;
+                self.send(to, resp);
+            }
+            return;
+        }
+        if req.max_forwards.map(|m| m.1) == Some(0) {
+            return self.refuse(from, &req, 483, "Too Many Hops", b"");
+        }
+        if req.common.to_tag.is_some() {
+            return self.on_in_dialog(now, from, req, key);
+        }
+        if !self.settings.is_trusted(from.addr.ip()) {
+            return self.refuse(from, &req, 403, "Forbidden", b"");
+        }
+        if self.is_loop(&req) {
+            return self.refuse(from, &req, 482, "Loop Detected", b"");
+        }
+        if let Some(unsupported) = proxy_require(&req.common) {
+            let extra = format!("Unsupported: {unsupported}\r\n");
+            return self.refuse(from, &req, 420, "Bad Extension", extra.as_bytes());
+        }
+        match req.method {
+            Method::Invite => self.on_new_call(now, from, req, key),
+            Method::Options if self.addressed_to_us(&req) => {
+                self.respond(
+                    from,
+                    &req,
+                    200,
+                    "OK",
+                    b"Allow: INVITE, ACK, CANCEL, BYE, OPTIONS\r\nAccept: application/sdp\r\n",
+                );
+            }
+            _ => {
+                // Other out-of-dialog requests from the PBX go to the first carrier
+                // unchanged apart from the proxy's own edits.
+                let Some(&dest) = self.settings.carriers.first() else {
+                    return self.refuse(from, &req, 503, "Service Unavailable", b"");
+                };
+                self.forward_other(now, from, req, key, dest, None, None, |req, via| {
+                    rewrite::plain(req, via)
+                });
+            }
+        }
+    }
+
+    fn addressed_to_us(&self, req: &Request) -> bool {
+        syntax::parse_sip_uri(req.uri())
+            .map(|u| u.user.is_none() && self.settings.is_own_host(u.host))
+            .unwrap_or(false)
+    }
+
+    /// Loop detection (RFC 3261 §16.3 step 4): our Via is already in the message
+    /// with the loop hash this request would get again.
+    fn is_loop(&self, req: &Request) -> bool {
+        let needle = format!("{BRANCH_PREFIX}{}", self.loop_hash(req));
+        let c = &req.common;
+        c.raw
+            .all(HeaderName::Via)
+            .any(|h| memchr::memmem::find(c.value(h), needle.as_bytes()).is_some())
+    }
+
+    fn loop_hash(&self, req: &Request) -> String {
+        let c = &req.common;
+        let d = self.settings.key.digest(&[
+            b"loop",
+            req.uri(),
+            c.call_id(),
+            c.from_tag(),
+            &c.cseq_num.to_be_bytes(),
+        ]);
+        hex(&d[..4])
+    }
+
+    fn branch_for(&self, req: &Request, key: &[u8], attempt: usize) -> String {
+        let d = self
+            .settings
+            .key
+            .digest(&[b"branch", key, &(attempt as u64).to_be_bytes()]);
+        format!("{BRANCH_PREFIX}{}{}", self.loop_hash(req), hex(&d[..8]))
+    }
+
+    fn via_line(&self, transport: Transport, branch: &str) -> String {
+        let sent_by = match self.settings.local(transport) {
+            Some(p) if !p.addr.ip().is_unspecified() => p.addr.to_string(),
+            Some(p) => format!("{}:{}", self.settings.domain, p.addr.port()),
+            None => self.settings.domain.clone(),
+        };
+        format!(
+            "Via: SIP/2.0/{} {};branch={};rport\r\n",
+            transport.via_token(),
+            sent_by,
+            branch
+        )
+    }
+
+    fn record_route(&self, incoming: Transport, token: &str) -> String {
+        let port = self
+            .settings
+            .local(incoming)
+            .map(|p| p.addr.port())
+            .unwrap_or(5060);
+        let port = if port == 5060 {
+            String::new()
+        } else {
+            format!(":{port}")
+        };
+        format!(
+            "Record-Route: <sip:{}{};lr;cg={}>\r\n",
+            self.settings.domain, port, token
+        )
+    }
+
+    fn new_id(&mut self) -> TxnId {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// Out-of-dialog INVITE from the PBX: the caller-ID pipeline (SPEC §4).
+    fn on_new_call(&mut self, now: Instant, from: Peer, req: Request, key: Box<[u8]>) {
+        let c = &req.common;
+        let queue = rewrite::header_value(c, &self.settings.queue_header)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_default();
+        let per_call = rewrite::header_value(c, &self.settings.dynamic_header)
+            .map(|v| String::from_utf8_lossy(v).into_owned());
+        let inventory = self.inventory.snapshot();
+        let decision = self
+            .resolver
+            .resolve(&inventory, &queue, per_call.as_deref());
+        let call_id = lossy(c.call_id());
+        let id = self.new_id();
+        match decision {
+            Err(reason) => {
+                self.events.push_back(Event::Decision {
+                    call_id,
+                    queue,
+                    outcome: reason.as_str(),
+                    number: None,
+                });
+                let s = self.settings.clone();
+                let data = self.respond(
+                    from,
+                    &req,
+                    s.reject_code,
+                    &s.reject_phrase,
+                    s.reject_headers.as_bytes(),
+                );
+                let mut txn = Txn {
+                    server_key: key.clone(),
+                    invite: true,
+                    upstream: from,
+                    request: req,
+                    kind: Kind::Local,
+                    restore_from: None,
+                    restore_to: None,
+                    last_response: Some(data),
+                    final_code: Some(s.reject_code),
+                    acked: false,
+                    cancelled: false,
+                    retrans_up: None,
+                    expire_at: Some(now + LINGER),
+                    client: None,
+                };
+                if from.transport == Transport::Udp {
+                    txn.retrans_up = Some((now + T1, T1));
+                    self.schedule(now + T1, id);
+                }
+                self.schedule(now + LINGER, id);
+                self.by_server_key.insert(key, id);
+                self.txns.insert(id, txn);
+            }
+            Ok(d) => {
+                let privacy = rewrite::privacy_id(c);
+                self.events.push_back(Event::Decision {
+                    call_id,
+                    queue,
+                    outcome: d.outcome.as_str(),
+                    number: Some(d.number.as_str().to_string()),
+                });
+                let trying = self.respond(from, &req, 100, "Trying", b"");
+                let restore_from = Some(c.buf().slice(c.header(c.from).value.range()));
+                let txn = Txn {
+                    server_key: key.clone(),
+                    invite: true,
+                    upstream: from,
+                    request: req,
+                    kind: Kind::Call {
+                        carrier: 0,
+                        queue_number: d.number.as_str().to_string(),
+                        name: d.name.to_string(),
+                        anonymous: d.anonymous || privacy,
+                        add_privacy: d.anonymous && !privacy,
+                    },
+                    restore_from,
+                    restore_to: None,
+                    last_response: Some(trying),
+                    final_code: None,
+                    acked: false,
+                    cancelled: false,
+                    retrans_up: None,
+                    expire_at: None,
+                    client: None,
+                };
+                self.by_server_key.insert(key, id);
+                self.txns.insert(id, txn);
+                self.start_call_attempt(now, id);
+            }
+        }
+    }
+
+    /// Sends the call to the carrier its `Kind::Call` points at, or answers
+    /// upstream when there is none left.
+    fn start_call_attempt(&mut self, now: Instant, id: TxnId) {
+        let Some(txn) = self.txns.get(&id) else { return };
+        let Kind::Call {
+            carrier,
+            ref queue_number,
+            ref name,
+            anonymous,
+            add_privacy,
+        } = txn.kind
+        else {
+            return;
+        };
+        let Some(&dest) = self.settings.carriers.get(carrier) else {
+            return self.final_upstream_local(now, id, 503, "Service Unavailable");
+        };
+        let req = &txn.request;
+        let c = &req.common;
+        let branch = self.branch_for(req, &txn.server_key, carrier);
+        let via = self.via_line(dest.transport, &branch);
+        let state = DialogState {
+            number: queue_number.clone(),
+            name: name.clone(),
+            anonymous,
+            pbx_from: {
+                let v = c.bytes(c.header(c.from).value);
+                let na = syntax::parse_name_addr(v).expect("From checked at parse");
+                v[..na.addr_len].to_vec()
+            },
+            pbx: txn.upstream,
+        };
+        let token = self.settings.key.seal(c.call_id(), c.from_tag(), &state);
+        let rr = self.record_route(txn.upstream.transport, &token);
+        let data = rewrite::initial_invite(
+            req,
+            &self.settings,
+            &InitialInvite {
+                id: Presented {
+                    number: queue_number,
+                    name,
+                    anonymous,
+                },
+                add_privacy,
+                via_line: via.as_bytes(),
+                record_route: rr.as_bytes(),
+            },
+        );
+        self.start_client(now, id, dest, branch, via, data);
+    }
+
+    fn start_client(&mut self, now: Instant, id: TxnId, dest: Peer, branch: String, via: String, data: Bytes) {
+        let Ok(Message::Request(sent)) = sipmod::parse(data.clone(), dest.transport) else {
+            // Our own output must parse; if it does not, fail the transaction
+            // rather than send garbage.
+            return self.final_upstream_local(now, id, 500, "Server Internal Error");
+        };
+        let hop = HopRequest::from_forwarded(&sent, via.as_bytes());
+        let retrans = (dest.transport == Transport::Udp).then_some((now + T1, T1));
+        let client = Client {
+            branch: branch.clone(),
+            dest,
+            request: data.clone(),
+            hop,
+            provisional: false,
+            final_code: None,
+            retrans,
+            deadline: now + TIMEOUT,
+            cancel_sent: false,
+            timer_c_fired: false,
+        };
+        if let Some(txn) = self.txns.get_mut(&id) {
+            if let Some(old) = txn.client.take() {
+                self.by_branch.remove(&old.branch);
+            }
+            txn.client = Some(client);
+        }
+        self.by_branch.insert(branch, id);
+        if let Some((t, _)) = retrans {
+            self.schedule(t, id);
+        }
+        self.schedule(now + TIMEOUT, id);
+        self.send(dest, data);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn forward_other(
+        &mut self,
+        now: Instant,
+        from: Peer,
+        req: Request,
+        key: Box<[u8]>,
+        dest: Peer,
+        restore_from: Option<Bytes>,
+        restore_to: Option<Bytes>,
+        build: impl FnOnce(&Request, &[u8]) -> Bytes,
+    ) {
+        let id = self.new_id();
+        let branch = self.branch_for(&req, &key, 0);
+        let via = self.via_line(dest.transport, &branch);
+        let data = build(&req, via.as_bytes());
+        let invite = req.method == Method::Invite;
+        let trying = if invite {
+            Some(self.respond(from, &req, 100, "Trying", b""))
+        } else {
+            None
+        };
+        let txn = Txn {
+            server_key: key.clone(),
+            invite,
+            upstream: from,
+            request: req,
+            kind: Kind::Other,
+            restore_from,
+            restore_to,
+            last_response: trying,
+            final_code: None,
+            acked: false,
+            cancelled: false,
+            retrans_up: None,
+            expire_at: None,
+            client: None,
+        };
+        self.by_server_key.insert(key, id);
+        self.txns.insert(id, txn);
+        self.start_client(now, id, dest, branch, via, data);
+    }
+
+    /// Finds our Route (the top one) and opens its dialog seal.
+    fn own_route(&self, c: &Common) -> Option<(usize, Span, DialogState, Direction)> {
+        let idx = c.raw.headers.iter().position(|h| h.name == HeaderName::Route)?;
+        let h = c.header(idx);
+        let value = c.bytes(h.value);
+        let (s, e) = *syntax::split_list(value).ok()?.first()?;
+        let first = &value[s..e];
+        let na = syntax::parse_name_addr(first).ok()?;
+        let uri = syntax::parse_sip_uri(na.uri)?;
+        if !self.settings.is_own_host(uri.host) {
+            return None;
+        }
+        let token = uri.param(b"cg")?;
+        let trimmed = syntax::trim_lws(first);
+        let off = h.value.start as usize + s + (trimmed.as_ptr() as usize - first.as_ptr() as usize);
+        let span = Span::new(off, off + trimmed.len());
+        let key = &self.settings.key;
+        if let Some(st) = key.open(c.call_id(), c.from_tag(), token) {
+            return Some((idx, span, st, Direction::Caller));
+        }
+        let to_tag = c.to_tag()?;
+        key.open(c.call_id(), to_tag, token)
+            .map(|st| (idx, span, st, Direction::Callee))
+    }
+
+    /// Where an in-dialog request goes after our Route is popped: the next Route,
+    /// else the Request-URI. Non-IP hosts fall back to the known peer of that side.
+    fn next_hop(&self, req: &Request, own_idx: usize, own: Span, fallback: Peer) -> Peer {
+        let c = &req.common;
+        let mut next_uri: Option<&[u8]> = None;
+        'outer: for (i, h) in c.raw.headers.iter().enumerate() {
+            if h.name != HeaderName::Route {
+                continue;
+            }
+            let value = c.bytes(h.value);
+            for (s, e) in syntax::split_list(value).unwrap_or_default() {
+                let abs = h.value.start as usize + s;
+                if i == own_idx && abs <= own.start as usize && own.start as usize <= h.value.start as usize + e {
+                    continue;
+                }
+                if let Ok(na) = syntax::parse_name_addr(&value[s..e]) {
+                    next_uri = Some(na.uri);
+                    break 'outer;
+                }
+            }
+        }
+        let uri = next_uri.unwrap_or_else(|| req.uri());
+        self.resolve_uri(uri).unwrap_or(fallback)
+    }
+
+    fn resolve_uri(&self, uri: &[u8]) -> Option<Peer> {
+        let u = syntax::parse_sip_uri(uri)?;
+        let host = std::str::from_utf8(u.host).ok()?;
+        let ip: IpAddr = host.trim_start_matches('[').trim_end_matches(']').parse().ok()?;
+        let addr = SocketAddr::new(ip, u.port.unwrap_or(5060));
+        // A known carrier keeps its configured transport.
+        if let Some(c) = self.settings.carriers.iter().find(|c| c.addr == addr) {
+            return Some(*c);
+        }
+        let transport = u
+            .param(b"transport")
+            .and_then(Transport::from_token)
+            .unwrap_or(Transport::Udp);
+        Some(Peer { transport, addr })
+    }
+
+    fn on_in_dialog(&mut self, now: Instant, from: Peer, req: Request, key: Box<[u8]>) {
+        if let Some(unsupported) = proxy_require(&req.common) {
+            let extra = format!("Unsupported: {unsupported}\r\n");
+            return self.refuse(from, &req, 420, "Bad Extension", extra.as_bytes());
+        }
+        let Some((route_idx, route_span, state, direction)) = self.own_route(&req.common) else {
+            // No route through a dialog we created: never relay (toll fraud).
+            return self.refuse(from, &req, 403, "Forbidden", b"");
+        };
+        let fallback = match direction {
+            Direction::Caller => self.settings.carriers.first().copied().unwrap_or(state.pbx),
+            Direction::Callee => state.pbx,
+        };
+        let mut dest = self.next_hop(&req, route_idx, route_span, fallback);
+        if dest.addr == state.pbx.addr {
+            dest = state.pbx;
+        }
+        let c = &req.common;
+        let (restore_from, restore_to) = match direction {
+            Direction::Caller => (Some(c.buf().slice(c.header(c.from).value.range())), None),
+            Direction::Callee => (None, Some(c.buf().slice(c.header(c.to).value.range()))),
+        };
+        let settings = self.settings.clone();
+        let build = move |req: &Request, via: &[u8]| {
+            rewrite::in_dialog(
+                req,
+                &settings,
+                &InDialog {
+                    direction,
+                    id: Presented {
+                        number: &state.number,
+                        name: &state.name,
+                        anonymous: state.anonymous,
+                    },
+                    pbx_from: &state.pbx_from,
+                    own_route: (route_idx, route_span),
+                    via_line: via,
+                },
+            )
+        };
+        if req.method == Method::Ack {
+            // ACK for a 2xx: stateless, with a branch that is stable across its
+            // retransmissions.
+            let branch = self.branch_for(&req, &key, 0);
+            let via = self.via_line(dest.transport, &branch);
+            let data = build(&req, via.as_bytes());
+            self.send(dest, data);
+            return;
+        }
+        self.forward_other(now, from, req, key, dest, restore_from, restore_to, build);
+    }
+
+    fn on_ack(&mut self, now: Instant, from: Peer, req: Request, key: Box<[u8]>) {
+        if let Some(&id) = self.by_server_key.get(&key) {
+            if let Some(txn) = self.txns.get_mut(&id) {
+                if txn.final_code.is_some_and(|c| c >= 300) {
+                    // ACK for a non-2xx we sent: absorbed (RFC 3261 §17.2.1).
+                    txn.acked = true;
+                    txn.retrans_up = None;
+                    return;
+                }
+            }
+        }
+        if req.common.to_tag.is_some() {
+            return self.on_in_dialog(now, from, req, key);
+        }
+        self.events.push_back(Event::Dropped {
+            from: from.addr,
+            reason: "ACK matches no transaction",
+        });
+    }
+
+    fn on_cancel(&mut self, from: Peer, req: Request, key: Box<[u8]>) {
+        let Some(&id) = self.by_server_key.get(&key) else {
+            return self.refuse(from, &req, 481, "Call/Transaction Does Not Exist", b"");
+        };
+        self.respond(from, &req, 200, "OK", b"");
+        let mut cancel = None;
+        if let Some(txn) = self.txns.get_mut(&id) {
+            if txn.final_code.is_some() {
+                return;
+            }
+            txn.cancelled = true;
+            if let Some(cl) = txn.client.as_mut() {
+                if cl.provisional && cl.final_code.is_none() && !cl.cancel_sent {
+                    cl.cancel_sent = true;
+                    cancel = Some((cl.dest, cl.hop.cancel()));
+                }
+            }
+        }
+        if let Some((dest, data)) = cancel {
+            self.send(dest, data);
+        }
+    }
+
+    fn on_response(&mut self, now: Instant, from: Peer, resp: Response) {
+        let c = &resp.common;
+        let Some(branch) = c.branch().and_then(|b| std::str::from_utf8(b).ok()) else {
+            return self.events.push_back(Event::Dropped {
+                from: from.addr,
+                reason: "response without branch",
+            });
+        };
+        let Some(&id) = self.by_branch.get(branch) else {
+            return self.events.push_back(Event::Dropped {
+                from: from.addr,
+                reason: "response matches no transaction",
+            });
+        };
+        if c.bytes(c.cseq_method) == b"CANCEL" {
+            return; // The answer to our CANCEL; the INVITE's own final follows.
+        }
+        let code = resp.code;
+        let Some(txn) = self.txns.get_mut(&id) else { return };
+        let Some(cl) = txn.client.as_mut() else { return };
+        let mut to_send: Vec<(Peer, Bytes)> = Vec::new();
+        if code < 200 {
+            if cl.final_code.is_some() {
+                return;
+            }
+            if !cl.provisional {
+                cl.provisional = true;
+                if txn.invite {
+                    cl.retrans = None;
+                    cl.deadline = now + TIMER_C;
+                    self.timers.push(Reverse((now + TIMER_C, id)));
+                    if txn.cancelled && !cl.cancel_sent {
+                        cl.cancel_sent = true;
+                        to_send.push((cl.dest, cl.hop.cancel()));
+                    }
+                }
+            }
+            if code > 100 {
+                let data = rewrite::upstream_response(
+                    &resp,
+                    txn.restore_from.as_deref(),
+                    txn.restore_to.as_deref(),
+                );
+                txn.last_response = Some(data.clone());
+                to_send.push((txn.upstream, data));
+            }
+        } else if code < 300 {
+            cl.final_code.get_or_insert(code);
+            cl.retrans = None;
+            let data =
+                rewrite::upstream_response(&resp, txn.restore_from.as_deref(), txn.restore_to.as_deref());
+            txn.final_code = Some(code);
+            txn.last_response = Some(data.clone());
+            if txn.expire_at.is_none() {
+                txn.expire_at = Some(now + LINGER);
+                self.timers.push(Reverse((now + LINGER, id)));
+            }
+            to_send.push((txn.upstream, data));
+        } else {
+            if txn.invite {
+                to_send.push((cl.dest, cl.hop.ack(&resp)));
+            }
+            if cl.final_code.is_some() {
+                // A retransmitted final: re-ACKed above, not relayed again.
+                for (to, d) in to_send {
+                    self.send(to, d);
+                }
+                return;
+            }
+            cl.final_code = Some(code);
+            cl.retrans = None;
+            let failover = matches!(code, 408 | 503)
+                && !txn.cancelled
+                && matches!(txn.kind, Kind::Call { carrier, .. } if carrier + 1 < self.settings.carriers.len());
+            if failover {
+                if let Kind::Call { carrier, .. } = &mut txn.kind {
+                    *carrier += 1;
+                }
+                for (to, d) in to_send {
+                    self.send(to, d);
+                }
+                return self.start_call_attempt(now, id);
+            }
+            let data =
+                rewrite::upstream_response(&resp, txn.restore_from.as_deref(), txn.restore_to.as_deref());
+            to_send.push((txn.upstream, data.clone()));
+            self.finish_with(now, id, code, data);
+        }
+        for (to, d) in to_send {
+            self.send(to, d);
+        }
+    }
+
+    /// Records a final response sent upstream and starts its retransmission
+    /// (Timer G, UDP INVITE non-2xx) and the linger timer.
+    fn finish_with(&mut self, now: Instant, id: TxnId, code: u16, data: Bytes) {
+        let Some(txn) = self.txns.get_mut(&id) else { return };
+        txn.final_code = Some(code);
+        txn.last_response = Some(data);
+        let mut wake = vec![now + LINGER];
+        txn.expire_at = Some(now + LINGER);
+        if txn.invite && code >= 300 && txn.upstream.transport == Transport::Udp && !txn.acked {
+            txn.retrans_up = Some((now + T1, T1));
+            wake.push(now + T1);
+        }
+        for t in wake {
+            self.timers.push(Reverse((t, id)));
+        }
+    }
+
+    /// Answers upstream with a response of our own (timeouts, no carrier left).
+    fn final_upstream_local(&mut self, now: Instant, id: TxnId, code: u16, phrase: &str) {
+        let Some(txn) = self.txns.get(&id) else { return };
+        if txn.final_code.is_some() {
+            return;
+        }
+        let upstream = txn.upstream;
+        let req = txn.request.clone();
+        let data = self.respond(upstream, &req, code, phrase, b"");
+        self.finish_with(now, id, code, data);
+    }
+
+    /// The shell could not reach `peer` (TCP connect failed): every call
+    /// waiting on it without an answer fails over now instead of at Timer B.
+    pub fn handle_unreachable(&mut self, now: Instant, peer: Peer) {
+        let mut hit = Vec::new();
+        for (id, txn) in self.txns.iter_mut() {
+            if let Some(cl) = txn.client.as_mut() {
+                if cl.dest == peer && !cl.provisional && cl.final_code.is_none() {
+                    cl.deadline = now;
+                    hit.push(*id);
+                }
+            }
+        }
+        for id in hit {
+            self.on_timer(now, id);
+        }
+    }
+
+    /// Runs every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(Reverse((t, id))) = self.timers.peek().copied() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            self.on_timer(now, id);
+        }
+    }
+
+    fn on_timer(&mut self, now: Instant, id: TxnId) {
+        let Some(txn) = self.txns.get_mut(&id) else { return };
+        let mut sends: Vec<(Peer, Bytes)> = Vec::new();
+        let mut reschedule: Vec<Instant> = Vec::new();
+        if txn.expire_at.is_some_and(|t| t <= now) {
+            let txn = self.txns.remove(&id).expect("present");
+            self.by_server_key.remove(&txn.server_key);
+            if let Some(cl) = txn.client {
+                self.by_branch.remove(&cl.branch);
+            }
+            return;
+        }
+        if let Some((t, iv)) = txn.retrans_up {
+            if t <= now {
+                if let Some(d) = &txn.last_response {
+                    sends.push((txn.upstream, d.clone()));
+                }
+                let next = (iv * 2).min(T2);
+                txn.retrans_up = Some((now + next, next));
+                reschedule.push(now + next);
+            }
+        }
+        let mut timeout: Option<(u16, &'static str)> = None;
+        let mut failover = false;
+        if let Some(cl) = txn.client.as_mut() {
+            if cl.final_code.is_none() {
+                if let Some((t, iv)) = cl.retrans {
+                    if t <= now {
+                        sends.push((cl.dest, cl.request.clone()));
+                        let next = if txn.invite { iv * 2 } else { (iv * 2).min(T2) };
+                        cl.retrans = Some((now + next, next));
+                        reschedule.push(now + next);
+                    }
+                }
+                if cl.deadline <= now {
+                    if txn.invite && cl.provisional && !cl.timer_c_fired {
+                        // Timer C: give up on the ringing branch.
+                        cl.timer_c_fired = true;
+                        if !cl.cancel_sent {
+                            cl.cancel_sent = true;
+                            sends.push((cl.dest, cl.hop.cancel()));
+                        }
+                        cl.deadline = now + TIMEOUT;
+                        reschedule.push(cl.deadline);
+                    } else {
+                        cl.final_code = Some(408);
+                        cl.retrans = None;
+                        if txn.cancelled {
+                            timeout = Some((487, "Request Terminated"));
+                        } else {
+                            let more = matches!(txn.kind, Kind::Call { carrier, .. } if carrier + 1 < self.settings.carriers.len());
+                            if more {
+                                failover = true;
+                            } else {
+                                timeout = Some((408, "Request Timeout"));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if failover {
+            if let Kind::Call { carrier, .. } = &mut txn.kind {
+                *carrier += 1;
+            }
+        }
+        for (to, d) in sends {
+            self.send(to, d);
+        }
+        for t in reschedule {
+            self.schedule(t, id);
+        }
+        if failover {
+            self.start_call_attempt(now, id);
+        } else if let Some((code, phrase)) = timeout {
+            self.final_upstream_local(now, id, code, phrase);
+        }
+    }
+}
+
+/// The Proxy-Require options we do not support (all of them), comma-joined.
+fn proxy_require(c: &Common) -> Option<String> {
+    let mut opts: Vec<String> = Vec::new();
+    for h in c.raw.all(HeaderName::ProxyRequire) {
+        for part in c.value(h).split(|&b| b == b',') {
+            let t = syntax::trim_lws(part);
+            if !t.is_empty() {
+                opts.push(lossy(t));
+            }
+        }
+    }
+    (!opts.is_empty()).then(|| opts.join(", "))
+}

@@ -1,0 +1,61 @@
+//! The I/O-free proxy: transactions, routing and the caller-ID rewrite.
+//!
+//! [`Proxy`] is driven like quinn-proto's connection: feed it received messages
+//! with [`Proxy::handle`] and expired timers with [`Proxy::handle_timeout`], then
+//! drain [`Proxy::poll_transmit`] and [`Proxy::poll_event`]. It never touches a
+//! socket or a clock, so every behaviour is testable with virtual time.
+
+mod core;
+pub mod dialog;
+mod rewrite;
+mod settings;
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+
+use crate::sip::Transport;
+
+pub use self::core::Proxy;
+pub use settings::Settings;
+
+/// A transport address: where a message came from or goes to. For TCP the shell
+/// maps it to a connection (an existing one from or to that address first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Peer {
+    pub transport: Transport,
+    pub addr: SocketAddr,
+}
+
+/// A message to send.
+#[derive(Debug, Clone)]
+pub struct Transmit {
+    pub to: Peer,
+    pub data: Bytes,
+}
+
+/// Something worth logging or counting; the shell turns these into tracing
+/// events and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// One caller-ID decision per new outbound INVITE.
+    Decision {
+        call_id: String,
+        queue: String,
+        /// `queue`, `dynamic`, `fallback_*`, or the reject reason.
+        outcome: &'static str,
+        /// The presented number; `None` when the call was rejected.
+        number: Option<String>,
+    },
+    /// A request answered with an error by the gateway itself.
+    Refused {
+        from: SocketAddr,
+        code: u16,
+        reason: &'static str,
+    },
+    /// Input dropped without an answer.
+    Dropped {
+        from: SocketAddr,
+        reason: &'static str,
+    },
+}

@@ -1,0 +1,286 @@
+//! Building the messages the proxy forwards, as splices of the received bytes.
+
+use bytes::Bytes;
+
+use super::settings::Settings;
+use crate::callerid::render::{self, Presented};
+use crate::sip::header::same_header;
+use crate::sip::message::{Common, Request, Response};
+use crate::sip::scan::Span;
+use crate::sip::splice::Splice;
+use crate::sip::syntax;
+use crate::sip::HeaderName;
+
+/// Edits every forwarded request gets (RFC 3261 §16.6): our Via on top, the
+/// Max-Forwards decrement, a Content-Length that is always present and right.
+fn common_request_edits(sp: &mut Splice<'_>, req: &Request, via_line: &[u8]) {
+    let c = &req.common;
+    sp.insert(c.header(c.via).line.start as usize, Bytes::copy_from_slice(via_line));
+    match req.max_forwards {
+        Some((i, n)) => sp.replace(c.header(i).value, (n.saturating_sub(1)).to_string()),
+        None => sp.insert(c.raw.headers_end as usize, &b"Max-Forwards: 70\r\n"[..]),
+    }
+    if c.content_length.is_none() {
+        let len = c.body().len();
+        sp.insert(
+            c.raw.headers_end as usize,
+            format!("Content-Length: {len}\r\n"),
+        );
+    }
+}
+
+fn is_stripped(s: &Settings, c: &Common, idx: usize) -> bool {
+    let h = c.header(idx);
+    match h.name {
+        HeaderName::PAssertedIdentity => true,
+        HeaderName::Other | HeaderName::PPreferredIdentity | HeaderName::RemotePartyId => {
+            let name = c.bytes(h.name_span);
+            s.strip.iter().any(|n| same_header(name, n.as_bytes()))
+        }
+        _ => false,
+    }
+}
+
+/// The value of the first header whose name matches `name` (configurable names).
+pub fn header_value<'a>(c: &'a Common, name: &str) -> Option<&'a [u8]> {
+    c.raw
+        .headers
+        .iter()
+        .find(|h| same_header(c.bytes(h.name_span), name.as_bytes()))
+        .map(|h| c.bytes(h.value))
+}
+
+/// Whether any Privacy header asks for `id` (RFC 3323/3325), case-insensitively.
+pub fn privacy_id(c: &Common) -> bool {
+    c.raw.all(HeaderName::Privacy).any(|h| {
+        c.value(h)
+            .split(|&b| b == b';' || b == b',')
+            .any(|t| syntax::trim_lws(t).eq_ignore_ascii_case(b"id"))
+    })
+}
+
+/// Replaces the address part of a From/To value, keeping its parameters (tag
+/// included) exactly as written.
+fn replace_addr(sp: &mut Splice<'_>, c: &Common, idx: usize, new_addr: &[u8]) {
+    let h = c.header(idx);
+    let value = c.bytes(h.value);
+    // Checked at parse time, so this cannot fail for From/To.
+    if let Ok(na) = syntax::parse_name_addr(value) {
+        // The scanner trims values, so the address starts at the value start.
+        let start = h.value.start as usize;
+        sp.replace(
+            Span::new(start, start + na.addr_len),
+            Bytes::copy_from_slice(new_addr),
+        );
+    }
+}
+
+/// The rewritten out-of-dialog INVITE toward the carrier.
+pub struct InitialInvite<'a> {
+    pub id: Presented<'a>,
+    /// The queue asked for anonymity and the PBX did not: add `Privacy: id`.
+    pub add_privacy: bool,
+    pub via_line: &'a [u8],
+    pub record_route: &'a [u8],
+}
+
+pub fn initial_invite(req: &Request, s: &Settings, plan: &InitialInvite<'_>) -> Bytes {
+    let c = &req.common;
+    let mut sp = Splice::new(c.buf());
+    common_request_edits(&mut sp, req, plan.via_line);
+    // Record-Route: ours first (before any existing), else at the end.
+    let rr_at = c
+        .raw
+        .first(HeaderName::RecordRoute)
+        .map(|h| h.line.start as usize)
+        .unwrap_or(c.raw.headers_end as usize);
+    sp.insert(rr_at, Bytes::copy_from_slice(plan.record_route));
+
+    let from_addr = render::from_name_addr(&plan.id, &s.domain);
+    replace_addr(&mut sp, c, c.from, from_addr.as_bytes());
+    let mut after_from = render::pai_line(&plan.id, &s.domain, s.pai);
+    if plan.add_privacy {
+        after_from.push_str("Privacy: id\r\n");
+    }
+    sp.insert(c.header(c.from).line.end as usize, after_from);
+    for i in 0..c.raw.headers.len() {
+        if is_stripped(s, c, i) {
+            sp.remove(c.header(i).line);
+        }
+    }
+    sp.finish(c.body_end as usize)
+}
+
+/// Which way an in-dialog request travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// From the PBX (the caller) toward the carrier.
+    Caller,
+    /// From the carrier (the callee) toward the PBX.
+    Callee,
+}
+
+pub struct InDialog<'a> {
+    pub direction: Direction,
+    pub id: Presented<'a>,
+    pub pbx_from: &'a [u8],
+    /// The Route value to remove (ours): the header index and value span.
+    pub own_route: (usize, Span),
+    pub via_line: &'a [u8],
+}
+
+/// An in-dialog request, with our Route popped and the identity mapped for the
+/// side it goes to.
+pub fn in_dialog(req: &Request, s: &Settings, plan: &InDialog<'_>) -> Bytes {
+    let c = &req.common;
+    let mut sp = Splice::new(c.buf());
+    common_request_edits(&mut sp, req, plan.via_line);
+    remove_list_value(&mut sp, c, plan.own_route.0, plan.own_route.1);
+    match plan.direction {
+        Direction::Caller => {
+            let from_addr = render::from_name_addr(&plan.id, &s.domain);
+            replace_addr(&mut sp, c, c.from, from_addr.as_bytes());
+            sp.insert(
+                c.header(c.from).line.end as usize,
+                render::pai_line(&plan.id, &s.domain, s.pai),
+            );
+            for i in 0..c.raw.headers.len() {
+                if is_stripped(s, c, i) {
+                    sp.remove(c.header(i).line);
+                }
+            }
+        }
+        Direction::Callee => replace_addr(&mut sp, c, c.to, plan.pbx_from),
+    }
+    sp.finish(c.body_end as usize)
+}
+
+/// Any other request forwarded as is, apart from the proxy's own edits.
+pub fn plain(req: &Request, via_line: &[u8]) -> Bytes {
+    let c = &req.common;
+    let mut sp = Splice::new(c.buf());
+    common_request_edits(&mut sp, req, via_line);
+    sp.finish(c.body_end as usize)
+}
+
+/// Removes one value of a comma-separated header (the whole field when it is the
+/// only value).
+fn remove_list_value(sp: &mut Splice<'_>, c: &Common, idx: usize, value: Span) {
+    let h = c.header(idx);
+    let field = c.bytes(h.value);
+    let items = syntax::split_list(field).unwrap_or_default();
+    if items.len() <= 1 {
+        sp.remove(h.line);
+        return;
+    }
+    // Remove from the value start through the following comma and whitespace, or
+    // for the last value from the preceding comma.
+    let buf = c.buf();
+    let mut end = value.end as usize;
+    let field_end = h.value.end as usize;
+    while end < field_end && syntax::is_lws(buf[end]) {
+        end += 1;
+    }
+    if end < field_end && buf[end] == b',' {
+        end += 1;
+        while end < field_end && syntax::is_lws(buf[end]) {
+            end += 1;
+        }
+        sp.remove(Span::new(value.start as usize, end));
+    } else {
+        let mut start = value.start as usize;
+        while start > h.value.start as usize && buf[start - 1] != b',' {
+            start -= 1;
+        }
+        sp.remove(Span::new(start.saturating_sub(1), value.end as usize));
+    }
+}
+
+/// A response going back upstream: our Via removed, From/To restored to what
+/// the upstream side sent.
+pub fn upstream_response(
+    resp: &Response,
+    restore_from: Option<&[u8]>,
+    restore_to: Option<&[u8]>,
+) -> Bytes {
+    let c = &resp.common;
+    let mut sp = Splice::new(c.buf());
+    remove_list_value(&mut sp, c, c.via, c.top_via.value);
+    if let Some(v) = restore_from {
+        sp.replace(c.header(c.from).value, Bytes::copy_from_slice(v));
+    }
+    if let Some(v) = restore_to {
+        sp.replace(c.header(c.to).value, Bytes::copy_from_slice(v));
+    }
+    if c.content_length.is_none() {
+        sp.insert(
+            c.raw.headers_end as usize,
+            format!("Content-Length: {}\r\n", c.body().len()),
+        );
+    }
+    sp.finish(c.body_end as usize)
+}
+
+/// Pieces of a forwarded INVITE needed to build its ACK (for a non-2xx) and its
+/// CANCEL (RFC 3261 §9.1, §17.1.1.3): both reuse the request's branch.
+#[derive(Debug, Clone)]
+pub struct HopRequest {
+    pub uri: Bytes,
+    pub via_line: Bytes,
+    pub from: Bytes,
+    pub to: Bytes,
+    pub call_id: Bytes,
+    pub cseq: u32,
+    pub routes: Bytes,
+}
+
+impl HopRequest {
+    /// Takes the dialog identifiers from the forwarded bytes, which are a
+    /// checked message we built ourselves.
+    pub fn from_forwarded(sent: &Request, via_line: &[u8]) -> HopRequest {
+        let c = &sent.common;
+        let buf = c.buf();
+        let mut routes = Vec::new();
+        for h in c.raw.all(HeaderName::Route) {
+            routes.extend_from_slice(&buf[h.line.range()]);
+        }
+        HopRequest {
+            uri: buf.slice(sent.uri.range()),
+            via_line: Bytes::copy_from_slice(via_line),
+            from: buf.slice(c.header(c.from).value.range()),
+            to: buf.slice(c.header(c.to).value.range()),
+            call_id: buf.slice(c.call_id.range()),
+            cseq: c.cseq_num,
+            routes: Bytes::from(routes),
+        }
+    }
+
+    fn build(&self, method: &str, to: &[u8]) -> Bytes {
+        let mut out = Vec::with_capacity(256 + self.uri.len() + self.from.len() + to.len());
+        out.extend_from_slice(method.as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(&self.uri);
+        out.extend_from_slice(b" SIP/2.0\r\n");
+        out.extend_from_slice(&self.via_line);
+        out.extend_from_slice(&self.routes);
+        out.extend_from_slice(b"Max-Forwards: 70\r\nFrom: ");
+        out.extend_from_slice(&self.from);
+        out.extend_from_slice(b"\r\nTo: ");
+        out.extend_from_slice(to);
+        out.extend_from_slice(b"\r\nCall-ID: ");
+        out.extend_from_slice(&self.call_id);
+        out.extend_from_slice(format!("\r\nCSeq: {} {}\r\n", self.cseq, method).as_bytes());
+        out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+        Bytes::from(out)
+    }
+
+    pub fn cancel(&self) -> Bytes {
+        self.build("CANCEL", &self.to)
+    }
+
+    /// ACK for a non-2xx final response, with the To (and tag) of that response.
+    pub fn ack(&self, resp: &Response) -> Bytes {
+        let c = &resp.common;
+        self.build("ACK", c.bytes(c.header(c.to).value))
+    }
+}

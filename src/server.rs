@@ -1,0 +1,297 @@
+//! The running gateway: binds the listeners and runs the core task that owns
+//! the [`Proxy`]. Sockets and connection tasks only move bytes; every decision is
+//! made by the core, one message at a time, so no lock is taken per message.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use bytes::Bytes;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::inventory::InventoryHandle;
+use crate::proxy::{Event, Peer, Proxy, Settings, Transmit};
+use crate::sip::scan::MAX_MESSAGE;
+use crate::sip::Transport;
+use crate::transport::{spawn_connection, TcpEvent};
+
+/// A started gateway. Dropping it does not stop it; call [`Gateway::shutdown`].
+pub struct Gateway {
+    /// The addresses actually bound (port 0 in the config is resolved here).
+    pub listen: Vec<Peer>,
+    pub inventory: Arc<InventoryHandle>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+    aux: Vec<JoinHandle<()>>,
+}
+
+impl Gateway {
+    pub fn udp_addr(&self) -> Option<SocketAddr> {
+        self.listen
+            .iter()
+            .find(|p| p.transport == Transport::Udp)
+            .map(|p| p.addr)
+    }
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.listen
+            .iter()
+            .find(|p| p.transport == Transport::Tcp)
+            .map(|p| p.addr)
+    }
+
+    /// Stops the listeners and the core task and waits for it to end.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for t in &self.aux {
+            t.abort();
+        }
+        let _ = self.task.await;
+    }
+
+    /// Waits until the core task ends (it ends on shutdown).
+    pub async fn wait(&mut self) {
+        let _ = (&mut self.task).await;
+    }
+}
+
+/// Binds every listener; a port 0 is shared by UDP and TCP on the same IP so
+/// that one port serves both transports, as SIP expects.
+async fn bind_all(config: &Config) -> anyhow::Result<(Vec<Arc<UdpSocket>>, Vec<TcpListener>, Vec<Peer>)> {
+    let mut udp = Vec::new();
+    let mut tcp = Vec::new();
+    let mut bound: Vec<Peer> = Vec::new();
+    let mut chosen: HashMap<std::net::IpAddr, u16> = HashMap::new();
+    for l in &config.server.listen {
+        let mut addr = l.addr;
+        if addr.port() == 0 {
+            if let Some(p) = chosen.get(&addr.ip()) {
+                addr.set_port(*p);
+            }
+        }
+        let local = match l.transport {
+            Transport::Udp => {
+                let s = UdpSocket::bind(addr)
+                    .await
+                    .with_context(|| format!("binding udp://{addr}"))?;
+                let local = s.local_addr()?;
+                udp.push(Arc::new(s));
+                local
+            }
+            Transport::Tcp => {
+                let s = TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding tcp://{addr}"))?;
+                let local = s.local_addr()?;
+                tcp.push(s);
+                local
+            }
+        };
+        chosen.entry(local.ip()).or_insert(local.port());
+        bound.push(Peer {
+            transport: l.transport,
+            addr: local,
+        });
+    }
+    Ok((udp, tcp, bound))
+}
+
+/// Starts the gateway. `tap` receives a copy of every core event (the demo and
+/// tests use it to observe decisions).
+pub async fn start(
+    config: &Config,
+    inventory: Arc<InventoryHandle>,
+    tap: Option<mpsc::UnboundedSender<Event>>,
+) -> anyhow::Result<Gateway> {
+    let (udp, tcp, bound) = bind_all(config).await?;
+    let mut settings = Settings::from_config(config);
+    settings.listen = bound.clone();
+    let proxy = Proxy::new(settings, inventory.clone());
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (udp_tx, udp_rx) = mpsc::channel::<(SocketAddr, Bytes)>(8192);
+    let (tcp_tx, tcp_rx) = mpsc::channel::<TcpEvent>(8192);
+    let mut aux = Vec::new();
+    for sock in &udp {
+        let sock = sock.clone();
+        let tx = udp_tx.clone();
+        aux.push(tokio::spawn(async move {
+            let mut buf = vec![0u8; MAX_MESSAGE];
+            loop {
+                match sock.recv_from(&mut buf).await {
+                    Ok((n, from)) => {
+                        if tx.send((from, Bytes::copy_from_slice(&buf[..n]))).await.is_err() {
+                            return;
+                        }
+                    }
+                    // ICMP errors surface here on some systems; keep serving.
+                    Err(e) => tracing::debug!(error = %e, "udp receive error"),
+                }
+            }
+        }));
+    }
+    let ids = Arc::new(std::sync::atomic::AtomicU64::new(1));
+    for listener in tcp {
+        let tx = tcp_tx.clone();
+        let ids = ids.clone();
+        aux.push(tokio::spawn(async move {
+            loop {
+                let Ok((stream, peer)) = listener.accept().await else {
+                    continue;
+                };
+                let (otx, orx) = mpsc::channel(1024);
+                let id = ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                spawn_connection(Some(stream), peer, id, tx.clone(), orx, otx);
+            }
+        }));
+    }
+    let core = Core {
+        proxy,
+        udp,
+        conns: HashMap::new(),
+        ids,
+        tcp_tx,
+        tap,
+    };
+    let task = tokio::spawn(core.run(udp_rx, tcp_rx, stop_rx));
+    Ok(Gateway {
+        listen: bound,
+        inventory,
+        stop: stop_tx,
+        task,
+        aux,
+    })
+}
+
+struct Core {
+    proxy: Proxy,
+    udp: Vec<Arc<UdpSocket>>,
+    conns: HashMap<SocketAddr, (u64, mpsc::Sender<Bytes>)>,
+    ids: Arc<std::sync::atomic::AtomicU64>,
+    tcp_tx: mpsc::Sender<TcpEvent>,
+    tap: Option<mpsc::UnboundedSender<Event>>,
+}
+
+impl Core {
+    async fn run(
+        mut self,
+        mut udp_rx: mpsc::Receiver<(SocketAddr, Bytes)>,
+        mut tcp_rx: mpsc::Receiver<TcpEvent>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        loop {
+            let deadline = self.proxy.poll_timeout();
+            tokio::select! {
+                Some((from, data)) = udp_rx.recv() => {
+                    let now = Instant::now();
+                    self.proxy.handle(now, Peer { transport: Transport::Udp, addr: from }, data);
+                    // Drain what is already queued before flushing, to batch work.
+                    for _ in 0..64 {
+                        match udp_rx.try_recv() {
+                            Ok((from, data)) => self.proxy.handle(now, Peer { transport: Transport::Udp, addr: from }, data),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Some(ev) = tcp_rx.recv() => self.on_tcp(ev),
+                _ = sleep_until(deadline) => self.proxy.handle_timeout(Instant::now()),
+                _ = stop.changed() => break,
+            }
+            self.flush().await;
+        }
+    }
+
+    fn on_tcp(&mut self, ev: TcpEvent) {
+        match ev {
+            TcpEvent::Message { from, data } => self.proxy.handle(
+                Instant::now(),
+                Peer {
+                    transport: Transport::Tcp,
+                    addr: from,
+                },
+                data,
+            ),
+            TcpEvent::Up { peer, tx, id } => {
+                self.conns.entry(peer).or_insert((id, tx));
+            }
+            TcpEvent::Down {
+                peer,
+                id,
+                connect_failed,
+            } => {
+                if self.conns.get(&peer).is_some_and(|(cid, _)| *cid == id) {
+                    self.conns.remove(&peer);
+                }
+                if connect_failed {
+                    self.proxy.handle_unreachable(
+                        Instant::now(),
+                        Peer {
+                            transport: Transport::Tcp,
+                            addr: peer,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    async fn flush(&mut self) {
+        while let Some(t) = self.proxy.poll_transmit() {
+            self.transmit(t).await;
+        }
+        while let Some(ev) = self.proxy.poll_event() {
+            crate::telemetry::record(&ev);
+            if let Some(tap) = &self.tap {
+                let _ = tap.send(ev);
+            }
+        }
+    }
+
+    async fn transmit(&mut self, t: Transmit) {
+        match t.to.transport {
+            Transport::Udp => {
+                let Some(sock) = self
+                    .udp
+                    .iter()
+                    .find(|s| s.local_addr().map(|a| a.is_ipv4()).unwrap_or(false) == t.to.addr.is_ipv4())
+                    .or_else(|| self.udp.first())
+                else {
+                    return;
+                };
+                match sock.try_send_to(&t.data, t.to.addr) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        let _ = sock.send_to(&t.data, t.to.addr).await;
+                    }
+                    Err(e) => tracing::debug!(to = %t.to.addr, error = %e, "udp send failed"),
+                }
+            }
+            Transport::Tcp => {
+                let tx = match self.conns.get(&t.to.addr) {
+                    Some((_, tx)) => tx.clone(),
+                    None => {
+                        let (otx, orx) = mpsc::channel(1024);
+                        let id = self.ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        spawn_connection(None, t.to.addr, id, self.tcp_tx.clone(), orx, otx.clone());
+                        self.conns.insert(t.to.addr, (id, otx.clone()));
+                        otx
+                    }
+                };
+                if tx.try_send(t.data).is_err() {
+                    tracing::warn!(to = %t.to.addr, "tcp send queue full or closed; message dropped");
+                }
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,233 @@
+//! The running gateway over real loopback sockets: a test PBX and carrier
+//! exchange UDP and TCP messages with it and the bytes on the wire are checked.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use cidgate::config::Config;
+use cidgate::inventory::InventoryHandle;
+use cidgate::server::Gateway;
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+
+const WAIT: Duration = Duration::from_secs(5);
+
+async fn gateway(carrier_uri: &str) -> Gateway {
+    let toml = format!(
+        "[server]\nlisten = [\"udp://127.0.0.1:0\", \"tcp://127.0.0.1:0\"]\ndomain = \"gw.example.net\"\nadmin = \"\"\n[trust]\npbx = [\"127.0.0.1/32\"]\n[[carrier]]\nuri = \"{carrier_uri}\"\n"
+    );
+    let cfg = Config::from_toml_str(&toml, Path::new("test.toml")).expect("config");
+    cidgate::server::start(&cfg, Arc::new(InventoryHandle::new(inventory())), None)
+        .await
+        .expect("gateway starts")
+}
+
+async fn recv(sock: &UdpSocket) -> (Bytes, SocketAddr) {
+    let mut buf = vec![0u8; 65536];
+    let (n, from) = tokio::time::timeout(WAIT, sock.recv_from(&mut buf))
+        .await
+        .expect("timed out waiting for a datagram")
+        .unwrap();
+    (Bytes::copy_from_slice(&buf[..n]), from)
+}
+
+/// Receives until a message that is not a 100 Trying.
+async fn recv_skip_100(sock: &UdpSocket) -> Bytes {
+    loop {
+        let (m, _) = recv(sock).await;
+        if !m.starts_with(b"SIP/2.0 100 ") {
+            return m;
+        }
+    }
+}
+
+fn pbx_invite(pbx: SocketAddr, transport: &str, call: &str, extra: &str) -> String {
+    invite(call, extra).replace(
+        "Via: SIP/2.0/UDP 127.0.0.10:5070",
+        &format!("Via: SIP/2.0/{transport} {pbx}"),
+    )
+}
+
+#[tokio::test]
+async fn udp_call_end_to_end() {
+    let carrier = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let gw = gateway(&format!("sip:{};transport=udp", carrier.local_addr().unwrap())).await;
+    let gw_addr = gw.udp_addr().unwrap();
+    let pbx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let inv = Bytes::from(pbx_invite(
+        pbx.local_addr().unwrap(),
+        "UDP",
+        "w1",
+        "P-Asserted-Identity: <sip:agent@pbx>\r\nX-Queue-Id: sales\r\nX-Caller-Id: +14155550101\r\nX-Other: kept\r\n",
+    ));
+    pbx.send_to(&inv, gw_addr).await.unwrap();
+    let (trying, _) = recv(&pbx).await;
+    assert_eq!(status(&trying), 100);
+    let (fwd, from) = recv(&carrier).await;
+    assert_eq!(from, gw_addr, "sent from the listening socket");
+    assert_eq!(
+        header_value(&fwd, "From").unwrap(),
+        "\"Acme Sales\" <sip:+14155550101@gw.example.net;user=phone>;tag=pbx-w1;x-keep=1"
+    );
+    assert_eq!(header_lines(&fwd, "P-Asserted-Identity").len(), 1);
+    assert_eq!(
+        unowned(&fwd, &["X-Queue-Id", "X-Caller-Id"]),
+        unowned(&inv, &["X-Queue-Id", "X-Caller-Id"])
+    );
+    let ok = respond(&fwd, 200, "OK", Some("c1"), &format!("Contact: <sip:callee@{}>\r\n", carrier.local_addr().unwrap()));
+    carrier.send_to(&ok, from).await.unwrap();
+    let up = recv_skip_100(&pbx).await;
+    assert_eq!(status(&up), 200);
+    assert_eq!(header_lines(&up, "From"), header_lines(&inv, "From"));
+    assert_eq!(header_lines(&up, "Via"), header_lines(&inv, "Via"));
+
+    // ACK and BYE through the Record-Route.
+    let rr = header_value(&up, "Record-Route").unwrap();
+    let me = pbx.local_addr().unwrap();
+    let callee = carrier.local_addr().unwrap();
+    for (method, cseq) in [("ACK", 10), ("BYE", 11)] {
+        let m = format!(
+            "{method} sip:callee@{callee} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK{method}w1;rport\r\nRoute: {rr}\r\nMax-Forwards: 70\r\nFrom: \"Agent 7\" <sip:agent7@pbx.example.com>;tag=pbx-w1;x-keep=1\r\nTo: <sip:+12125550123@carrier.example.com>;tag=c1\r\nCall-ID: w1@pbx.example.com\r\nCSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n"
+        );
+        pbx.send_to(m.as_bytes(), gw_addr).await.unwrap();
+        let (got, _) = recv(&carrier).await;
+        assert!(is_request(&got, method), "{}", text(&got));
+        assert_eq!(header_value(&got, "From"), header_value(&fwd, "From"));
+        if method == "BYE" {
+            carrier.send_to(&respond(&got, 200, "OK", None, ""), gw_addr).await.unwrap();
+            let (bye_ok, _) = recv(&pbx).await;
+            assert_eq!(status(&bye_ok), 200);
+            assert!(header_value(&bye_ok, "From").unwrap().contains("agent7@pbx.example.com"));
+        }
+    }
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn udp_reject_and_strangers() {
+    let carrier = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let gw = gateway(&format!("sip:{}", carrier.local_addr().unwrap())).await;
+    let gw_addr = gw.udp_addr().unwrap();
+    let pbx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let inv = pbx_invite(pbx.local_addr().unwrap(), "UDP", "rj", "X-Queue-Id: nonum\r\n");
+    pbx.send_to(inv.as_bytes(), gw_addr).await.unwrap();
+    let (rej, _) = recv(&pbx).await;
+    let t = text(&rej);
+    assert!(t.starts_with("SIP/2.0 403 Forbidden\r\n"));
+    assert!(t.contains("Reason: Q.850;cause=21;text=\"no outbound caller ID\"\r\n"));
+    assert!(t.contains("Warning: 399 gw.example.net \"no outbound caller ID\"\r\n"));
+
+    // A source outside the trust list (127.0.0.2 is loopback, but not trusted).
+    let stranger = UdpSocket::bind("127.0.0.2:0").await.unwrap();
+    let inv = pbx_invite(stranger.local_addr().unwrap(), "UDP", "st", "X-Queue-Id: sales\r\n");
+    stranger.send_to(inv.as_bytes(), gw_addr).await.unwrap();
+    let (resp, _) = recv(&stranger).await;
+    assert_eq!(status(&resp), 403);
+    // Nothing reached the carrier.
+    let mut buf = [0u8; 100];
+    assert!(tokio::time::timeout(Duration::from_millis(300), carrier.recv_from(&mut buf)).await.is_err());
+    gw.shutdown().await;
+}
+
+async fn read_message(stream: &mut TcpStream, pending: &mut Vec<u8>) -> Bytes {
+    let mut framer = cidgate::transport::framing::Framer::new(65536);
+    framer.push(pending);
+    pending.clear();
+    loop {
+        if let Some(cidgate::transport::framing::Frame::Message(m)) = framer.next_frame().unwrap() {
+            pending.extend_from_slice(&framer.buffer_mut()[..]);
+            return m;
+        }
+        let mut buf = vec![0u8; 65536];
+        let n = tokio::time::timeout(WAIT, stream.read(&mut buf))
+            .await
+            .expect("timed out reading TCP")
+            .unwrap();
+        assert!(n > 0, "connection closed");
+        framer.push(&buf[..n]);
+    }
+}
+
+#[tokio::test]
+async fn tcp_split_pipelined_keepalive_and_carrier_reuse() {
+    let carrier = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let carrier_addr = carrier.local_addr().unwrap();
+    let gw = gateway(&format!("sip:{carrier_addr};transport=tcp")).await;
+    let gw_tcp = gw.tcp_addr().unwrap();
+    assert_eq!(gw_tcp.port(), gw.udp_addr().unwrap().port(), "one port for both");
+    let mut pbx = TcpStream::connect(gw_tcp).await.unwrap();
+    let me = pbx.local_addr().unwrap();
+
+    // Keep-alive ping gets a pong.
+    pbx.write_all(b"\r\n\r\n").await.unwrap();
+    let mut pong = [0u8; 2];
+    tokio::time::timeout(WAIT, pbx.read_exact(&mut pong)).await.unwrap().unwrap();
+    assert_eq!(&pong, b"\r\n");
+
+    // Two INVITEs: the first split at awkward offsets, the second pipelined
+    // right behind it in the same write as the first one's tail.
+    let a = pbx_invite(me, "TCP", "t1", "X-Queue-Id: sales\r\n");
+    let b = pbx_invite(me, "TCP", "t2", "X-Queue-Id: uk\r\n");
+    let mut all = a.clone().into_bytes();
+    all.extend_from_slice(b.as_bytes());
+    for chunk in [&all[..7], &all[7..120], &all[120..a.len() + 3], &all[a.len() + 3..]] {
+        pbx.write_all(chunk).await.unwrap();
+        pbx.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (mut c1, _) = tokio::time::timeout(WAIT, carrier.accept()).await.unwrap().unwrap();
+    let mut pend = Vec::new();
+    let f1 = read_message(&mut c1, &mut pend).await;
+    let f2 = read_message(&mut c1, &mut pend).await;
+    let mut seen = [header_value(&f1, "Call-ID").unwrap(), header_value(&f2, "Call-ID").unwrap()];
+    seen.sort();
+    assert_eq!(seen, ["t1@pbx.example.com".to_string(), "t2@pbx.example.com".to_string()]);
+    assert!(header_lines(&f1, "Via")[0].starts_with("Via: SIP/2.0/TCP "));
+    // Both calls went over the one carrier connection: no second accept.
+    assert!(tokio::time::timeout(Duration::from_millis(300), carrier.accept()).await.is_err());
+
+    // Responses come back over the PBX's connection, From restored.
+    for f in [&f1, &f2] {
+        c1.write_all(&respond(f, 486, "Busy Here", Some("bz"), "")).await.unwrap();
+    }
+    let mut pend_pbx = Vec::new();
+    let mut codes = Vec::new();
+    for _ in 0..4 {
+        let m = read_message(&mut pbx, &mut pend_pbx).await;
+        codes.push(status(&m));
+        if status(&m) == 486 {
+            assert!(header_value(&m, "From").unwrap().contains("agent7@pbx.example.com"));
+        }
+    }
+    codes.sort();
+    assert_eq!(codes, vec![100, 100, 486, 486]);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn tcp_reject_and_oversized_message_closes_connection() {
+    let carrier = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let gw = gateway(&format!("sip:{}", carrier.local_addr().unwrap())).await;
+    let mut pbx = TcpStream::connect(gw.tcp_addr().unwrap()).await.unwrap();
+    let me = pbx.local_addr().unwrap();
+    pbx.write_all(pbx_invite(me, "TCP", "tr", "X-Queue-Id: nope\r\n").as_bytes()).await.unwrap();
+    let mut pend = Vec::new();
+    let m = read_message(&mut pbx, &mut pend).await;
+    assert_eq!(status(&m), 403);
+    assert!(text(&m).contains("Reason: Q.850;cause=21;text=\"no outbound caller ID\""));
+
+    // A header section that never ends and exceeds the bound: connection closed.
+    let mut big = b"INVITE sip:x@y SIP/2.0\r\nX-Pad: ".to_vec();
+    big.extend(std::iter::repeat_n(b'a', 70 * 1024));
+    let _ = pbx.write_all(&big).await;
+    let mut buf = [0u8; 16];
+    let r = tokio::time::timeout(WAIT, pbx.read(&mut buf)).await.expect("closed in time");
+    assert!(matches!(r, Ok(0) | Err(_)), "connection must be closed");
+    gw.shutdown().await;
+}
