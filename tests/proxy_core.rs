@@ -89,7 +89,8 @@ fn normalize_mode_accepts_national_forms_with_the_queue_region() {
     let cases = [
         ("sales", "(415) 555-0101", "dynamic", "+14155550101"),
         ("uk", "020 7183 8750", "dynamic", "+442071838750"),
-        ("sales", "0044 20 7183 8750", "dynamic", "+442071838750"),
+        ("uk", "0044 20 7183 8750", "dynamic", "+442071838750"),
+        ("sales", "011 44 20 7183 8750", "dynamic", "+442071838750"),
         ("sales", "not a number", "fallback_not_e164", "+14155550100"),
         ("sales", "(415) 555-0199", "fallback_unclaimed", "+14155550100"),
     ];
@@ -271,13 +272,7 @@ fn cancel_reaches_the_carrier_and_487_flows_back() {
     let mut h = Harness::new();
     let (inv, fwd) = call(&mut h, "cx", "X-Queue-Id: sales\r\n");
     h.input(udp(CARRIER), respond(&fwd, 180, "Ringing", Some("t9"), ""));
-    let cancel = inv
-        .clone()
-        .iter()
-        .copied()
-        .collect::<Vec<u8>>();
-    let cancel = String::from_utf8(cancel)
-        .unwrap()
+    let cancel = text(&inv)
         .replacen("INVITE sip", "CANCEL sip", 1)
         .replace("CSeq: 10 INVITE", "CSeq: 10 CANCEL");
     let cancel = cancel.split("Content-Type").next().unwrap().to_string() + "Content-Length: 0\r\n\r\n";
@@ -298,7 +293,7 @@ fn cancel_reaches_the_carrier_and_487_flows_back() {
 fn cancel_before_any_provisional_is_sent_when_one_arrives() {
     let mut h = Harness::new();
     let (inv, fwd) = call(&mut h, "cy", "X-Queue-Id: sales\r\n");
-    let cancel = inv
+    let cancel = text(&inv)
         .replacen("INVITE sip", "CANCEL sip", 1)
         .replace("CSeq: 10 INVITE", "CSeq: 10 CANCEL");
     let out = h.input(udp(PBX), &cancel);
@@ -362,8 +357,10 @@ fn failover_on_503_and_on_timeout() {
         last.extend(h.advance(Duration::from_secs(1)));
     }
     let up: Vec<_> = to(&last, udp(PBX));
-    assert_eq!(up.len(), 1);
+    assert!(!up.is_empty());
     assert_eq!(status(&up[0].data), 408, "no carrier answered");
+    // Anything after it is Timer G resending the same 408 until the PBX ACKs.
+    assert!(up.iter().all(|t| t.data == up[0].data));
 }
 
 #[test]
