@@ -156,6 +156,13 @@ ok, failed = num(uac, "SuccessfulCall(C)"), num(uac, "FailedCall(C)")
 created = num(uac, "OutgoingCall(C)")
 retr = num(uac, "Retransmissions(C)")
 uas_ok, uas_failed, uas_retr = num(uas, "SuccessfulCall(C)"), num(uas, "FailedCall(C)"), num(uas, "Retransmissions(C)")
+# the UAS counts a "call" failed when the UAC's TCP connection closes as the UAC
+# exits (no-proxy TCP baseline); that is not a failed call
+uas_failed -= num(uas, "FailedTcpClosed(C)")
+
+def reasons(d):
+    return ", ".join("%s %s" % (k[6:-3], v) for k, v in d.items()
+                     if k.startswith("Failed") and k.endswith("(C)") and k != "FailedCall(C)" and v not in ("", "0"))
 elapsed = float(t1) - float(t0)
 rtd = next((v for k, v in uac.items() if k.startswith("ResponseTimesetup") and k.endswith("(C)")), "")
 done = ok + failed
@@ -169,8 +176,12 @@ if rtd:
     except ValueError:
         pass
     print("  setup time   INVITE -> final response, average %s" % rtd)
+if failed:
+    print("  PBX/UAC failure reasons: %s" % reasons(uac))
 if uas:
     print("  carrier/UAS  successful %d  failed %d  retransmissions %d" % (uas_ok, uas_failed, uas_retr))
+    if reasons(uas):
+        print("  carrier/UAS failure reasons: %s" % reasons(uas))
 print("  SIPp CPU     UAC %.2f s, UAS %.2f s (%.0f%% / %.0f%% of one core)"
       % (int(uact) / hz, int(uast) / hz, 100 * int(uact) / hz / elapsed, 100 * int(uast) / hz / elapsed))
 cpu_us = ""
