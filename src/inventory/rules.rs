@@ -133,22 +133,27 @@ fn plan() -> &'static HashMap<u16, Vec<Slot>> {
     static PLAN: OnceLock<HashMap<u16, Vec<Slot>>> = OnceLock::new();
     PLAN.get_or_init(|| {
         let db: &'static phonenumber::metadata::Database = &DATABASE;
+        // Country codes are enumerated rather than read from `db.iter()`,
+        // which walks metadata by region id and so yields only one of the
+        // non-geographic entities that all share the id "001".
         let mut plan = HashMap::new();
-        for code in db.iter().map(Metadata::country_code) {
-            plan.entry(code).or_insert_with(|| {
-                let ids = db.region(&code).unwrap_or_default();
-                ids.iter()
-                    .map(|id| Slot {
-                        // Non-geographic entities ("001") are found by code.
-                        meta: if *id == "001" {
-                            db.by_code(&code).and_then(|m| m.into_iter().next())
-                        } else {
-                            db.by_id(*id)
-                        },
-                        rules: OnceLock::new(),
-                    })
-                    .collect()
-            });
+        for code in 1..=999u16 {
+            let Some(ids) = db.region(&code) else {
+                continue;
+            };
+            let slots = ids
+                .iter()
+                .map(|id| Slot {
+                    // Non-geographic entities ("001") are found by code.
+                    meta: if *id == "001" {
+                        db.by_code(&code).and_then(|m| m.into_iter().next())
+                    } else {
+                        db.by_id(*id)
+                    },
+                    rules: OnceLock::new(),
+                })
+                .collect();
+            plan.insert(code, slots);
         }
         plan
     })
