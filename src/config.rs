@@ -1,1 +1,787 @@
-//! Configuration (TOML).
+//! Configuration (TOML, SPEC §7).
+//!
+//! The file is read in two steps: serde into "raw" structs that keep each
+//! value's position (`toml::Spanned`), then a check that turns every value
+//! into its typed form. Keeping positions lets every complaint, including
+//! ones found after deserialisation (a bad address, an out-of-range code),
+//! name the file, line and key, which is what an operator needs at 3 a.m.
+//! Every key has the SPEC §7 example as its default, so an empty file is the
+//! example configuration.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::callerid::policy::DynamicFormat;
+use crate::inventory::{Inventory, InventoryError, Region};
+use crate::sip::Transport;
+
+/// The whole configuration, checked.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub trust: TrustConfig,
+    /// Next hops, tried in order.
+    pub carrier: Vec<CarrierConfig>,
+    pub callerid: CallerIdConfig,
+    pub reject: RejectConfig,
+    pub inventory: InventoryConfig,
+    /// The file the configuration came from (relative paths are resolved
+    /// against its directory); not a TOML key.
+    pub source: PathBuf,
+}
+
+/// A socket the gateway listens on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenAddr {
+    pub transport: Transport,
+    pub addr: SocketAddr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    pub listen: Vec<ListenAddr>,
+    /// Host written into rewritten URIs and Record-Route.
+    pub domain: String,
+    /// Admin HTTP address; `None` when configured as `""` (disabled).
+    pub admin: Option<SocketAddr>,
+    pub log: LogFormat,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustConfig {
+    /// Sources allowed to place outbound calls.
+    pub pbx: Vec<IpNet>,
+}
+
+impl TrustConfig {
+    /// Whether `ip` may place outbound calls. IPv4-mapped IPv6 sources (as a
+    /// dual-stack socket reports IPv4 peers) are matched as IPv4.
+    pub fn is_trusted(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.pbx.iter().any(|net| net.contains(&ip))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CarrierConfig {
+    /// As written in the configuration, for logs.
+    pub uri: String,
+    pub transport: Transport,
+    /// Resolved when the configuration is loaded.
+    pub addr: SocketAddr,
+}
+
+/// Which P-Asserted-Identity forms are written (SPEC §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PaiForm {
+    #[default]
+    Sip,
+    Tel,
+    Both,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallerIdConfig {
+    pub queue_header: String,
+    pub dynamic_header: String,
+    pub dynamic_format: DynamicFormat,
+    pub default_region: Region,
+    pub pai: PaiForm,
+    /// Header names removed from forwarded INVITEs.
+    pub strip: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectConfig {
+    /// 400..=699.
+    pub code: u16,
+    pub phrase: String,
+    /// Reason header value; empty: no Reason header.
+    pub reason: String,
+    /// Warning header value; empty: no Warning header.
+    pub warning: String,
+    /// Extra header lines (`Name: value`), without CRLF.
+    pub headers: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InventoryConfig {
+    pub queues: PathBuf,
+    pub numbers: PathBuf,
+}
+
+/// One thing wrong with a configuration file, with its position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    pub file: String,
+    /// 1-based; 0 when the position is unknown.
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file, self.message)
+        } else {
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.file, self.line, self.column, self.message
+            )
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{}: cannot read: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Every problem found, one per line when displayed.
+    #[error("{}", issues.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Invalid { issues: Vec<ConfigIssue> },
+}
+
+impl ConfigError {
+    /// The problems found, empty for an I/O error.
+    pub fn issues(&self) -> &[ConfigIssue] {
+        match self {
+            ConfigError::Io { .. } => &[],
+            ConfigError::Invalid { issues } => issues,
+        }
+    }
+}
+
+const DEFAULT_LISTEN: &[&str] = &["udp://127.0.0.1:5060", "tcp://127.0.0.1:5060"];
+const DEFAULT_DOMAIN: &str = "gw.example.net";
+const DEFAULT_ADMIN: &str = "127.0.0.1:8080";
+const DEFAULT_PBX: &[&str] = &["127.0.0.1/32"];
+const DEFAULT_CARRIER: &str = "sip:127.0.0.1:5080;transport=udp";
+const DEFAULT_QUEUE_HEADER: &str = "X-Queue-Id";
+const DEFAULT_DYNAMIC_HEADER: &str = "X-Caller-Id";
+const DEFAULT_STRIP: &[&str] = &[
+    "X-Queue-Id",
+    "X-Caller-Id",
+    "P-Preferred-Identity",
+    "Remote-Party-ID",
+];
+const DEFAULT_REJECT_CODE: u16 = 403;
+const DEFAULT_REJECT_PHRASE: &str = "Forbidden";
+const DEFAULT_REJECT_REASON: &str = "Q.850;cause=21;text=\"no outbound caller ID\"";
+const DEFAULT_QUEUES: &str = "queues.csv";
+const DEFAULT_NUMBERS: &str = "numbers.csv";
+
+// Raw shapes: what serde reads. Every value is optional (absent means the
+// SPEC default) and spanned (so later checks can point at it).
+
+type S<T> = Option<Spanned<T>>;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    trust: RawTrust,
+    carrier: Option<Vec<RawCarrier>>,
+    #[serde(default)]
+    callerid: RawCallerId,
+    #[serde(default)]
+    reject: RawReject,
+    #[serde(default)]
+    inventory: RawInventory,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: S<Vec<Spanned<String>>>,
+    domain: S<String>,
+    admin: S<String>,
+    log: Option<LogFormat>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTrust {
+    pbx: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCarrier {
+    uri: Spanned<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCallerId {
+    queue_header: S<String>,
+    dynamic_header: S<String>,
+    dynamic_format: Option<DynamicFormat>,
+    default_region: S<String>,
+    pai: Option<PaiForm>,
+    strip: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReject {
+    code: S<i64>,
+    phrase: S<String>,
+    reason: S<String>,
+    warning: S<String>,
+    headers: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInventory {
+    queues: S<String>,
+    numbers: S<String>,
+}
+
+impl Default for Config {
+    /// The SPEC §7 example, as if read from `cidgate.toml` in the current
+    /// directory.
+    fn default() -> Config {
+        Config::from_toml_str("", Path::new("cidgate.toml"))
+            .expect("the built-in defaults are a valid configuration")
+    }
+}
+
+impl Config {
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::from_toml_str(&text, path)
+    }
+
+    /// Parses and checks `text`; `source` names the file in errors and is the
+    /// base of relative inventory paths.
+    pub fn from_toml_str(text: &str, source: &Path) -> Result<Config, ConfigError> {
+        let mut ck = Checker {
+            text,
+            file: source.display().to_string(),
+            issues: Vec::new(),
+        };
+        let raw: RawConfig = match toml::from_str(text) {
+            Ok(raw) => raw,
+            Err(e) => {
+                let message = ck.describe_toml_error(&e);
+                ck.issue(e.span(), message);
+                return Err(ConfigError::Invalid { issues: ck.issues });
+            }
+        };
+        let base = source.parent().unwrap_or(Path::new(""));
+        let config = ck.check(raw, source, base);
+        match config {
+            Some(c) if ck.issues.is_empty() => Ok(c),
+            _ => Err(ConfigError::Invalid { issues: ck.issues }),
+        }
+    }
+
+    /// Loads the inventory files this configuration names.
+    pub fn load_inventory(&self) -> Result<Inventory, InventoryError> {
+        Inventory::load(
+            &self.inventory.queues,
+            &self.inventory.numbers,
+            self.callerid.default_region,
+        )
+    }
+}
+
+/// Collects issues while turning raw values into checked ones.
+struct Checker<'a> {
+    text: &'a str,
+    file: String,
+    issues: Vec<ConfigIssue>,
+}
+
+impl Checker<'_> {
+    fn position(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        let before = self.text.get(..offset).unwrap_or(self.text);
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let column = before[line_start..].chars().count() + 1;
+        (line, column)
+    }
+
+    fn issue(&mut self, span: Option<Range<usize>>, message: String) {
+        let (line, column) = span.map_or((0, 0), |s| self.position(s.start));
+        self.issues.push(ConfigIssue {
+            file: self.file.clone(),
+            line,
+            column,
+            message,
+        });
+    }
+
+    /// The header (`[table]` or `[[array]]`) of the table whose body
+    /// starts before `line_start`, as written; `None` at top level.
+    fn section_before(&self, line_start: usize) -> Option<&str> {
+        let before = self.text.get(..line_start)?;
+        before
+            .lines()
+            .rev()
+            .map(str::trim)
+            .find(|l| l.starts_with('['))
+            .map(header_of)
+    }
+
+    /// toml/serde messages name neither section nor key; add both, and put
+    /// unknown keys in the words an operator uses.
+    fn describe_toml_error(&self, e: &toml::de::Error) -> String {
+        let message = e.message().trim().replace('\n', "; ");
+        let Some(span) = e.span() else {
+            return message;
+        };
+        let offset = span.start.min(self.text.len());
+        let line_start = self
+            .text
+            .get(..offset)
+            .and_then(|b| b.rfind('\n'))
+            .map_or(0, |i| i + 1);
+        let line = self.text[line_start..].lines().next().unwrap_or("").trim();
+        let header = line.starts_with('[').then(|| header_of(line));
+        let section = self.section_before(line_start);
+
+        if let Some(rest) = message.strip_prefix("unknown field ") {
+            let (name, expected) = rest.split_once(", expected ").unwrap_or((rest, ""));
+            let expected = expected.strip_prefix("one of ").unwrap_or(expected);
+            let what = match (header, section) {
+                // A table header naming something unknown.
+                (Some(_), _) => format!("unknown section {name}"),
+                (None, Some(section)) => format!("unknown key {name} in {section}"),
+                (None, None) => format!("unknown key {name} at top level"),
+            };
+            return if expected.is_empty() {
+                what
+            } else {
+                format!("{what} (expected one of {expected})")
+            };
+        }
+        // Only serde's type and value complaints are about a key; anything
+        // else is TOML syntax and is reported as the parser words it.
+        const ABOUT_A_VALUE: &[&str] = &[
+            "invalid type",
+            "invalid value",
+            "unknown variant",
+            "invalid length",
+        ];
+        if !ABOUT_A_VALUE.iter().any(|p| message.starts_with(p)) {
+            return message;
+        }
+        match (header, line.split_once('=')) {
+            (Some(header), _) if message.contains("expected a sequence") => {
+                format!(
+                    "{header}: {message} (write {} once per entry)",
+                    header.replace('[', "[[").replace(']', "]]")
+                )
+            }
+            (Some(header), _) => format!("{header}: {message}"),
+            (None, Some((key, _))) => {
+                format!(
+                    "{} {}: {message}",
+                    section.unwrap_or("top level"),
+                    key.trim()
+                )
+            }
+            (None, None) => format!("{}: {message}", section.unwrap_or("top level")),
+        }
+    }
+
+    /// Reports `what` at the value's position; `None` lets checking go on so
+    /// that all problems are reported in one run.
+    fn fail<T>(&mut self, value: &Spanned<impl fmt::Debug>, what: String) -> Option<T> {
+        let message = format!("{what} (found {:?})", value.get_ref());
+        self.issue(Some(value.span()), message);
+        None
+    }
+
+    fn check(&mut self, raw: RawConfig, source: &Path, base: &Path) -> Option<Config> {
+        let server = self.server(raw.server);
+        let trust = self.trust(raw.trust);
+        let carrier = self.carriers(raw.carrier);
+        let callerid = self.callerid(raw.callerid);
+        // The default Warning names the domain; check it even if [server] failed.
+        let domain = server
+            .as_ref()
+            .map_or(DEFAULT_DOMAIN, |s| s.domain.as_str());
+        let reject = self.reject(raw.reject, domain);
+        let inventory = InventoryConfig {
+            queues: resolve_path(base, raw.inventory.queues, DEFAULT_QUEUES),
+            numbers: resolve_path(base, raw.inventory.numbers, DEFAULT_NUMBERS),
+        };
+        Some(Config {
+            server: server?,
+            trust: trust?,
+            carrier: carrier?,
+            callerid: callerid?,
+            reject: reject?,
+            inventory,
+            source: source.to_path_buf(),
+        })
+    }
+
+    fn server(&mut self, raw: RawServer) -> Option<ServerConfig> {
+        let listen = match raw.listen {
+            None => DEFAULT_LISTEN
+                .iter()
+                .map(|s| parse_listen(s))
+                .collect::<Option<Vec<_>>>(),
+            Some(list) if list.get_ref().is_empty() => self.fail(
+                &list,
+                "[server] listen: at least one address is needed".into(),
+            ),
+            Some(list) => {
+                let parsed: Vec<_> = list
+                    .into_inner()
+                    .into_iter()
+                    .map(|entry| {
+                        parse_listen(entry.get_ref()).or_else(|| {
+                            self.fail(
+                                &entry,
+                                "[server] listen: not a listen address; expected udp://IP:PORT or tcp://IP:PORT".into(),
+                            )
+                        })
+                    })
+                    .collect();
+                parsed.into_iter().collect()
+            }
+        };
+        let domain = match raw.domain {
+            None => Some(DEFAULT_DOMAIN.to_string()),
+            Some(d) if is_host(d.get_ref()) => Some(d.into_inner()),
+            Some(d) => self.fail(&d, "[server] domain: not a host name or IP address".into()),
+        };
+        let admin = match raw.admin {
+            None => Some(Some(
+                DEFAULT_ADMIN.parse().expect("default admin address parses"),
+            )),
+            Some(a) if a.get_ref().trim().is_empty() => Some(None),
+            Some(a) => match a.get_ref().trim().parse::<SocketAddr>() {
+                Ok(addr) => Some(Some(addr)),
+                Err(_) => self.fail(
+                    &a,
+                    "[server] admin: expected IP:PORT, or \"\" to disable".into(),
+                ),
+            },
+        };
+        Some(ServerConfig {
+            listen: listen?,
+            domain: domain?,
+            admin: admin?,
+            log: raw.log.unwrap_or_default(),
+        })
+    }
+
+    fn trust(&mut self, raw: RawTrust) -> Option<TrustConfig> {
+        let pbx: Option<Vec<IpNet>> = match raw.pbx {
+            None => DEFAULT_PBX.iter().map(|s| parse_net(s)).collect(),
+            Some(list) => {
+                let parsed: Vec<_> = list
+                    .into_iter()
+                    .map(|entry| {
+                        parse_net(entry.get_ref()).or_else(|| {
+                            self.fail(
+                                &entry,
+                                "[trust] pbx: expected an IP address or CIDR network".into(),
+                            )
+                        })
+                    })
+                    .collect();
+                parsed.into_iter().collect()
+            }
+        };
+        Some(TrustConfig { pbx: pbx? })
+    }
+
+    fn carriers(&mut self, raw: Option<Vec<RawCarrier>>) -> Option<Vec<CarrierConfig>> {
+        let Some(list) = raw else {
+            return Some(vec![
+                parse_carrier(DEFAULT_CARRIER).expect("default carrier parses")
+            ]);
+        };
+        if list.is_empty() {
+            self.issue(None, "[[carrier]]: at least one carrier is needed".into());
+            return None;
+        }
+        let parsed: Vec<_> = list
+            .into_iter()
+            .map(|c| match parse_carrier(c.uri.get_ref()) {
+                Ok(carrier) => Some(carrier),
+                Err(why) => self.fail(&c.uri, format!("[[carrier]] uri: {why}")),
+            })
+            .collect();
+        parsed.into_iter().collect()
+    }
+
+    fn callerid(&mut self, raw: RawCallerId) -> Option<CallerIdConfig> {
+        let queue_header = self.header_name(raw.queue_header, DEFAULT_QUEUE_HEADER, "queue_header");
+        let dynamic_header =
+            self.header_name(raw.dynamic_header, DEFAULT_DYNAMIC_HEADER, "dynamic_header");
+        let default_region = match raw.default_region {
+            None => Some(Region::US),
+            Some(r) => Region::parse(r.get_ref()).or_else(|| {
+                self.fail(
+                    &r,
+                    "[callerid] default_region: expected an ISO 3166 alpha-2 code with numbering-plan data, like \"US\""
+                        .into(),
+                )
+            }),
+        };
+        let strip = match raw.strip {
+            None => Some(DEFAULT_STRIP.iter().map(|s| s.to_string()).collect()),
+            Some(list) => {
+                let parsed: Vec<_> = list
+                    .into_iter()
+                    .map(|h| self.header_name(Some(h), "", "strip"))
+                    .collect();
+                parsed.into_iter().collect()
+            }
+        };
+        Some(CallerIdConfig {
+            queue_header: queue_header?,
+            dynamic_header: dynamic_header?,
+            dynamic_format: raw.dynamic_format.unwrap_or_default(),
+            default_region: default_region?,
+            pai: raw.pai.unwrap_or_default(),
+            strip: strip?,
+        })
+    }
+
+    fn header_name(&mut self, raw: S<String>, default: &str, key: &str) -> Option<String> {
+        match raw {
+            None => Some(default.to_string()),
+            Some(h) if is_token(h.get_ref()) => Some(h.into_inner()),
+            Some(h) => self.fail(&h, format!("[callerid] {key}: not a SIP header name")),
+        }
+    }
+
+    fn reject(&mut self, raw: RawReject, domain: &str) -> Option<RejectConfig> {
+        let code = match raw.code {
+            None => Some(DEFAULT_REJECT_CODE),
+            Some(c) => match u16::try_from(*c.get_ref()) {
+                Ok(code) if (400..=699).contains(&code) => Some(code),
+                _ => self.fail(
+                    &c,
+                    "[reject] code: must be a final error status, 400 to 699".into(),
+                ),
+            },
+        };
+        let phrase = self.header_text(raw.phrase, DEFAULT_REJECT_PHRASE, "phrase");
+        let reason = self.header_text(raw.reason, DEFAULT_REJECT_REASON, "reason");
+        let warning = self.header_text(
+            raw.warning,
+            &format!("399 {domain} \"no outbound caller ID\""),
+            "warning",
+        );
+        let headers = match raw.headers {
+            None => Some(Vec::new()),
+            Some(list) => {
+                let parsed: Vec<_> = list
+                    .into_iter()
+                    .map(|h| {
+                        if is_header_line(h.get_ref()) {
+                            Some(h.into_inner())
+                        } else {
+                            self.fail(
+                                &h,
+                                "[reject] headers: expected `Name: value` on one line, without control characters"
+                                    .into(),
+                            )
+                        }
+                    })
+                    .collect();
+                parsed.into_iter().collect()
+            }
+        };
+        Some(RejectConfig {
+            code: code?,
+            phrase: phrase?,
+            reason: reason?,
+            warning: warning?,
+            headers: headers?,
+        })
+    }
+
+    /// A value written verbatim into a response: CR/LF or other control
+    /// characters would let configuration inject headers.
+    fn header_text(&mut self, raw: S<String>, default: &str, key: &str) -> Option<String> {
+        match raw {
+            None => Some(default.to_string()),
+            Some(v) if !has_control(v.get_ref()) => Some(v.into_inner()),
+            Some(v) => self.fail(
+                &v,
+                format!("[reject] {key}: must not contain CR, LF or control characters"),
+            ),
+        }
+    }
+}
+
+fn resolve_path(base: &Path, raw: S<String>, default: &str) -> PathBuf {
+    let path = PathBuf::from(raw.map_or_else(|| default.to_string(), Spanned::into_inner));
+    if path.is_absolute() {
+        path
+    } else {
+        base.join(path)
+    }
+}
+
+/// `udp://127.0.0.1:5060`, `tcp://[::1]:5060`; the scheme is case-insensitive.
+fn parse_listen(s: &str) -> Option<ListenAddr> {
+    let (scheme, addr) = s.trim().split_once("://")?;
+    Some(ListenAddr {
+        transport: Transport::from_token(scheme.as_bytes())?,
+        addr: addr.parse().ok()?,
+    })
+}
+
+/// A CIDR network, or a bare address meaning just that host.
+fn parse_net(s: &str) -> Option<IpNet> {
+    let s = s.trim();
+    s.parse::<IpNet>()
+        .ok()
+        .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
+}
+
+/// `sip:HOST[:PORT][;transport=udp|tcp][;lr]`. A host name is resolved now,
+/// once: the proxy core routes by address and must not block on DNS per call.
+fn parse_carrier(uri: &str) -> Result<CarrierConfig, String> {
+    let trimmed = uri.trim();
+    let rest = match trimmed.split_once(':') {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("sip") => rest,
+        Some((scheme, _)) if scheme.eq_ignore_ascii_case("sips") => {
+            return Err("sips: (TLS) is not supported yet".into())
+        }
+        _ => return Err("expected sip:HOST[:PORT][;transport=udp|tcp]".into()),
+    };
+    let mut parts = rest.split(';');
+    let hostport = parts.next().unwrap_or("");
+    if hostport.contains('@') {
+        return Err("a carrier URI names a next hop: no user part".into());
+    }
+    let mut transport = Transport::Udp;
+    for param in parts {
+        let (name, value) = param.split_once('=').unwrap_or((param, ""));
+        if name.eq_ignore_ascii_case("transport") {
+            transport = Transport::from_token(value.as_bytes())
+                .ok_or_else(|| format!("transport={value}: only udp and tcp are supported"))?;
+        } else if !name.eq_ignore_ascii_case("lr") {
+            return Err(format!(
+                "unknown URI parameter `{name}` (supported: transport, lr)"
+            ));
+        }
+    }
+    let (host, port) = split_host_port(hostport)?;
+    let addr = match host.parse::<IpAddr>() {
+        Ok(ip) => SocketAddr::new(ip, port),
+        Err(_) if is_host(host) => (host, port)
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut addrs| addrs.next())
+            .ok_or_else(|| format!("host `{host}` does not resolve"))?,
+        Err(_) => return Err(format!("`{host}` is not a host name or IP address")),
+    };
+    Ok(CarrierConfig {
+        uri: trimmed.to_string(),
+        transport,
+        addr,
+    })
+}
+
+/// Splits `host[:port]` / `[v6][:port]`; the port defaults to 5060.
+fn split_host_port(s: &str) -> Result<(&str, u16), String> {
+    let (host, port) = if let Some(v6) = s.strip_prefix('[') {
+        let (host, after) = v6.split_once(']').ok_or("unclosed `[` in host")?;
+        (host, after.strip_prefix(':'))
+    } else {
+        match s.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (s, None),
+        }
+    };
+    if host.is_empty() {
+        return Err("missing host".into());
+    }
+    let port = match port {
+        None => 5060,
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|&p| p != 0)
+            .ok_or_else(|| format!("`{p}` is not a port"))?,
+    };
+    Ok((host, port))
+}
+
+/// A host as it may appear in a SIP URI: RFC 3261 hostname, IPv4, or a
+/// bracketed IPv6 reference.
+fn is_host(s: &str) -> bool {
+    if let Some(v6) = s.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+        return v6.parse::<std::net::Ipv6Addr>().is_ok();
+    }
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').enumerate().all(|(i, label)| {
+            // A single trailing dot is allowed (fully qualified).
+            (label.is_empty() && i > 0 && s.ends_with('.') && i == s.split('.').count() - 1)
+                || (!label.is_empty()
+                    && label.len() <= 63
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    && !label.starts_with('-')
+                    && !label.ends_with('-'))
+        })
+}
+
+/// RFC 3261 `token`, the grammar of header names.
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
+}
+
+fn has_control(s: &str) -> bool {
+    s.chars().any(|c| c.is_control() && c != '\t')
+}
+
+fn is_header_line(s: &str) -> bool {
+    match s.split_once(':') {
+        Some((name, _)) => is_token(name.trim_end()) && !has_control(s),
+        None => false,
+    }
+}
+
+/// `[server]` from a header line with trailing comments or spaces.
+fn header_of(line: &str) -> &str {
+    let close = if line.starts_with("[[") { "]]" } else { "]" };
+    match line.find(close) {
+        Some(i) => &line[..i + close.len()],
+        None => line,
+    }
+}
