@@ -28,11 +28,13 @@
 #   --targets "baseline kamailio cidgate"                           (all available)
 #   --queues Q --numbers N --calls C --seed S   lab size           (2000 20000 20000 1)
 #   --mode strict|normalize                                         (strict)
+#   --kamailio-shm MB    Kamailio shared memory (1024; tm keeps every finished
+#                        transaction 5 s: about 150 MB at 1000 cps, 256 MB runs out near 2000)
 #   --out DIR            everything goes here        (/tmp/cidgate-lab/compare-<time>)
 set -u
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 CIDGATE=""; RATE=1000; RUNCALLS=10000; RAMP="250 500 1000 1500 2000 3000 4000"; RAMPSEC=5; DORAMP=1
-TRANSPORTS="udp tcp"; TARGETS=""; QUEUES=2000; NUMBERS=20000; CALLS=20000; SEED=1; MODE=strict; OUT=""
+KSHM=1024; TRANSPORTS="udp tcp"; TARGETS=""; QUEUES=2000; NUMBERS=20000; CALLS=20000; SEED=1; MODE=strict; OUT=""
 die() { echo "compare.sh: $*" >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -49,6 +51,7 @@ while [ $# -gt 0 ]; do
     --calls) CALLS=$2; shift 2;;
     --seed) SEED=$2; shift 2;;
     --mode) MODE=$2; shift 2;;
+    --kamailio-shm) KSHM=$2; shift 2;;
     --out) OUT=$2; shift 2;;
     -h|--help) sed -n '2,/^set -u/p' "$0" | sed 's/^# \{0,1\}//;$d'; exit 0;;
     *) die "unknown option $1";;
@@ -97,7 +100,7 @@ start_gw() {
       GW_ADDR=127.0.0.1:5080; EXTRA=(--no-verify --calls-file "$OUT/lab/calls-accept-only.csv"); return 0;;
     kamailio)
       GW_ADDR=127.0.0.1:5062; EXTRA=(--bye-display ignore --calls-file "$OUT/lab/$CALLSFILE")
-      kamailio -f "$HERE/kamailio/kamailio.cfg" -DD -E -m 256 -M 32 \
+      kamailio -f "$HERE/kamailio/kamailio.cfg" -DD -E -m "$KSHM" -M 32 \
         -A "DBURL=\"text://$OUT/kamailio-db\"" -A "CTL_SOCK=\"unix:$OUT/kamailio-ctl\"" \
         -A "CARRIER=\"sip:127.0.0.1:5080;transport=$tr\"" ${KDEF[@]+"${KDEF[@]}"} \
         >"$OUT/kamailio-$tr.log" 2>&1 &
