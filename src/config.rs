@@ -390,6 +390,7 @@ impl Checker<'_> {
             "invalid value",
             "unknown variant",
             "invalid length",
+            "missing field",
         ];
         if !ABOUT_A_VALUE.iter().any(|p| message.starts_with(p)) {
             return message;

@@ -1,0 +1,391 @@
+//! Configuration parsing and checking (SPEC §7).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use cidgate::callerid::policy::DynamicFormat;
+use cidgate::config::{Config, ConfigError, LogFormat, PaiForm};
+use cidgate::inventory::Region;
+use cidgate::sip::Transport;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::from_toml_str(text, Path::new("conf/cidgate.toml"))
+}
+
+/// The single problem a text has, as displayed.
+fn only_error(text: &str) -> String {
+    let err = parse(text).unwrap_err();
+    assert_eq!(err.issues().len(), 1, "{err}");
+    err.to_string()
+}
+
+fn sock(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn empty_file_is_the_spec_example() {
+    let c = parse("").unwrap();
+    let listen: Vec<_> = c
+        .server
+        .listen
+        .iter()
+        .map(|l| (l.transport, l.addr))
+        .collect();
+    assert_eq!(
+        listen,
+        [
+            (Transport::Udp, sock("127.0.0.1:5060")),
+            (Transport::Tcp, sock("127.0.0.1:5060"))
+        ]
+    );
+    assert_eq!(c.server.domain, "gw.example.net");
+    assert_eq!(c.server.admin, Some(sock("127.0.0.1:8080")));
+    assert_eq!(c.server.log, LogFormat::Human);
+    assert_eq!(c.trust.pbx, ["127.0.0.1/32".parse().unwrap()]);
+    assert_eq!(c.carrier.len(), 1);
+    assert_eq!(
+        (c.carrier[0].transport, c.carrier[0].addr),
+        (Transport::Udp, sock("127.0.0.1:5080"))
+    );
+    assert_eq!(c.callerid.queue_header, "X-Queue-Id");
+    assert_eq!(c.callerid.dynamic_header, "X-Caller-Id");
+    assert_eq!(c.callerid.dynamic_format, DynamicFormat::Strict);
+    assert_eq!(c.callerid.default_region, Region::US);
+    assert_eq!(c.callerid.pai, PaiForm::Sip);
+    assert_eq!(
+        c.callerid.strip,
+        [
+            "X-Queue-Id",
+            "X-Caller-Id",
+            "P-Preferred-Identity",
+            "Remote-Party-ID"
+        ]
+    );
+    assert_eq!(
+        (c.reject.code, c.reject.phrase.as_str()),
+        (403, "Forbidden")
+    );
+    assert_eq!(
+        c.reject.reason,
+        "Q.850;cause=21;text=\"no outbound caller ID\""
+    );
+    assert_eq!(
+        c.reject.warning,
+        "399 gw.example.net \"no outbound caller ID\""
+    );
+    assert!(c.reject.headers.is_empty());
+    // Relative inventory paths are read from the config file's directory.
+    assert_eq!(c.inventory.queues, PathBuf::from("conf/queues.csv"));
+    assert_eq!(c.inventory.numbers, PathBuf::from("conf/numbers.csv"));
+    assert_eq!(c.source, PathBuf::from("conf/cidgate.toml"));
+
+    let d = Config::default();
+    assert_eq!(
+        (d.server, d.callerid, d.reject),
+        (c.server, c.callerid, c.reject)
+    );
+}
+
+#[test]
+fn the_example_file_parses_and_its_inventory_loads() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/cidgate.toml");
+    let c = Config::from_file(&path).unwrap();
+    assert_eq!(c.server.domain, "gw.example.net");
+    assert_eq!(
+        c.inventory.queues,
+        path.parent().unwrap().join("queues.csv")
+    );
+    let inv = c.load_inventory().unwrap();
+    assert!(inv.queue("sales-us").is_some());
+}
+
+#[test]
+fn every_key_can_be_set() {
+    let c = parse(
+        r#"
+[server]
+listen = ["udp://10.0.0.1:5070", "TCP://[::1]:5071"]
+domain = "sbc.example.org"
+admin  = ""
+log = "json"
+
+[trust]
+pbx = ["10.1.0.0/16", "192.0.2.7", "2001:db8::/32"]
+
+[[carrier]]
+uri = "sip:192.0.2.10:5090;transport=tcp"
+
+[[carrier]]
+uri = "sip:[2001:db8::20];lr"
+
+[callerid]
+queue_header   = "X-Q"
+dynamic_header = "X-C"
+dynamic_format = "normalize"
+default_region = "gb"
+pai            = "both"
+strip          = ["X-Q"]
+
+[reject]
+code    = 480
+phrase  = "Temporarily Unavailable"
+reason  = ""
+headers = ["X-ACW: 1", "Retry-After: 30"]
+
+[inventory]
+queues  = "/var/lib/cidgate/q.csv"
+numbers = "n/numbers.csv"
+"#,
+    )
+    .unwrap();
+    assert_eq!(c.server.listen[1].transport, Transport::Tcp);
+    assert_eq!(c.server.listen[1].addr, sock("[::1]:5071"));
+    assert_eq!(c.server.admin, None);
+    assert_eq!(c.server.log, LogFormat::Json);
+    assert_eq!(c.trust.pbx[1], "192.0.2.7/32".parse().unwrap());
+    assert_eq!(
+        (c.carrier[0].transport, c.carrier[0].addr),
+        (Transport::Tcp, sock("192.0.2.10:5090"))
+    );
+    assert_eq!(
+        (c.carrier[1].transport, c.carrier[1].addr),
+        (Transport::Udp, sock("[2001:db8::20]:5060"))
+    );
+    assert_eq!(c.callerid.dynamic_format, DynamicFormat::Normalize);
+    assert_eq!(c.callerid.default_region, Region::GB);
+    assert_eq!(c.callerid.pai, PaiForm::Both);
+    assert_eq!(c.callerid.strip, ["X-Q"]);
+    assert_eq!(
+        (
+            c.reject.code,
+            c.reject.phrase.as_str(),
+            c.reject.reason.as_str()
+        ),
+        (480, "Temporarily Unavailable", "")
+    );
+    // The default Warning follows the configured domain.
+    assert_eq!(
+        c.reject.warning,
+        "399 sbc.example.org \"no outbound caller ID\""
+    );
+    assert_eq!(c.reject.headers, ["X-ACW: 1", "Retry-After: 30"]);
+    assert_eq!(c.inventory.queues, PathBuf::from("/var/lib/cidgate/q.csv"));
+    assert_eq!(c.inventory.numbers, PathBuf::from("conf/n/numbers.csv"));
+}
+
+#[test]
+fn trust_matches_networks_hosts_and_mapped_ipv4() {
+    let c = parse("[trust]\npbx = [\"10.1.0.0/16\", \"192.0.2.7\", \"2001:db8::/32\"]\n").unwrap();
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    assert!(c.trust.is_trusted(ip("10.1.200.3")));
+    assert!(c.trust.is_trusted(ip("192.0.2.7")));
+    assert!(c.trust.is_trusted(ip("::ffff:192.0.2.7")));
+    assert!(c.trust.is_trusted(ip("2001:db8::1")));
+    assert!(!c.trust.is_trusted(ip("192.0.2.8")));
+    assert!(!c.trust.is_trusted(ip("10.2.0.1")));
+    assert!(!c.trust.is_trusted(ip("127.0.0.1")));
+}
+
+#[test]
+fn unknown_key_names_the_key_section_and_line() {
+    let text = "[server]\ndomain = \"x.example\"\n\n[callerid]\npai = \"tel\"\nfoo = 1\n";
+    assert_eq!(
+        only_error(text),
+        "conf/cidgate.toml:6:1: unknown key `foo` in [callerid] (expected one of `queue_header`, \
+         `dynamic_header`, `dynamic_format`, `default_region`, `pai`, `strip`)"
+    );
+    let e = only_error("# comment\nlisten = []\n");
+    assert!(
+        e.starts_with("conf/cidgate.toml:2:1: unknown key `listen` at top level"),
+        "{e}"
+    );
+    let e = only_error("[server]\n[logging]\nlevel = 1\n");
+    assert!(
+        e.starts_with("conf/cidgate.toml:2:2: unknown section `logging`"),
+        "{e}"
+    );
+    let e = only_error("[[carrier]]\nuri = \"sip:192.0.2.1\"\nport = 5060\n");
+    assert!(
+        e.starts_with("conf/cidgate.toml:3:1: unknown key `port` in [[carrier]]"),
+        "{e}"
+    );
+}
+
+#[test]
+fn bad_listen_addresses() {
+    let e = only_error("[server]\ndomain = \"a.b\"\nlisten = [\"udp//x\"]\n");
+    assert!(
+        e.starts_with("conf/cidgate.toml:3:11: [server] listen: not a listen address"),
+        "{e}"
+    );
+    assert!(e.contains("\"udp//x\""), "{e}");
+    for bad in [
+        "tls://127.0.0.1:5061",
+        "udp://localhost:5060",
+        "udp://127.0.0.1",
+        "udp://[::1]",
+    ] {
+        let e = only_error(&format!("[server]\nlisten = [\"{bad}\"]\n"));
+        assert!(e.contains("[server] listen:"), "{bad}: {e}");
+    }
+    let e = only_error("[server]\nlisten = []\n");
+    assert!(e.contains("at least one"), "{e}");
+    let e = only_error("[server]\nlisten = \"udp://127.0.0.1:5060\"\n");
+    assert!(
+        e.starts_with("conf/cidgate.toml:2:10: [server] listen: invalid type"),
+        "{e}"
+    );
+}
+
+#[test]
+fn all_problems_are_reported_at_once() {
+    let text = "[server]\ndomain = \"bad domain\"\nadmin = \"nowhere\"\n\n[trust]\npbx = [\"10.0.0.0/33\"]\n\n\
+                [callerid]\ndefault_region = \"XX\"\nqueue_header = \"X Queue\"\n";
+    let err = parse(text).unwrap_err();
+    let lines: Vec<usize> = err.issues().iter().map(|i| i.line).collect();
+    assert_eq!(lines, [2, 3, 6, 10, 9], "{err}");
+    let text = err.to_string();
+    for expect in [
+        "[server] domain",
+        "[server] admin",
+        "[trust] pbx",
+        "[callerid] default_region",
+        "[callerid] queue_header",
+    ] {
+        assert!(text.contains(expect), "{expect} missing from {text}");
+    }
+}
+
+#[test]
+fn bad_carriers() {
+    for (uri, why) in [
+        ("sips:192.0.2.1", "TLS"),
+        ("http://192.0.2.1", "expected sip:"),
+        ("sip:192.0.2.1;transport=sctp", "transport=sctp"),
+        (
+            "sip:192.0.2.1;transprot=tcp",
+            "unknown URI parameter `transprot`",
+        ),
+        ("sip:alice@192.0.2.1", "no user part"),
+        ("sip:192.0.2.1:99999", "not a port"),
+        ("sip:no-such-host.invalid", "does not resolve"),
+        ("sip:bad host", "not a host"),
+        ("sip:[::1", "unclosed"),
+    ] {
+        let e = only_error(&format!("[[carrier]]\nuri = \"{uri}\"\n"));
+        assert!(
+            e.starts_with("conf/cidgate.toml:2:7: [[carrier]] uri:"),
+            "{uri}: {e}"
+        );
+        assert!(e.contains(why), "{uri}: {e} lacks {why:?}");
+    }
+    let e = only_error("[carrier]\nuri = \"sip:192.0.2.1\"\n");
+    assert!(
+        e.contains("[carrier]: invalid type: map, expected a sequence (write [[carrier]]"),
+        "{e}"
+    );
+    let e = only_error("carrier = []\n");
+    assert!(e.contains("at least one carrier"), "{e}");
+}
+
+#[test]
+fn reject_values_are_checked() {
+    for code in ["200", "399", "700", "-1", "100000"] {
+        let e = only_error(&format!("[reject]\ncode = {code}\n"));
+        assert!(
+            e.starts_with("conf/cidgate.toml:2:8: [reject] code: must be a final error status"),
+            "{e}"
+        );
+    }
+    assert_eq!(parse("[reject]\ncode = 699\n").unwrap().reject.code, 699);
+    for key in ["phrase", "reason", "warning"] {
+        let e = only_error(&format!("[reject]\n{key} = \"a\\r\\nX-Injected: 1\"\n"));
+        assert!(
+            e.contains(&format!("[reject] {key}: must not contain CR, LF")),
+            "{e}"
+        );
+    }
+    for bad in [
+        "no colon",
+        "Bad Name: x",
+        "X-A: one\nX-B: two",
+        ": empty name",
+    ] {
+        let e = only_error(&format!("[reject]\nheaders = [{bad:?}]\n"));
+        assert!(e.contains("[reject] headers:"), "{bad:?}: {e}");
+    }
+    let c = parse("[reject]\nwarning = \"\"\n").unwrap();
+    assert_eq!(c.reject.warning, "");
+}
+
+#[test]
+fn enum_values_are_checked() {
+    let e = only_error("[callerid]\ndynamic_format = \"loose\"\n");
+    assert!(
+        e.starts_with("conf/cidgate.toml:2:18: [callerid] dynamic_format: unknown variant `loose`"),
+        "{e}"
+    );
+    let e = only_error("[callerid]\npai = \"uri\"\n");
+    assert!(e.contains("[callerid] pai: unknown variant `uri`"), "{e}");
+    let e = only_error("[server]\nlog = \"xml\"\n");
+    assert!(e.contains("[server] log: unknown variant `xml`"), "{e}");
+    let c = parse("[callerid]\npai = \"tel\"\n").unwrap();
+    assert_eq!(c.callerid.pai, PaiForm::Tel);
+}
+
+#[test]
+fn toml_syntax_errors_have_a_position() {
+    let e = only_error("[server]\ndomain = \"unterminated\n");
+    assert!(e.starts_with("conf/cidgate.toml:2:"), "{e}");
+    let e = only_error("[server\n");
+    assert!(e.starts_with("conf/cidgate.toml:1:"), "{e}");
+    // A key given twice is TOML's error, with the second occurrence's line.
+    let e = only_error("[server]\ndomain = \"a.b\"\ndomain = \"c.d\"\n");
+    assert!(e.starts_with("conf/cidgate.toml:3:"), "{e}");
+}
+
+#[test]
+fn garbage_never_panics() {
+    let inputs = [
+        "\u{0}",
+        "[",
+        "[[",
+        "= 1",
+        "[server]\nlisten = [1, 2]",
+        "[server]\nadmin = 5",
+        "[reject]\ncode = \"403\"",
+        "[reject]\ncode = 1e400",
+        "[trust]\npbx = [\"\"]",
+        "[[carrier]]",
+        "[[carrier]]\nuri = \"sip:\"",
+        "[[carrier]]\nuri = \"sip::\"",
+        "[[carrier]]\nuri = \"sip:[]:5060\"",
+        "[callerid]\ndefault_region = \"\u{e9}\u{e9}\"",
+        "[server]\ndomain = \"\"",
+        "\u{feff}[server]",
+        "[server]\ndomain = \"a..b\"",
+    ];
+    for text in inputs {
+        let _ = parse(text);
+    }
+    // Every prefix of a full configuration, cut anywhere.
+    let full = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/cidgate.toml"),
+    )
+    .unwrap();
+    for (i, _) in full.char_indices() {
+        let _ = parse(&full[..i]);
+    }
+}
+
+#[test]
+fn missing_file_is_an_io_error_naming_it() {
+    let err = Config::from_file(Path::new("/nonexistent/cidgate.toml")).unwrap_err();
+    assert!(matches!(err, ConfigError::Io { .. }));
+    assert!(
+        err.to_string()
+            .starts_with("/nonexistent/cidgate.toml: cannot read"),
+        "{err}"
+    );
+}
