@@ -4,7 +4,7 @@
 //! means, but it is slow (a global mutex around a 100-entry regex LRU, and an
 //! unanchored search per pattern): about 12 µs per number for one country and
 //! milliseconds per number once several countries alternate. Numbers that are
-//! already written in E.164 are therefore checked by [`super::rules`], which
+//! already written in E.164 are therefore checked by the `rules` module, which
 //! applies the same metadata with anchored, pre-compiled patterns; only the
 //! rare cases it cannot decide, and national forms, go through `phonenumber`.
 
