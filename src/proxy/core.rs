@@ -257,9 +257,15 @@ impl Proxy {
         format!("cg{}", hex(&d[..6]))
     }
 
-    fn server_key(c: &Common, class: &[u8]) -> Box<[u8]> {
-        let mut k = Vec::with_capacity(80);
+    /// Server transaction key: RFC 3261 §17.2.3 (branch, sent-by, method), plus
+    /// the source address, so that two senders reusing a branch value (as the
+    /// RFC 4475 messages do) never collide.
+    fn server_key(c: &Common, class: &[u8], from: Peer) -> Box<[u8]> {
+        let mut k = Vec::with_capacity(96);
         k.extend_from_slice(class);
+        k.push(0);
+        k.extend_from_slice(from.addr.to_string().as_bytes());
+        k.push(from.transport as u8);
         k.push(0);
         match c.branch() {
             Some(b) if b.starts_with(b"z9hG4bK") => {
@@ -289,7 +295,7 @@ impl Proxy {
     }
 
     fn on_request(&mut self, now: Instant, from: Peer, req: Request) {
-        let key = Self::server_key(&req.common, &Self::class_of(&req));
+        let key = Self::server_key(&req.common, &Self::class_of(&req), from);
         match req.method {
             Method::Ack => return self.on_ack(now, from, req, key),
             Method::Cancel => return self.on_cancel(from, req, key),

@@ -415,14 +415,16 @@ pub fn parse_sip_uri(uri: &[u8]) -> Option<SipUri<'_>> {
     } else {
         return None;
     };
-    let (rest, has_headers) = match memchr::memchr(b'?', rest) {
-        Some(q) => (&rest[..q], true),
-        None => (rest, false),
-    };
-    // userinfo ends at the last '@' before any params ('@' is not legal in params).
+    // userinfo ends at the last '@' ('@' is not legal unescaped in host, params
+    // or headers); a '?' in the user part is legal, one after the host starts
+    // the headers component.
     let (user, hostpart) = match memchr::memrchr(b'@', rest) {
         Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
         None => (None, rest),
+    };
+    let (hostpart, has_headers) = match memchr::memchr(b'?', hostpart) {
+        Some(q) => (&hostpart[..q], true),
+        None => (hostpart, false),
     };
     let end = memchr::memchr(b';', hostpart).unwrap_or(hostpart.len());
     let (host, port) = split_host_port(&hostpart[..end])?;
@@ -482,5 +484,8 @@ mod tests {
                 .has_headers
         );
         assert!(parse_sip_uri(b"tel:+1").is_none());
+        let u = parse_sip_uri(b"sip:we?ird@example.com").unwrap();
+        assert!(!u.has_headers);
+        assert_eq!(u.user, Some(&b"we?ird"[..]));
     }
 }
