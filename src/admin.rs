@@ -37,7 +37,11 @@ pub fn prometheus() -> PrometheusHandle {
         .clone()
 }
 
-pub async fn start(addr: SocketAddr, config: &Config, inventory: Arc<InventoryHandle>) -> anyhow::Result<JoinHandle<()>> {
+pub async fn start(
+    addr: SocketAddr,
+    config: &Config,
+    inventory: Arc<InventoryHandle>,
+) -> anyhow::Result<JoinHandle<()>> {
     let state = AppState {
         inventory,
         queues: config.inventory.queues.clone(),
@@ -68,7 +72,11 @@ async fn metrics_text(State(s): State<AppState>) -> String {
 
 async fn summary(State(s): State<AppState>) -> String {
     let inv = s.inventory.snapshot();
-    format!("queues {}\nnumbers {}\n", inv.queue_count(), inv.claimed_count())
+    format!(
+        "queues {}\nnumbers {}\n",
+        inv.queue_count(),
+        inv.claimed_count()
+    )
 }
 
 async fn queue(State(s): State<AppState>, Path(id): Path<String>) -> (StatusCode, String) {
@@ -79,7 +87,10 @@ async fn queue(State(s): State<AppState>, Path(id): Path<String>) -> (StatusCode
             format!(
                 "queue_id {}\ncaller_id_number {}\ncaller_id_name {}\nanonymous {}\n",
                 q.id,
-                q.number.as_ref().map(|n| n.as_str().to_string()).unwrap_or_default(),
+                q.number
+                    .as_ref()
+                    .map(|n| n.as_str().to_string())
+                    .unwrap_or_default(),
                 q.name,
                 q.anonymous
             ),
@@ -89,10 +100,18 @@ async fn queue(State(s): State<AppState>, Path(id): Path<String>) -> (StatusCode
 }
 
 async fn reload(State(s): State<AppState>) -> (StatusCode, String) {
-    let r = tokio::task::spawn_blocking(move || s.inventory.reload(&s.queues, &s.numbers, s.region)).await;
+    let r =
+        tokio::task::spawn_blocking(move || s.inventory.reload(&s.queues, &s.numbers, s.region))
+            .await;
     match r {
-        Ok(Ok((q, n))) => (StatusCode::OK, format!("reloaded: {q} queues, {n} numbers\n")),
+        Ok(Ok((q, n))) => (
+            StatusCode::OK,
+            format!("reloaded: {q} queues, {n} numbers\n"),
+        ),
         Ok(Err(e)) => (StatusCode::UNPROCESSABLE_ENTITY, format!("{e}\n")),
-        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "reload task failed\n".into()),
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "reload task failed\n".into(),
+        ),
     }
 }

@@ -29,10 +29,22 @@ pub fn example_inventory() -> anyhow::Result<Inventory> {
     }
     b.add_queue("sales", Some("+14155550100"), "Acme Sales", None, false)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    b.add_queue("support-uk", Some("+442071838750"), "Acme \"UK\" Support", Some(gb), false)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    b.add_queue("collections", Some("+14155550101"), "Acme Billing", None, true)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    b.add_queue(
+        "support-uk",
+        Some("+442071838750"),
+        "Acme \"UK\" Support",
+        Some(gb),
+        false,
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    b.add_queue(
+        "collections",
+        Some("+14155550101"),
+        "Acme Billing",
+        None,
+        true,
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     b.add_queue("callbacks", None, "Callbacks", None, false)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     b.build().map_err(|e| anyhow::anyhow!("{e}"))
@@ -46,14 +58,54 @@ struct Case {
 }
 
 const CASES: &[Case] = &[
-    Case { title: "queue number (no per-call number)", queue: "sales", caller_id: None, privacy: false },
-    Case { title: "per-call number, E.164 and claimed", queue: "sales", caller_id: Some("+14155550101"), privacy: false },
-    Case { title: "per-call number not E.164", queue: "sales", caller_id: Some("555-CALL-NOW"), privacy: false },
-    Case { title: "per-call number E.164 but not claimed", queue: "support-uk", caller_id: Some("+442079460000"), privacy: false },
-    Case { title: "anonymous queue", queue: "collections", caller_id: None, privacy: false },
-    Case { title: "PBX asks for privacy", queue: "sales", caller_id: None, privacy: true },
-    Case { title: "unknown queue", queue: "no-such-queue", caller_id: None, privacy: false },
-    Case { title: "queue without a number", queue: "callbacks", caller_id: None, privacy: false },
+    Case {
+        title: "queue number (no per-call number)",
+        queue: "sales",
+        caller_id: None,
+        privacy: false,
+    },
+    Case {
+        title: "per-call number, E.164 and claimed",
+        queue: "sales",
+        caller_id: Some("+14155550101"),
+        privacy: false,
+    },
+    Case {
+        title: "per-call number not E.164",
+        queue: "sales",
+        caller_id: Some("555-CALL-NOW"),
+        privacy: false,
+    },
+    Case {
+        title: "per-call number E.164 but not claimed",
+        queue: "support-uk",
+        caller_id: Some("+442079460000"),
+        privacy: false,
+    },
+    Case {
+        title: "anonymous queue",
+        queue: "collections",
+        caller_id: None,
+        privacy: false,
+    },
+    Case {
+        title: "PBX asks for privacy",
+        queue: "sales",
+        caller_id: None,
+        privacy: true,
+    },
+    Case {
+        title: "unknown queue",
+        queue: "no-such-queue",
+        caller_id: None,
+        privacy: false,
+    },
+    Case {
+        title: "queue without a number",
+        queue: "callbacks",
+        caller_id: None,
+        privacy: false,
+    },
 ];
 
 pub fn run_blocking() -> anyhow::Result<()> {
@@ -92,7 +144,10 @@ pub async fn run() -> anyhow::Result<()> {
         pbx.send_to(&invite, gw_addr).await?;
         let outcome = tokio::time::timeout(Duration::from_secs(3), async {
             loop {
-                if let Some(Event::Decision { outcome, number, .. }) = tap.recv().await {
+                if let Some(Event::Decision {
+                    outcome, number, ..
+                }) = tap.recv().await
+                {
                     return (outcome, number);
                 }
             }
@@ -146,12 +201,17 @@ fn pbx_invite(case: &Case, i: usize, gw: SocketAddr, me: SocketAddr) -> Bytes {
     if case.privacy {
         m.push_str("Privacy: id\r\n");
     }
-    m.push_str(&format!("Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}", sdp.len()));
+    m.push_str(&format!(
+        "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    ));
     Bytes::from(m)
 }
 
 fn print_identity(label: &str, msg: &Bytes) {
-    let Ok(m) = parse(msg.clone(), Transport::Udp) else { return };
+    let Ok(m) = parse(msg.clone(), Transport::Udp) else {
+        return;
+    };
     let c = match &m {
         Message::Request(r) => &r.common,
         Message::Response(r) => &r.common,
@@ -159,12 +219,21 @@ fn print_identity(label: &str, msg: &Bytes) {
     let mut first = true;
     for h in &c.raw.headers {
         let name = c.bytes(h.name_span);
-        let interesting = matches!(h.name, HeaderName::From | HeaderName::PAssertedIdentity | HeaderName::Privacy)
-            || name.eq_ignore_ascii_case(b"X-Queue-Id")
+        let interesting = matches!(
+            h.name,
+            HeaderName::From | HeaderName::PAssertedIdentity | HeaderName::Privacy
+        ) || name.eq_ignore_ascii_case(b"X-Queue-Id")
             || name.eq_ignore_ascii_case(b"X-Caller-Id");
         if interesting {
-            let lead = if first { label.to_string() } else { " ".repeat(label.len()) };
-            println!("{lead}{}", String::from_utf8_lossy(&c.raw.buf[h.line.range()]).trim_end());
+            let lead = if first {
+                label.to_string()
+            } else {
+                " ".repeat(label.len())
+            };
+            println!(
+                "{lead}{}",
+                String::from_utf8_lossy(&c.raw.buf[h.line.range()]).trim_end()
+            );
             first = false;
         }
     }
@@ -178,7 +247,10 @@ fn print_status(label: &str, msg: &Bytes, show: &[HeaderName]) {
     for l in lines {
         let name = l.split(':').next().unwrap_or("").trim();
         let hn = HeaderName::classify(name.as_bytes());
-        if name.eq_ignore_ascii_case("Reason") || name.eq_ignore_ascii_case("Warning") || show.contains(&hn) {
+        if name.eq_ignore_ascii_case("Reason")
+            || name.eq_ignore_ascii_case("Warning")
+            || show.contains(&hn)
+        {
             println!("{pad}{l}");
         }
     }
@@ -202,7 +274,9 @@ async fn await_final(pbx: &UdpSocket) -> anyhow::Result<Bytes> {
 /// The value of the first header of a kind; `HeaderName::Other` means Contact,
 /// which the core has no use for and so no name of its own.
 fn header_line(msg: &Bytes, name: HeaderName) -> Option<String> {
-    let Ok(m) = parse(msg.clone(), Transport::Udp) else { return None };
+    let Ok(m) = parse(msg.clone(), Transport::Udp) else {
+        return None;
+    };
     let c = match &m {
         Message::Request(r) => &r.common,
         Message::Response(r) => &r.common,
@@ -246,9 +320,16 @@ async fn finish_call(pbx: &UdpSocket, gw: SocketAddr, ok: &Bytes, i: usize) -> a
     let to = header_line(ok, HeaderName::To).unwrap_or_default();
     let from = header_line(ok, HeaderName::From).unwrap_or_default();
     let contact = header_line(ok, HeaderName::Other).unwrap_or_default();
-    let target = contact.trim().trim_start_matches('<').trim_end_matches('>').to_string();
+    let target = contact
+        .trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .to_string();
     let me = pbx.local_addr()?;
-    for (method, cseq, branch) in [("ACK", 1, format!("z9hG4bKdemoack{i}")), ("BYE", 2, format!("z9hG4bKdemobye{i}"))] {
+    for (method, cseq, branch) in [
+        ("ACK", 1, format!("z9hG4bKdemoack{i}")),
+        ("BYE", 2, format!("z9hG4bKdemobye{i}")),
+    ] {
         let m = format!(
             "{method} {target} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch={branch};rport\r\nRoute: {rr}\r\nMax-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: demo-{i}@pbx.example.com\r\nCSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n"
         );
@@ -264,22 +345,46 @@ async fn play_carrier(sock: UdpSocket, seen: mpsc::UnboundedSender<Bytes>) {
     let mut buf = vec![0u8; 65536];
     let me = sock.local_addr().ok();
     loop {
-        let Ok((n, from)) = sock.recv_from(&mut buf).await else { return };
+        let Ok((n, from)) = sock.recv_from(&mut buf).await else {
+            return;
+        };
         let data = Bytes::copy_from_slice(&buf[..n]);
-        let Ok(Message::Request(req)) = parse(data.clone(), Transport::Udp) else { continue };
+        let Ok(Message::Request(req)) = parse(data.clone(), Transport::Udp) else {
+            continue;
+        };
         let mut contact = me
             .map(|a| format!("Contact: <sip:carrier@{a}>\r\n"))
             .unwrap_or_default();
         // A UAS copies Record-Route into its 2xx (RFC 3261 §12.1.1).
         for h in req.common.raw.all(HeaderName::RecordRoute) {
-            contact.push_str(&String::from_utf8_lossy(&req.common.raw.buf[h.line.range()]));
+            contact.push_str(&String::from_utf8_lossy(
+                &req.common.raw.buf[h.line.range()],
+            ));
         }
         let answer = match req.method {
             Method::Invite => {
                 let _ = seen.send(data);
-                Some(reply(&req, from, &ReplySpec { code: 200, phrase: "OK", to_tag: Some("carrier1"), extra: contact.as_bytes() }))
+                Some(reply(
+                    &req,
+                    from,
+                    &ReplySpec {
+                        code: 200,
+                        phrase: "OK",
+                        to_tag: Some("carrier1"),
+                        extra: contact.as_bytes(),
+                    },
+                ))
             }
-            Method::Bye => Some(reply(&req, from, &ReplySpec { code: 200, phrase: "OK", to_tag: None, extra: b"" })),
+            Method::Bye => Some(reply(
+                &req,
+                from,
+                &ReplySpec {
+                    code: 200,
+                    phrase: "OK",
+                    to_tag: None,
+                    extra: b"",
+                },
+            )),
             _ => None,
         };
         if let Some(a) = answer {

@@ -6,14 +6,14 @@
 //! tokio shells in `transport` and `server` only move bytes and fire timers, so the
 //! protocol logic can be tested with virtual time and no sockets.
 
+pub mod admin;
 pub mod callerid;
 pub mod config;
+pub mod demo;
 pub mod inventory;
-pub mod sip;
 pub mod proxy;
+pub mod reload;
 pub mod server;
+pub mod sip;
 pub mod telemetry;
 pub mod transport;
-pub mod admin;
-pub mod demo;
-pub mod reload;

@@ -1,6 +1,6 @@
 //! The `cidgate` command line: run, check-config, resolve, demo.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -65,7 +65,7 @@ fn report(r: anyhow::Result<()>) -> ExitCode {
     }
 }
 
-fn check_config(path: &PathBuf) -> ExitCode {
+fn check_config(path: &Path) -> ExitCode {
     let config = match Config::from_file(path) {
         Ok(c) => c,
         Err(e) => {
@@ -98,7 +98,7 @@ fn check_config(path: &PathBuf) -> ExitCode {
     }
 }
 
-fn resolve(path: &PathBuf, queue: &str, caller_id: Option<&str>) -> anyhow::Result<()> {
+fn resolve(path: &Path, queue: &str, caller_id: Option<&str>) -> anyhow::Result<()> {
     let config = Config::from_file(path).map_err(|e| anyhow::anyhow!("{e}"))?;
     let inv = config
         .load_inventory()
@@ -109,12 +109,21 @@ fn resolve(path: &PathBuf, queue: &str, caller_id: Option<&str>) -> anyhow::Resu
             println!("decision: forward");
             println!("outcome:  {}", d.outcome.as_str());
             println!("number:   {}", d.number);
-            println!("name:     {}", if d.name.is_empty() { "(none)" } else { &d.name });
+            println!(
+                "name:     {}",
+                if d.name.is_empty() { "(none)" } else { &d.name }
+            );
             println!("anonymous: {}", d.anonymous);
-            println!("why:      {}", cidgate::callerid::explain(&d, queue, caller_id));
+            println!(
+                "why:      {}",
+                cidgate::callerid::explain(&d, queue, caller_id)
+            );
         }
         Err(r) => {
-            println!("decision: reject ({} {})", config.reject.code, config.reject.phrase);
+            println!(
+                "decision: reject ({} {})",
+                config.reject.code, config.reject.phrase
+            );
             println!("outcome:  {}", r.as_str());
             println!("why:      {}", cidgate::callerid::explain_reject(r, queue));
         }
@@ -122,7 +131,7 @@ fn resolve(path: &PathBuf, queue: &str, caller_id: Option<&str>) -> anyhow::Resu
     Ok(())
 }
 
-fn run(path: &PathBuf) -> anyhow::Result<()> {
+fn run(path: &Path) -> anyhow::Result<()> {
     let config = Config::from_file(path).map_err(|e| anyhow::anyhow!("{e}"))?;
     cidgate::telemetry::init_logging(config.server.log == cidgate::config::LogFormat::Json);
     let inventory = config

@@ -21,7 +21,8 @@ pub fn reload_now(handle: &InventoryHandle, queues: &Path, numbers: &Path, regio
         }
         Err(e) => {
             tracing::error!(error = %e, "inventory reload refused; the previous inventory stays in force");
-            metrics::counter!("cidgate_inventory_reloads_total", "result" => "refused").increment(1);
+            metrics::counter!("cidgate_inventory_reloads_total", "result" => "refused")
+                .increment(1);
             false
         }
     }
@@ -39,7 +40,9 @@ pub fn spawn_watchers(config: &Config, handle: Arc<InventoryHandle>) {
         let (handle, queues, numbers) = (handle.clone(), queues.clone(), numbers.clone());
         tokio::spawn(async move {
             use tokio::signal::unix::{signal, SignalKind};
-            let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
+            let Ok(mut hup) = signal(SignalKind::hangup()) else {
+                return;
+            };
             while hup.recv().await.is_some() {
                 let (h, q, n) = (handle.clone(), queues.clone(), numbers.clone());
                 let _ = tokio::task::spawn_blocking(move || reload_now(&h, &q, &n, region)).await;

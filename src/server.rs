@@ -61,7 +61,9 @@ impl Gateway {
 
 /// Binds every listener; a port 0 is shared by UDP and TCP on the same IP so
 /// that one port serves both transports, as SIP expects.
-async fn bind_all(config: &Config) -> anyhow::Result<(Vec<Arc<UdpSocket>>, Vec<TcpListener>, Vec<Peer>)> {
+async fn bind_all(
+    config: &Config,
+) -> anyhow::Result<(Vec<Arc<UdpSocket>>, Vec<TcpListener>, Vec<Peer>)> {
     let mut udp = Vec::new();
     let mut tcp = Vec::new();
     let mut bound: Vec<Peer> = Vec::new();
@@ -124,7 +126,11 @@ pub async fn start(
             loop {
                 match sock.recv_from(&mut buf).await {
                     Ok((n, from)) => {
-                        if tx.send((from, Bytes::copy_from_slice(&buf[..n]))).await.is_err() {
+                        if tx
+                            .send((from, Bytes::copy_from_slice(&buf[..n])))
+                            .await
+                            .is_err()
+                        {
                             return;
                         }
                     }
@@ -257,7 +263,9 @@ impl Core {
                 let Some(sock) = self
                     .udp
                     .iter()
-                    .find(|s| s.local_addr().map(|a| a.is_ipv4()).unwrap_or(false) == t.to.addr.is_ipv4())
+                    .find(|s| {
+                        s.local_addr().map(|a| a.is_ipv4()).unwrap_or(false) == t.to.addr.is_ipv4()
+                    })
                     .or_else(|| self.udp.first())
                 else {
                     return;
@@ -276,7 +284,14 @@ impl Core {
                     None => {
                         let (otx, orx) = mpsc::channel(1024);
                         let id = self.ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        spawn_connection(None, t.to.addr, id, self.tcp_tx.clone(), orx, otx.clone());
+                        spawn_connection(
+                            None,
+                            t.to.addr,
+                            id,
+                            self.tcp_tx.clone(),
+                            orx,
+                            otx.clone(),
+                        );
                         self.conns.insert(t.to.addr, (id, otx.clone()));
                         otx
                     }

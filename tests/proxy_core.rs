@@ -8,9 +8,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::*;
 
-fn one<'a>(out: &'a [cidgate::proxy::Transmit], peer: cidgate::proxy::Peer) -> &'a Bytes {
+fn one(out: &[cidgate::proxy::Transmit], peer: cidgate::proxy::Peer) -> &Bytes {
     let v = to(out, peer);
-    assert_eq!(v.len(), 1, "expected exactly one message to {peer:?}, got {}", v.len());
+    assert_eq!(
+        v.len(),
+        1,
+        "expected exactly one message to {peer:?}, got {}",
+        v.len()
+    );
     &v[0].data
 }
 
@@ -34,19 +39,38 @@ fn queue_outcome_rewrites_identity_and_keeps_everything_else() {
     );
     assert_eq!(
         header_lines(&fwd, "P-Asserted-Identity"),
-        vec!["P-Asserted-Identity: \"Acme Sales\" <sip:+14155550100@gw.example.net;user=phone>\r\n"]
+        vec![
+            "P-Asserted-Identity: \"Acme Sales\" <sip:+14155550100@gw.example.net;user=phone>\r\n"
+        ]
     );
-    for gone in ["P-Preferred-Identity", "Remote-Party-ID", "X-Queue-Id", "X-Caller-Id"] {
-        assert!(header_lines(&fwd, gone).is_empty(), "{gone} must be stripped");
+    for gone in [
+        "P-Preferred-Identity",
+        "Remote-Party-ID",
+        "X-Queue-Id",
+        "X-Caller-Id",
+    ] {
+        assert!(
+            header_lines(&fwd, gone).is_empty(),
+            "{gone} must be stripped"
+        );
     }
     // Our Via on top with a magic-cookie branch, the PBX's below it.
     let vias = header_lines(&fwd, "Via");
-    assert!(vias[0].starts_with("Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKcg"), "{vias:?}");
-    assert_eq!(vias[1], "Via: SIP/2.0/UDP 127.0.0.10:5070;branch=z9hG4bKc1;rport\r\n");
+    assert!(
+        vias[0].starts_with("Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKcg"),
+        "{vias:?}"
+    );
+    assert_eq!(
+        vias[1],
+        "Via: SIP/2.0/UDP 127.0.0.10:5070;branch=z9hG4bKc1;rport\r\n"
+    );
     assert_eq!(header_value(&fwd, "Max-Forwards").unwrap(), "69");
     let rr = header_value(&fwd, "Record-Route").unwrap();
     assert!(rr.starts_with("<sip:gw.example.net;lr;cg="), "{rr}");
-    assert_eq!(header_value(&fwd, "Content-Length").unwrap(), SDP.len().to_string());
+    assert_eq!(
+        header_value(&fwd, "Content-Length").unwrap(),
+        SDP.len().to_string()
+    );
     // Byte for byte: every header we do not own, in order, and the body.
     assert_eq!(
         unowned(&fwd, &["X-Queue-Id", "X-Caller-Id"]),
@@ -65,8 +89,18 @@ fn every_outcome_in_strict_mode() {
         ("sales", Some("  +14155550101 "), "dynamic", "+14155550101"),
         ("sales", Some("12345"), "fallback_not_e164", "+14155550100"),
         ("sales", Some("+1555"), "fallback_not_e164", "+14155550100"),
-        ("sales", Some("(415) 555-0101"), "fallback_not_e164", "+14155550100"),
-        ("sales", Some("+14155550199"), "fallback_unclaimed", "+14155550100"),
+        (
+            "sales",
+            Some("(415) 555-0101"),
+            "fallback_not_e164",
+            "+14155550100",
+        ),
+        (
+            "sales",
+            Some("+14155550199"),
+            "fallback_unclaimed",
+            "+14155550100",
+        ),
         ("sales", Some(""), "queue", "+14155550100"),
     ];
     for (i, (queue, per_call, outcome, number)) in cases.iter().enumerate() {
@@ -78,7 +112,10 @@ fn every_outcome_in_strict_mode() {
         let (_, fwd) = call(&mut h, &format!("s{i}"), &extra);
         assert_eq!(h.last_outcome(), Some(*outcome), "case {per_call:?}");
         let from = header_value(&fwd, "From").unwrap();
-        assert!(from.contains(&format!("<sip:{number}@gw.example.net;user=phone>")), "{from}");
+        assert!(
+            from.contains(&format!("<sip:{number}@gw.example.net;user=phone>")),
+            "{from}"
+        );
     }
 }
 
@@ -92,11 +129,20 @@ fn normalize_mode_accepts_national_forms_with_the_queue_region() {
         ("uk", "0044 20 7183 8750", "dynamic", "+442071838750"),
         ("sales", "011 44 20 7183 8750", "dynamic", "+442071838750"),
         ("sales", "not a number", "fallback_not_e164", "+14155550100"),
-        ("sales", "(415) 555-0199", "fallback_unclaimed", "+14155550100"),
+        (
+            "sales",
+            "(415) 555-0199",
+            "fallback_unclaimed",
+            "+14155550100",
+        ),
     ];
     for (i, (queue, per_call, outcome, number)) in cases.iter().enumerate() {
         let mut h = Harness::with(s.clone());
-        let (_, fwd) = call(&mut h, &format!("n{i}"), &format!("X-Queue-Id: {queue}\r\nX-Caller-Id: {per_call}\r\n"));
+        let (_, fwd) = call(
+            &mut h,
+            &format!("n{i}"),
+            &format!("X-Queue-Id: {queue}\r\nX-Caller-Id: {per_call}\r\n"),
+        );
         assert_eq!(h.last_outcome(), Some(*outcome), "case {per_call}");
         assert!(header_value(&fwd, "From").unwrap().contains(number));
     }
@@ -114,11 +160,23 @@ fn reject_is_the_acw_signal_and_is_stable() {
         assert_eq!(h.last_outcome(), Some(reason));
         let t = text(rej);
         assert!(t.starts_with("SIP/2.0 403 Forbidden\r\n"), "{t}");
-        assert!(t.contains("\r\nReason: Q.850;cause=21;text=\"no outbound caller ID\"\r\n"), "{t}");
-        assert!(t.contains("\r\nWarning: 399 gw.example.net \"no outbound caller ID\"\r\n"), "{t}");
-        assert!(header_value(rej, "To").unwrap().contains(";tag="), "reject needs a To tag");
+        assert!(
+            t.contains("\r\nReason: Q.850;cause=21;text=\"no outbound caller ID\"\r\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("\r\nWarning: 399 gw.example.net \"no outbound caller ID\"\r\n"),
+            "{t}"
+        );
+        assert!(
+            header_value(rej, "To").unwrap().contains(";tag="),
+            "reject needs a To tag"
+        );
         // The PBX's own From comes back unchanged.
-        assert_eq!(header_lines(rej, "From"), header_lines(&Bytes::from(inv.clone()), "From"));
+        assert_eq!(
+            header_lines(rej, "From"),
+            header_lines(&Bytes::from(inv.clone()), "From")
+        );
         // Retransmission: the very same response.
         let again = h.input(udp(PBX), &inv);
         assert_eq!(again.len(), 1);
@@ -131,9 +189,15 @@ fn reject_is_the_acw_signal_and_is_stable() {
         let ack = inv
             .replacen("INVITE sip", "ACK sip", 1)
             .replace("CSeq: 10 INVITE", "CSeq: 10 ACK")
-            .replace("To: <sip:+12125550123@carrier.example.com>", &format!("To: {to_tag}"));
+            .replace(
+                "To: <sip:+12125550123@carrier.example.com>",
+                &format!("To: {to_tag}"),
+            );
         assert!(h.input(udp(PBX), &ack).is_empty(), "ACK absorbed");
-        assert!(h.advance(Duration::from_secs(5)).is_empty(), "no retransmission after ACK");
+        assert!(
+            h.advance(Duration::from_secs(5)).is_empty(),
+            "no retransmission after ACK"
+        );
     }
 }
 
@@ -174,16 +238,33 @@ fn responses_flow_back_with_the_pbx_identity() {
     let out = h.input(udp(CARRIER), &ringing);
     let up = one(&out, udp(PBX));
     assert_eq!(status(up), 180);
-    assert_eq!(header_lines(up, "From"), header_lines(&inv, "From"), "From restored");
-    assert_eq!(header_lines(up, "Via"), header_lines(&inv, "Via"), "our Via removed");
+    assert_eq!(
+        header_lines(up, "From"),
+        header_lines(&inv, "From"),
+        "From restored"
+    );
+    assert_eq!(
+        header_lines(up, "Via"),
+        header_lines(&inv, "Via"),
+        "our Via removed"
+    );
     // No Timer A after a provisional.
     assert!(to(&h.advance(Duration::from_secs(2)), udp(CARRIER)).is_empty());
-    let ok = respond(&fwd, 200, "OK", Some("callee1"), "Contact: <sip:callee@127.0.0.20:5080>\r\n");
+    let ok = respond(
+        &fwd,
+        200,
+        "OK",
+        Some("callee1"),
+        "Contact: <sip:callee@127.0.0.20:5080>\r\n",
+    );
     let out = h.input(udp(CARRIER), &ok);
     let up = one(&out, udp(PBX));
     assert_eq!(status(up), 200);
     assert_eq!(header_lines(up, "From"), header_lines(&inv, "From"));
-    assert_eq!(header_lines(up, "Record-Route"), header_lines(&fwd, "Record-Route"));
+    assert_eq!(
+        header_lines(up, "Record-Route"),
+        header_lines(&fwd, "Record-Route")
+    );
     // A 2xx retransmission from the carrier is relayed again (RFC 6026).
     let out = h.input(udp(CARRIER), &ok);
     assert_eq!(status(one(&out, udp(PBX))), 200);
@@ -191,7 +272,13 @@ fn responses_flow_back_with_the_pbx_identity() {
 
 fn established(h: &mut Harness, id: &str) -> (Bytes, Bytes, Bytes) {
     let (inv, fwd) = call(h, id, "X-Queue-Id: sales\r\n");
-    let ok = respond(&fwd, 200, "OK", Some("callee1"), "Contact: <sip:callee@127.0.0.20:5080>\r\n");
+    let ok = respond(
+        &fwd,
+        200,
+        "OK",
+        Some("callee1"),
+        "Contact: <sip:callee@127.0.0.20:5080>\r\n",
+    );
     let out = h.input(udp(CARRIER), &ok);
     let up = one(&out, udp(PBX)).clone();
     (inv, fwd, up)
@@ -214,14 +301,21 @@ fn in_dialog_requests_follow_the_record_route_and_keep_identity() {
     let a = one(&out, udp(CARRIER));
     assert!(is_request(a, "ACK"));
     assert!(header_lines(a, "Route").is_empty(), "our Route is removed");
-    assert_eq!(header_value(a, "From"), header_value(&fwd, "From"), "same identity as the INVITE");
+    assert_eq!(
+        header_value(a, "From"),
+        header_value(&fwd, "From"),
+        "same identity as the INVITE"
+    );
     // BYE from the PBX: forwarded, answered, From restored on the way back.
     let bye = Bytes::from(in_dialog_from_pbx("BYE", "dlg", &rr, 11));
     let out = h.input(udp(PBX), &bye);
     let b = one(&out, udp(CARRIER)).clone();
     assert!(is_request(&b, "BYE"));
     assert_eq!(header_value(&b, "From"), header_value(&fwd, "From"));
-    assert_eq!(header_lines(&b, "P-Asserted-Identity"), header_lines(&fwd, "P-Asserted-Identity"));
+    assert_eq!(
+        header_lines(&b, "P-Asserted-Identity"),
+        header_lines(&fwd, "P-Asserted-Identity")
+    );
     let out = h.input(udp(CARRIER), respond(&b, 200, "OK", None, ""));
     let up = one(&out, udp(PBX));
     assert_eq!(status(up), 200);
@@ -240,11 +334,19 @@ fn bye_from_the_carrier_reaches_the_pbx_with_its_own_identity() {
     let out = h.input(udp(CARRIER), &bye);
     let b = one(&out, udp(PBX)).clone();
     let orig_from = header_value(&inv, "From").unwrap();
-    assert_eq!(header_value(&b, "To").unwrap(), orig_from, "PBX sees its own From as To");
+    assert_eq!(
+        header_value(&b, "To").unwrap(),
+        orig_from,
+        "PBX sees its own From as To"
+    );
     let out = h.input(udp(PBX), respond(&b, 200, "OK", None, ""));
     let down = one(&out, udp(CARRIER));
     assert_eq!(status(down), 200);
-    assert_eq!(header_value(down, "To").unwrap(), from_gw, "carrier sees its dialog identity");
+    assert_eq!(
+        header_value(down, "To").unwrap(),
+        from_gw,
+        "carrier sees its dialog identity"
+    );
 }
 
 #[test]
@@ -275,18 +377,31 @@ fn cancel_reaches_the_carrier_and_487_flows_back() {
     let cancel = text(&inv)
         .replacen("INVITE sip", "CANCEL sip", 1)
         .replace("CSeq: 10 INVITE", "CSeq: 10 CANCEL");
-    let cancel = cancel.split("Content-Type").next().unwrap().to_string() + "Content-Length: 0\r\n\r\n";
+    let cancel =
+        cancel.split("Content-Type").next().unwrap().to_string() + "Content-Length: 0\r\n\r\n";
     let out = h.input(udp(PBX), &cancel);
     assert_eq!(status(one(&out, udp(PBX))), 200);
     let c = one(&out, udp(CARRIER));
     assert!(is_request(c, "CANCEL"));
     let fwd_via = &header_lines(&fwd, "Via")[0];
-    assert_eq!(&header_lines(c, "Via")[0], fwd_via, "CANCEL uses the INVITE's branch");
+    assert_eq!(
+        &header_lines(c, "Via")[0],
+        fwd_via,
+        "CANCEL uses the INVITE's branch"
+    );
     // The carrier answers the CANCEL and terminates the INVITE.
-    assert!(h.input(udp(CARRIER), respond(c, 200, "OK", None, "")).is_empty());
-    let out = h.input(udp(CARRIER), respond(&fwd, 487, "Request Terminated", Some("t9"), ""));
+    assert!(h
+        .input(udp(CARRIER), respond(c, 200, "OK", None, ""))
+        .is_empty());
+    let out = h.input(
+        udp(CARRIER),
+        respond(&fwd, 487, "Request Terminated", Some("t9"), ""),
+    );
     assert_eq!(status(one(&out, udp(PBX))), 487);
-    assert!(is_request(one(&out, udp(CARRIER)), "ACK"), "the 487 is ACKed hop by hop");
+    assert!(
+        is_request(one(&out, udp(CARRIER)), "ACK"),
+        "the 487 is ACKed hop by hop"
+    );
 }
 
 #[test]
@@ -318,7 +433,10 @@ fn strangers_options_max_forwards_and_extensions() {
     let out = h.input(udp(STRANGER), invite("x1", "X-Queue-Id: sales\r\n"));
     assert_eq!(out.len(), 1);
     assert_eq!(status(&out[0].data), 403);
-    assert!(h.last_outcome().is_none(), "no caller-ID work for strangers");
+    assert!(
+        h.last_outcome().is_none(),
+        "no caller-ID work for strangers"
+    );
 
     let options = "OPTIONS sip:gw.example.net SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.10:5070;branch=z9hG4bKopt\r\nMax-Forwards: 70\r\nFrom: <sip:pbx@pbx.example.com>;tag=o1\r\nTo: <sip:gw.example.net>\r\nCall-ID: opt@pbx\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
     let out = h.input(udp(PBX), options);
@@ -332,7 +450,10 @@ fn strangers_options_max_forwards_and_extensions() {
     let pr = invite("pr", "X-Queue-Id: sales\r\nProxy-Require: foo, bar\r\n");
     let out = h.input(udp(PBX), pr);
     assert_eq!(status(&out[0].data), 420);
-    assert_eq!(header_value(&out[0].data, "Unsupported").unwrap(), "foo, bar");
+    assert_eq!(
+        header_value(&out[0].data, "Unsupported").unwrap(),
+        "foo, bar"
+    );
 }
 
 #[test]
@@ -341,17 +462,31 @@ fn failover_on_503_and_on_timeout() {
     s.carriers = vec![udp(CARRIER), udp(CARRIER2)];
     let mut h = Harness::with(s.clone());
     let (_, fwd) = call(&mut h, "fo", "X-Queue-Id: sales\r\n");
-    let out = h.input(udp(CARRIER), respond(&fwd, 503, "Service Unavailable", Some("x"), ""));
+    let out = h.input(
+        udp(CARRIER),
+        respond(&fwd, 503, "Service Unavailable", Some("x"), ""),
+    );
     assert!(is_request(one(&out, udp(CARRIER)), "ACK"));
     let second = one(&out, udp(CARRIER2));
     assert!(is_request(second, "INVITE"));
-    assert_ne!(header_lines(second, "Via")[0], header_lines(&fwd, "Via")[0], "new branch");
-    assert!(to(&out, udp(PBX)).is_empty(), "the PBX does not see the 503");
+    assert_ne!(
+        header_lines(second, "Via")[0],
+        header_lines(&fwd, "Via")[0],
+        "new branch"
+    );
+    assert!(
+        to(&out, udp(PBX)).is_empty(),
+        "the PBX does not see the 503"
+    );
 
     let mut h = Harness::with(s);
     call(&mut h, "fo2", "X-Queue-Id: sales\r\n");
     let out = h.advance(Duration::from_secs(32));
-    assert_eq!(to(&out, udp(CARRIER2)).len(), 1, "Timer B moves to the next carrier");
+    assert_eq!(
+        to(&out, udp(CARRIER2)).len(),
+        1,
+        "Timer B moves to the next carrier"
+    );
     let mut last = Vec::new();
     for _ in 0..40 {
         last.extend(h.advance(Duration::from_secs(1)));
@@ -371,13 +506,19 @@ fn privacy_and_anonymous_queues() {
         header_value(&fwd, "From").unwrap(),
         "\"Anonymous\" <sip:anonymous@anonymous.invalid>;tag=pbx-pv;x-keep=1"
     );
-    assert!(header_value(&fwd, "P-Asserted-Identity").unwrap().contains("+14155550100"));
+    assert!(header_value(&fwd, "P-Asserted-Identity")
+        .unwrap()
+        .contains("+14155550100"));
     assert_eq!(header_lines(&fwd, "Privacy"), vec!["Privacy: ID\r\n"]);
 
     let (_, fwd) = call(&mut h, "an", "X-Queue-Id: anon\r\n");
-    assert!(header_value(&fwd, "From").unwrap().starts_with("\"Anonymous\""));
+    assert!(header_value(&fwd, "From")
+        .unwrap()
+        .starts_with("\"Anonymous\""));
     assert_eq!(header_lines(&fwd, "Privacy"), vec!["Privacy: id\r\n"]);
-    assert!(header_value(&fwd, "P-Asserted-Identity").unwrap().contains("\"Hidden\""));
+    assert!(header_value(&fwd, "P-Asserted-Identity")
+        .unwrap()
+        .contains("\"Hidden\""));
 }
 
 #[test]
@@ -388,7 +529,9 @@ fn display_names_are_quoted_or_omitted() {
         .unwrap()
         .starts_with(r#""Say \"hi\" \\ bye" <sip:+14155550102@"#));
     let (_, fwd) = call(&mut h, "q2", "X-Queue-Id: noname\r\n");
-    assert!(header_value(&fwd, "From").unwrap().starts_with("<sip:+14155550101@gw.example.net;user=phone>;tag="));
+    assert!(header_value(&fwd, "From")
+        .unwrap()
+        .starts_with("<sip:+14155550101@gw.example.net;user=phone>;tag="));
 }
 
 #[test]
@@ -416,9 +559,17 @@ fn compact_forms_and_missing_content_length_on_udp() {
     );
     let out = h.input(udp(PBX), &msg);
     let fwd = one(&out, udp(CARRIER));
-    assert_eq!(header_value(fwd, "Content-Length").unwrap(), SDP.len().to_string());
-    assert_eq!(header_value(fwd, "Max-Forwards").unwrap(), "70", "added when missing");
-    assert!(text(fwd).contains("\r\nf: \"Acme Sales\" <sip:+14155550100@gw.example.net;user=phone>;tag=cf\r\n"));
+    assert_eq!(
+        header_value(fwd, "Content-Length").unwrap(),
+        SDP.len().to_string()
+    );
+    assert_eq!(
+        header_value(fwd, "Max-Forwards").unwrap(),
+        "70",
+        "added when missing"
+    );
+    assert!(text(fwd)
+        .contains("\r\nf: \"Acme Sales\" <sip:+14155550100@gw.example.net;user=phone>;tag=cf\r\n"));
     assert!(text(fwd).contains("\r\nt: <sip:+12125550123@c>\r\ni: cf@pbx\r\n"));
     assert!(text(fwd).ends_with(SDP));
 }

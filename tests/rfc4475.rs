@@ -196,7 +196,12 @@ fn auto_carrier(sock: UdpSocket) -> tokio::sync::mpsc::UnboundedReceiver<Bytes> 
                     let ok = cidgate::sip::reply::reply(
                         &r,
                         from,
-                        &cidgate::sip::reply::ReplySpec { code: 200, phrase: "OK", to_tag: Some("c"), extra: b"" },
+                        &cidgate::sip::reply::ReplySpec {
+                            code: 200,
+                            phrase: "OK",
+                            to_tag: Some("c"),
+                            extra: b"",
+                        },
                     );
                     let _ = sock.send_to(&ok, from).await;
                 }
@@ -209,7 +214,10 @@ fn auto_carrier(sock: UdpSocket) -> tokio::sync::mpsc::UnboundedReceiver<Bytes> 
     rx
 }
 
-async fn chan_recv(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Bytes>, wait: Duration) -> Option<Bytes> {
+async fn chan_recv(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<Bytes>,
+    wait: Duration,
+) -> Option<Bytes> {
     tokio::time::timeout(wait, rx.recv()).await.ok().flatten()
 }
 
@@ -227,10 +235,18 @@ async fn udp_recv(sock: &UdpSocket, wait: Duration) -> Option<Bytes> {
 }
 
 fn check(name: &str, expect: Expect, input: &[u8], to_pbx: &[Bytes], to_carrier: &[Bytes]) {
-    let to_pbx: Vec<&Bytes> = to_pbx.iter().filter(|m| !m.starts_with(b"SIP/2.0 100 ")).collect();
+    let to_pbx: Vec<&Bytes> = to_pbx
+        .iter()
+        .filter(|m| !m.starts_with(b"SIP/2.0 100 "))
+        .collect();
     match expect {
         Forward => {
-            assert_eq!(to_carrier.len(), 1, "{name}: expected one message to the carrier; PBX got {:?}", to_pbx);
+            assert_eq!(
+                to_carrier.len(),
+                1,
+                "{name}: expected one message to the carrier; PBX got {:?}",
+                to_pbx
+            );
             // The only thing back is the carrier's own 200, relayed.
             assert!(
                 to_pbx.iter().all(|m| m.starts_with(b"SIP/2.0 200 OK\r\n")),
@@ -263,7 +279,11 @@ fn check(name: &str, expect: Expect, input: &[u8], to_pbx: &[Bytes], to_carrier:
         }
         Drop => {
             assert!(to_carrier.is_empty(), "{name}: nothing may be relayed");
-            assert!(to_pbx.is_empty(), "{name}: no answer expected, got {}", text(to_pbx[0]));
+            assert!(
+                to_pbx.is_empty(),
+                "{name}: no answer expected, got {}",
+                text(to_pbx[0])
+            );
         }
     }
 }
@@ -281,7 +301,11 @@ async fn every_file_over_udp() {
         pbx.send_to(&data, gw_addr).await.unwrap();
         let mut to_pbx = Vec::new();
         let mut to_carrier = Vec::new();
-        let wait = if matches!(expect, Drop) { QUIET } else { Duration::from_secs(3) };
+        let wait = if matches!(expect, Drop) {
+            QUIET
+        } else {
+            Duration::from_secs(3)
+        };
         // Collect until the expected message arrived, then a short quiet period.
         loop {
             tokio::select! {
@@ -289,7 +313,8 @@ async fn every_file_over_udp() {
                 Some(m) = chan_recv(&mut carrier, wait) => to_carrier.push(m),
                 _ = tokio::time::sleep(wait) => break,
             }
-            let done = to_pbx.iter().any(|m| !m.starts_with(b"SIP/2.0 100 ")) || !to_carrier.is_empty();
+            let done =
+                to_pbx.iter().any(|m| !m.starts_with(b"SIP/2.0 100 ")) || !to_carrier.is_empty();
             if done {
                 tokio::time::sleep(QUIET).await;
                 while let Some(m) = udp_recv(&pbx, Duration::from_millis(1)).await {
@@ -328,7 +353,11 @@ async fn every_file_over_tcp_in_pieces() {
             let mut framer = Framer::new(65536);
             let mut to_pbx = Vec::new();
             let mut to_carrier = Vec::new();
-            let wait = if matches!(expect, Drop) { QUIET } else { Duration::from_secs(3) };
+            let wait = if matches!(expect, Drop) {
+                QUIET
+            } else {
+                Duration::from_secs(3)
+            };
             let deadline = tokio::time::Instant::now() + wait;
             let mut buf = vec![0u8; 65536];
             loop {
@@ -363,9 +392,14 @@ async fn every_file_over_tcp_in_pieces() {
             if *name == "dblreq" {
                 to_pbx.retain(|m| !m.starts_with(b"SIP/2.0 403 "));
             }
-            check(&format!("{name}@{cut}"), expect, &data, &to_pbx, &to_carrier);
+            check(
+                &format!("{name}@{cut}"),
+                expect,
+                &data,
+                &to_pbx,
+                &to_carrier,
+            );
         }
         gw.shutdown().await;
     }
 }
-

@@ -57,7 +57,11 @@ fn pbx_invite(pbx: SocketAddr, transport: &str, call: &str, extra: &str) -> Stri
 #[tokio::test]
 async fn udp_call_end_to_end() {
     let carrier = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let gw = gateway(&format!("sip:{};transport=udp", carrier.local_addr().unwrap())).await;
+    let gw = gateway(&format!(
+        "sip:{};transport=udp",
+        carrier.local_addr().unwrap()
+    ))
+    .await;
     let gw_addr = gw.udp_addr().unwrap();
     let pbx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let inv = Bytes::from(pbx_invite(
@@ -80,7 +84,16 @@ async fn udp_call_end_to_end() {
         unowned(&fwd, &["X-Queue-Id", "X-Caller-Id"]),
         unowned(&inv, &["X-Queue-Id", "X-Caller-Id"])
     );
-    let ok = respond(&fwd, 200, "OK", Some("c1"), &format!("Contact: <sip:callee@{}>\r\n", carrier.local_addr().unwrap()));
+    let ok = respond(
+        &fwd,
+        200,
+        "OK",
+        Some("c1"),
+        &format!(
+            "Contact: <sip:callee@{}>\r\n",
+            carrier.local_addr().unwrap()
+        ),
+    );
     carrier.send_to(&ok, from).await.unwrap();
     let up = recv_skip_100(&pbx).await;
     assert_eq!(status(&up), 200);
@@ -100,10 +113,15 @@ async fn udp_call_end_to_end() {
         assert!(is_request(&got, method), "{}", text(&got));
         assert_eq!(header_value(&got, "From"), header_value(&fwd, "From"));
         if method == "BYE" {
-            carrier.send_to(&respond(&got, 200, "OK", None, ""), gw_addr).await.unwrap();
+            carrier
+                .send_to(&respond(&got, 200, "OK", None, ""), gw_addr)
+                .await
+                .unwrap();
             let (bye_ok, _) = recv(&pbx).await;
             assert_eq!(status(&bye_ok), 200);
-            assert!(header_value(&bye_ok, "From").unwrap().contains("agent7@pbx.example.com"));
+            assert!(header_value(&bye_ok, "From")
+                .unwrap()
+                .contains("agent7@pbx.example.com"));
         }
     }
     gw.shutdown().await;
@@ -115,7 +133,12 @@ async fn udp_reject_and_strangers() {
     let gw = gateway(&format!("sip:{}", carrier.local_addr().unwrap())).await;
     let gw_addr = gw.udp_addr().unwrap();
     let pbx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let inv = pbx_invite(pbx.local_addr().unwrap(), "UDP", "rj", "X-Queue-Id: nonum\r\n");
+    let inv = pbx_invite(
+        pbx.local_addr().unwrap(),
+        "UDP",
+        "rj",
+        "X-Queue-Id: nonum\r\n",
+    );
     pbx.send_to(inv.as_bytes(), gw_addr).await.unwrap();
     let (rej, _) = recv(&pbx).await;
     let t = text(&rej);
@@ -125,13 +148,22 @@ async fn udp_reject_and_strangers() {
 
     // A source outside the trust list (127.0.0.2 is loopback, but not trusted).
     let stranger = UdpSocket::bind("127.0.0.2:0").await.unwrap();
-    let inv = pbx_invite(stranger.local_addr().unwrap(), "UDP", "st", "X-Queue-Id: sales\r\n");
+    let inv = pbx_invite(
+        stranger.local_addr().unwrap(),
+        "UDP",
+        "st",
+        "X-Queue-Id: sales\r\n",
+    );
     stranger.send_to(inv.as_bytes(), gw_addr).await.unwrap();
     let (resp, _) = recv(&stranger).await;
     assert_eq!(status(&resp), 403);
     // Nothing reached the carrier.
     let mut buf = [0u8; 100];
-    assert!(tokio::time::timeout(Duration::from_millis(300), carrier.recv_from(&mut buf)).await.is_err());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), carrier.recv_from(&mut buf))
+            .await
+            .is_err()
+    );
     gw.shutdown().await;
 }
 
@@ -160,14 +192,21 @@ async fn tcp_split_pipelined_keepalive_and_carrier_reuse() {
     let carrier_addr = carrier.local_addr().unwrap();
     let gw = gateway(&format!("sip:{carrier_addr};transport=tcp")).await;
     let gw_tcp = gw.tcp_addr().unwrap();
-    assert_eq!(gw_tcp.port(), gw.udp_addr().unwrap().port(), "one port for both");
+    assert_eq!(
+        gw_tcp.port(),
+        gw.udp_addr().unwrap().port(),
+        "one port for both"
+    );
     let mut pbx = TcpStream::connect(gw_tcp).await.unwrap();
     let me = pbx.local_addr().unwrap();
 
     // Keep-alive ping gets a pong.
     pbx.write_all(b"\r\n\r\n").await.unwrap();
     let mut pong = [0u8; 2];
-    tokio::time::timeout(WAIT, pbx.read_exact(&mut pong)).await.unwrap().unwrap();
+    tokio::time::timeout(WAIT, pbx.read_exact(&mut pong))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(&pong, b"\r\n");
 
     // Two INVITEs: the first split at awkward offsets, the second pipelined
@@ -176,25 +215,48 @@ async fn tcp_split_pipelined_keepalive_and_carrier_reuse() {
     let b = pbx_invite(me, "TCP", "t2", "X-Queue-Id: uk\r\n");
     let mut all = a.clone().into_bytes();
     all.extend_from_slice(b.as_bytes());
-    for chunk in [&all[..7], &all[7..120], &all[120..a.len() + 3], &all[a.len() + 3..]] {
+    for chunk in [
+        &all[..7],
+        &all[7..120],
+        &all[120..a.len() + 3],
+        &all[a.len() + 3..],
+    ] {
         pbx.write_all(chunk).await.unwrap();
         pbx.flush().await.unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let (mut c1, _) = tokio::time::timeout(WAIT, carrier.accept()).await.unwrap().unwrap();
+    let (mut c1, _) = tokio::time::timeout(WAIT, carrier.accept())
+        .await
+        .unwrap()
+        .unwrap();
     let mut pend = Vec::new();
     let f1 = read_message(&mut c1, &mut pend).await;
     let f2 = read_message(&mut c1, &mut pend).await;
-    let mut seen = [header_value(&f1, "Call-ID").unwrap(), header_value(&f2, "Call-ID").unwrap()];
+    let mut seen = [
+        header_value(&f1, "Call-ID").unwrap(),
+        header_value(&f2, "Call-ID").unwrap(),
+    ];
     seen.sort();
-    assert_eq!(seen, ["t1@pbx.example.com".to_string(), "t2@pbx.example.com".to_string()]);
+    assert_eq!(
+        seen,
+        [
+            "t1@pbx.example.com".to_string(),
+            "t2@pbx.example.com".to_string()
+        ]
+    );
     assert!(header_lines(&f1, "Via")[0].starts_with("Via: SIP/2.0/TCP "));
     // Both calls went over the one carrier connection: no second accept.
-    assert!(tokio::time::timeout(Duration::from_millis(300), carrier.accept()).await.is_err());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), carrier.accept())
+            .await
+            .is_err()
+    );
 
     // Responses come back over the PBX's connection, From restored.
     for f in [&f1, &f2] {
-        c1.write_all(&respond(f, 486, "Busy Here", Some("bz"), "")).await.unwrap();
+        c1.write_all(&respond(f, 486, "Busy Here", Some("bz"), ""))
+            .await
+            .unwrap();
     }
     let mut pend_pbx = Vec::new();
     let mut codes = Vec::new();
@@ -202,7 +264,9 @@ async fn tcp_split_pipelined_keepalive_and_carrier_reuse() {
         let m = read_message(&mut pbx, &mut pend_pbx).await;
         codes.push(status(&m));
         if status(&m) == 486 {
-            assert!(header_value(&m, "From").unwrap().contains("agent7@pbx.example.com"));
+            assert!(header_value(&m, "From")
+                .unwrap()
+                .contains("agent7@pbx.example.com"));
         }
     }
     codes.sort();
@@ -216,7 +280,9 @@ async fn tcp_reject_and_oversized_message_closes_connection() {
     let gw = gateway(&format!("sip:{}", carrier.local_addr().unwrap())).await;
     let mut pbx = TcpStream::connect(gw.tcp_addr().unwrap()).await.unwrap();
     let me = pbx.local_addr().unwrap();
-    pbx.write_all(pbx_invite(me, "TCP", "tr", "X-Queue-Id: nope\r\n").as_bytes()).await.unwrap();
+    pbx.write_all(pbx_invite(me, "TCP", "tr", "X-Queue-Id: nope\r\n").as_bytes())
+        .await
+        .unwrap();
     let mut pend = Vec::new();
     let m = read_message(&mut pbx, &mut pend).await;
     assert_eq!(status(&m), 403);
@@ -227,7 +293,9 @@ async fn tcp_reject_and_oversized_message_closes_connection() {
     big.extend(std::iter::repeat_n(b'a', 70 * 1024));
     let _ = pbx.write_all(&big).await;
     let mut buf = [0u8; 16];
-    let r = tokio::time::timeout(WAIT, pbx.read(&mut buf)).await.expect("closed in time");
+    let r = tokio::time::timeout(WAIT, pbx.read(&mut buf))
+        .await
+        .expect("closed in time");
     assert!(matches!(r, Ok(0) | Err(_)), "connection must be closed");
     gw.shutdown().await;
 }

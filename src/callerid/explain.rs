@@ -18,7 +18,11 @@ pub fn explain(d: &Decision, queue: &str, per_call: Option<&str>) -> String {
 
 pub fn explain_reject(r: RejectReason, queue: &str) -> String {
     match r {
-        RejectReason::UnknownQueue => format!("queue {queue:?} is not in the inventory: the call is refused (agent goes to ACW)"),
-        RejectReason::NoQueueNumber => format!("queue {queue:?} has no caller-ID number: the call is refused (agent goes to ACW)"),
+        RejectReason::UnknownQueue => format!(
+            "queue {queue:?} is not in the inventory: the call is refused (agent goes to ACW)"
+        ),
+        RejectReason::NoQueueNumber => format!(
+            "queue {queue:?} has no caller-ID number: the call is refused (agent goes to ACW)"
+        ),
     }
 }

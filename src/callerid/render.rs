@@ -104,8 +104,14 @@ mod tests {
             from_name_addr(&id("Evil\r\nVia: x"), "d"),
             "\"EvilVia: x\" <sip:+14155550100@d;user=phone>"
         );
-        assert_eq!(from_name_addr(&id(""), "d"), "<sip:+14155550100@d;user=phone>");
-        assert_eq!(from_name_addr(&id("\r\n"), "d"), "<sip:+14155550100@d;user=phone>");
+        assert_eq!(
+            from_name_addr(&id(""), "d"),
+            "<sip:+14155550100@d;user=phone>"
+        );
+        assert_eq!(
+            from_name_addr(&id("\r\n"), "d"),
+            "<sip:+14155550100@d;user=phone>"
+        );
         assert_eq!(
             from_name_addr(&id("Zürich Büro"), "d"),
             "\"Zürich Büro\" <sip:+14155550100@d;user=phone>"

@@ -220,7 +220,14 @@ impl Proxy {
         }
     }
 
-    fn respond(&mut self, from: Peer, req: &Request, code: u16, phrase: &str, extra: &[u8]) -> Bytes {
+    fn respond(
+        &mut self,
+        from: Peer,
+        req: &Request,
+        code: u16,
+        phrase: &str,
+        extra: &[u8],
+    ) -> Bytes {
         let tag = self.local_tag(&req.common);
         let data = reply::reply(
             req,
@@ -250,10 +257,12 @@ impl Proxy {
     /// A To tag for responses the gateway generates, stable across
     /// retransmissions of the same request.
     fn local_tag(&self, c: &Common) -> String {
-        let d = self
-            .settings
-            .key
-            .digest(&[b"tag", c.call_id(), c.from_tag(), c.branch().unwrap_or(b"")]);
+        let d = self.settings.key.digest(&[
+            b"tag",
+            c.call_id(),
+            c.from_tag(),
+            c.branch().unwrap_or(b""),
+        ]);
         format!("cg{}", hex(&d[..6]))
     }
 
@@ -518,7 +527,9 @@ impl Proxy {
     /// Sends the call to the carrier its `Kind::Call` points at, or answers
     /// upstream when there is none left.
     fn start_call_attempt(&mut self, now: Instant, id: TxnId) {
-        let Some(txn) = self.txns.get(&id) else { return };
+        let Some(txn) = self.txns.get(&id) else {
+            return;
+        };
         let Kind::Call {
             carrier,
             ref queue_number,
@@ -566,7 +577,15 @@ impl Proxy {
         self.start_client(now, id, dest, branch, via, data);
     }
 
-    fn start_client(&mut self, now: Instant, id: TxnId, dest: Peer, branch: String, via: String, data: Bytes) {
+    fn start_client(
+        &mut self,
+        now: Instant,
+        id: TxnId,
+        dest: Peer,
+        branch: String,
+        via: String,
+        data: Bytes,
+    ) {
         let Ok(Message::Request(sent)) = sipmod::parse(data.clone(), dest.transport) else {
             // Our own output must parse; if it does not, fail the transaction
             // rather than send garbage.
@@ -645,7 +664,11 @@ impl Proxy {
 
     /// Finds our Route (the top one) and opens its dialog seal.
     fn own_route(&self, c: &Common) -> Option<(usize, Span, DialogState, Direction)> {
-        let idx = c.raw.headers.iter().position(|h| h.name == HeaderName::Route)?;
+        let idx = c
+            .raw
+            .headers
+            .iter()
+            .position(|h| h.name == HeaderName::Route)?;
         let h = c.header(idx);
         let value = c.bytes(h.value);
         let (s, e) = *syntax::split_list(value).ok()?.first()?;
@@ -657,7 +680,8 @@ impl Proxy {
         }
         let token = uri.param(b"cg")?;
         let trimmed = syntax::trim_lws(first);
-        let off = h.value.start as usize + s + (trimmed.as_ptr() as usize - first.as_ptr() as usize);
+        let off =
+            h.value.start as usize + s + (trimmed.as_ptr() as usize - first.as_ptr() as usize);
         let span = Span::new(off, off + trimmed.len());
         let key = &self.settings.key;
         if let Some(st) = key.open(c.call_id(), c.from_tag(), token) {
@@ -680,7 +704,10 @@ impl Proxy {
             let value = c.bytes(h.value);
             for (s, e) in syntax::split_list(value).unwrap_or_default() {
                 let abs = h.value.start as usize + s;
-                if i == own_idx && abs <= own.start as usize && own.start as usize <= h.value.start as usize + e {
+                if i == own_idx
+                    && abs <= own.start as usize
+                    && own.start as usize <= h.value.start as usize + e
+                {
                     continue;
                 }
                 if let Ok(na) = syntax::parse_name_addr(&value[s..e]) {
@@ -696,7 +723,11 @@ impl Proxy {
     fn resolve_uri(&self, uri: &[u8]) -> Option<Peer> {
         let u = syntax::parse_sip_uri(uri)?;
         let host = std::str::from_utf8(u.host).ok()?;
-        let ip: IpAddr = host.trim_start_matches('[').trim_end_matches(']').parse().ok()?;
+        let ip: IpAddr = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .ok()?;
         let addr = SocketAddr::new(ip, u.port.unwrap_or(5060));
         // A known carrier keeps its configured transport.
         if let Some(c) = self.settings.carriers.iter().find(|c| c.addr == addr) {
@@ -822,8 +853,12 @@ impl Proxy {
             return; // The answer to our CANCEL; the INVITE's own final follows.
         }
         let code = resp.code;
-        let Some(txn) = self.txns.get_mut(&id) else { return };
-        let Some(cl) = txn.client.as_mut() else { return };
+        let Some(txn) = self.txns.get_mut(&id) else {
+            return;
+        };
+        let Some(cl) = txn.client.as_mut() else {
+            return;
+        };
         let mut to_send: Vec<(Peer, Bytes)> = Vec::new();
         if code < 200 {
             if cl.final_code.is_some() {
@@ -853,8 +888,11 @@ impl Proxy {
         } else if code < 300 {
             cl.final_code.get_or_insert(code);
             cl.retrans = None;
-            let data =
-                rewrite::upstream_response(&resp, txn.restore_from.as_deref(), txn.restore_to.as_deref());
+            let data = rewrite::upstream_response(
+                &resp,
+                txn.restore_from.as_deref(),
+                txn.restore_to.as_deref(),
+            );
             txn.final_code = Some(code);
             txn.last_response = Some(data.clone());
             if txn.expire_at.is_none() {
@@ -887,8 +925,11 @@ impl Proxy {
                 }
                 return self.start_call_attempt(now, id);
             }
-            let data =
-                rewrite::upstream_response(&resp, txn.restore_from.as_deref(), txn.restore_to.as_deref());
+            let data = rewrite::upstream_response(
+                &resp,
+                txn.restore_from.as_deref(),
+                txn.restore_to.as_deref(),
+            );
             to_send.push((txn.upstream, data.clone()));
             self.finish_with(now, id, code, data);
         }
@@ -900,7 +941,9 @@ impl Proxy {
     /// Records a final response sent upstream and starts its retransmission
     /// (Timer G, UDP INVITE non-2xx) and the linger timer.
     fn finish_with(&mut self, now: Instant, id: TxnId, code: u16, data: Bytes) {
-        let Some(txn) = self.txns.get_mut(&id) else { return };
+        let Some(txn) = self.txns.get_mut(&id) else {
+            return;
+        };
         txn.final_code = Some(code);
         txn.last_response = Some(data);
         let mut wake = vec![now + LINGER];
@@ -916,7 +959,9 @@ impl Proxy {
 
     /// Answers upstream with a response of our own (timeouts, no carrier left).
     fn final_upstream_local(&mut self, now: Instant, id: TxnId, code: u16, phrase: &str) {
-        let Some(txn) = self.txns.get(&id) else { return };
+        let Some(txn) = self.txns.get(&id) else {
+            return;
+        };
         if txn.final_code.is_some() {
             return;
         }
@@ -955,7 +1000,9 @@ impl Proxy {
     }
 
     fn on_timer(&mut self, now: Instant, id: TxnId) {
-        let Some(txn) = self.txns.get_mut(&id) else { return };
+        let Some(txn) = self.txns.get_mut(&id) else {
+            return;
+        };
         let mut sends: Vec<(Peer, Bytes)> = Vec::new();
         let mut reschedule: Vec<Instant> = Vec::new();
         if txn.expire_at.is_some_and(|t| t <= now) {

@@ -71,7 +71,8 @@ impl SealKey {
 
     /// Seals `state` for the dialog named by `call_id` and the caller's tag.
     pub fn seal(&self, call_id: &[u8], ftag: &[u8], state: &DialogState) -> String {
-        let mut p = Vec::with_capacity(32 + state.number.len() + state.name.len() + state.pbx_from.len());
+        let mut p =
+            Vec::with_capacity(32 + state.number.len() + state.name.len() + state.pbx_from.len());
         p.push(VERSION);
         p.push(state.anonymous as u8);
         p.push(match state.pbx.transport {
@@ -89,7 +90,11 @@ impl SealKey {
             }
         }
         p.extend_from_slice(&state.pbx.addr.port().to_be_bytes());
-        for field in [state.number.as_bytes(), state.name.as_bytes(), &state.pbx_from] {
+        for field in [
+            state.number.as_bytes(),
+            state.name.as_bytes(),
+            &state.pbx_from,
+        ] {
             p.extend_from_slice(&(field.len() as u16).to_be_bytes());
             p.extend_from_slice(field);
         }
@@ -110,7 +115,12 @@ impl SealKey {
         let (payload, mac) = raw.split_at(raw.len() - MAC_LEN);
         let expect = self.mac(call_id, ftag, payload);
         // Constant-time comparison: the MAC is the only secret-dependent value.
-        if mac.iter().zip(expect.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) != 0 {
+        if mac
+            .iter()
+            .zip(expect.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            != 0
+        {
             return None;
         }
         let mut r = Reader(payload);
@@ -186,11 +196,16 @@ mod tests {
     fn seal_round_trips_and_binds_to_dialog() {
         let k = SealKey::random();
         let t = k.seal(b"call-1", b"tag-a", &state());
-        assert!(t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        assert!(t
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
         assert_eq!(k.open(b"call-1", b"tag-a", t.as_bytes()), Some(state()));
         assert_eq!(k.open(b"call-2", b"tag-a", t.as_bytes()), None);
         assert_eq!(k.open(b"call-1", b"tag-b", t.as_bytes()), None);
-        assert_eq!(SealKey::random().open(b"call-1", b"tag-a", t.as_bytes()), None);
+        assert_eq!(
+            SealKey::random().open(b"call-1", b"tag-a", t.as_bytes()),
+            None
+        );
         let mut forged = t.into_bytes();
         forged[5] = if forged[5] == b'A' { b'B' } else { b'A' };
         assert_eq!(k.open(b"call-1", b"tag-a", &forged), None);

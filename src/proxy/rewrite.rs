@@ -15,7 +15,10 @@ use crate::sip::HeaderName;
 /// Max-Forwards decrement, a Content-Length that is always present and right.
 fn common_request_edits(sp: &mut Splice<'_>, req: &Request, via_line: &[u8]) {
     let c = &req.common;
-    sp.insert(c.header(c.via).line.start as usize, Bytes::copy_from_slice(via_line));
+    sp.insert(
+        c.header(c.via).line.start as usize,
+        Bytes::copy_from_slice(via_line),
+    );
     match req.max_forwards {
         Some((i, n)) => sp.replace(c.header(i).value, (n.saturating_sub(1)).to_string()),
         None => sp.insert(c.raw.headers_end as usize, &b"Max-Forwards: 70\r\n"[..]),

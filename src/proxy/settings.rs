@@ -83,7 +83,10 @@ impl Settings {
 
     /// The listener used as the source for a transport (first of its kind).
     pub fn local(&self, transport: Transport) -> Option<Peer> {
-        self.listen.iter().copied().find(|p| p.transport == transport)
+        self.listen
+            .iter()
+            .copied()
+            .find(|p| p.transport == transport)
     }
 
     /// Whether a URI host names this gateway.

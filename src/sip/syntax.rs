@@ -30,7 +30,7 @@ pub(crate) fn trim_lws(mut s: &[u8]) -> &[u8] {
 /// Splits a header value at top-level commas (outside quotes and `<>`), giving the
 /// byte offset range of each element relative to `value`. Used for Via, Route and
 /// Record-Route, which may carry several values in one field.
-pub fn split_list(value: &[u8]) -> Result<Vec<(usize, usize)>, ()> {
+pub fn split_list(value: &[u8]) -> Result<Vec<(usize, usize)>, &'static str> {
     let mut out = Vec::with_capacity(2);
     let mut start = 0;
     let mut in_quote = false;
@@ -57,7 +57,7 @@ pub fn split_list(value: &[u8]) -> Result<Vec<(usize, usize)>, ()> {
         i += 1;
     }
     if in_quote || in_angle {
-        return Err(());
+        return Err("unbalanced quote or angle bracket in list");
     }
     out.push((start, value.len()));
     Ok(out)

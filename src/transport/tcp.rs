@@ -48,19 +48,21 @@ pub fn spawn_connection(
     tokio::spawn(async move {
         let stream = match stream {
             Some(s) => s,
-            None => match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(peer)).await {
-                Ok(Ok(s)) => s,
-                _ => {
-                    let _ = events
-                        .send(TcpEvent::Down {
-                            peer,
-                            id,
-                            connect_failed: true,
-                        })
-                        .await;
-                    return;
+            None => {
+                match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(peer)).await {
+                    Ok(Ok(s)) => s,
+                    _ => {
+                        let _ = events
+                            .send(TcpEvent::Down {
+                                peer,
+                                id,
+                                connect_failed: true,
+                            })
+                            .await;
+                        return;
+                    }
                 }
-            },
+            }
         };
         let _ = stream.set_nodelay(true);
         let _ = events

@@ -49,15 +49,22 @@ pub fn inventory() -> Inventory {
     }
     b.add_queue("sales", Some("+14155550100"), "Acme Sales", None, false)
         .unwrap();
-    b.add_queue("quoted", Some("+14155550102"), "Say \"hi\" \\ bye", None, false)
-        .unwrap();
+    b.add_queue(
+        "quoted",
+        Some("+14155550102"),
+        "Say \"hi\" \\ bye",
+        None,
+        false,
+    )
+    .unwrap();
     b.add_queue("uk", Some("+442071838750"), "UK Desk", Some(gb), false)
         .unwrap();
     b.add_queue("anon", Some("+14155550101"), "Hidden", None, true)
         .unwrap();
     b.add_queue("noname", Some("+14155550101"), "", None, false)
         .unwrap();
-    b.add_queue("nonum", None, "No Number", None, false).unwrap();
+    b.add_queue("nonum", None, "No Number", None, false)
+        .unwrap();
     b.build().unwrap()
 }
 
@@ -136,7 +143,7 @@ impl Harness {
     }
 }
 
-pub fn to<'a>(out: &'a [Transmit], peer: Peer) -> Vec<&'a Transmit> {
+pub fn to(out: &[Transmit], peer: Peer) -> Vec<&Transmit> {
     out.iter().filter(|t| t.to == peer).collect()
 }
 
@@ -240,7 +247,9 @@ pub fn addr(s: &str) -> SocketAddr {
 /// copied), with extra header lines.
 pub fn respond(req: &Bytes, code: u16, phrase: &str, to_tag: Option<&str>, extra: &str) -> Bytes {
     let m = parse(req.clone(), Transport::Udp).expect("request parses");
-    let Message::Request(r) = m else { panic!("not a request") };
+    let Message::Request(r) = m else {
+        panic!("not a request")
+    };
     let c = &r.common;
     let mut out = format!("SIP/2.0 {code} {phrase}\r\n");
     for h in &c.raw.headers {
@@ -251,9 +260,10 @@ pub fn respond(req: &Bytes, code: u16, phrase: &str, to_tag: Option<&str>, extra
             }
             HeaderName::RecordRoute if (200..300).contains(&code) => out.push_str(&line),
             HeaderName::To => match to_tag {
-                Some(t) if c.to_tag.is_none() => {
-                    out.push_str(&format!("To: {};tag={t}\r\n", String::from_utf8_lossy(c.bytes(h.value))))
-                }
+                Some(t) if c.to_tag.is_none() => out.push_str(&format!(
+                    "To: {};tag={t}\r\n",
+                    String::from_utf8_lossy(c.bytes(h.value))
+                )),
                 _ => out.push_str(&line),
             },
             _ => {}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs every test of cidgate on a fresh Debian machine: installs what the tests
+# need when it is missing (SIPp from the sip-tester package), checks format and
+# lints, then runs the unit, integration, RFC 4475 and SIPp suites.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
+if [ ${#missing[@]} -gt 0 ]; then
+  as_root=""
+  [ "$(id -u)" = 0 ] || as_root=sudo
+  echo "installing: ${missing[*]}"
+  $as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $as_root apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+cargo fmt --all -- --check
+cargo clippy --all-targets --quiet -- -D warnings
+cargo test --all-targets
