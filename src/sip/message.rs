@@ -143,9 +143,16 @@ pub enum ParseFailure {
     },
 }
 
+/// The span of `part`, which must be a sub-slice of `buf`; anything else
+/// (never expected) maps to an empty span instead of a wrong one.
 fn span_of(buf: &[u8], part: &[u8]) -> Span {
-    let start = part.as_ptr() as usize - buf.as_ptr() as usize;
-    Span::new(start, start + part.len())
+    let base = buf.as_ptr() as usize;
+    let p = part.as_ptr() as usize;
+    if p < base || p + part.len() > base + buf.len() {
+        debug_assert!(part.is_empty(), "span_of: slice outside the buffer");
+        return Span::default();
+    }
+    Span::new(p - base, p - base + part.len())
 }
 
 fn parse_u32_digits(v: &[u8]) -> Option<u32> {

@@ -90,6 +90,7 @@ fn build(raw: &RawMessage, spec: &ReplySpec<'_>, fix: Option<&ViaFix>) -> Bytes 
         spec.phrase
     );
     let mut first_via = true;
+    let mut seen: Vec<HeaderName> = Vec::with_capacity(4);
     for h in &raw.headers {
         match h.name {
             HeaderName::Via => {
@@ -117,10 +118,15 @@ fn build(raw: &RawMessage, spec: &ReplySpec<'_>, fix: Option<&ViaFix>) -> Bytes 
                 }
                 first_via = false;
             }
+            // One of each: a request that repeated them is answered with the first.
+            HeaderName::From | HeaderName::CallId | HeaderName::CSeq | HeaderName::To
+                if seen.contains(&h.name) => {}
             HeaderName::From | HeaderName::CallId | HeaderName::CSeq => {
+                seen.push(h.name);
                 out.extend_from_slice(&raw.buf[h.line.range()]);
             }
             HeaderName::To => {
+                seen.push(h.name);
                 let value = raw.value(h);
                 let has_tag = super::syntax::parse_name_addr(value)
                     .ok()

@@ -293,7 +293,9 @@ pub(crate) fn params_iter(p: &[u8]) -> Result<Vec<Param<'_>>, &'static str> {
 pub fn find_param<'a>(params: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
     params_iter(params).ok()?.into_iter().find_map(|(n, v)| {
         if n.eq_ignore_ascii_case(name) {
-            Some(v.unwrap_or(b""))
+            // A flag parameter yields an empty slice that still points into the
+            // input, so callers can turn any result into a span.
+            Some(v.unwrap_or(&n[n.len()..]))
         } else {
             None
         }
