@@ -157,7 +157,7 @@ fn run(path: &Path) -> anyhow::Result<()> {
         if let Some(a) = admin {
             a.abort();
         }
-        gw.shutdown().await;
+        gw.drain(std::time::Duration::from_secs(10)).await;
         anyhow::Ok(())
     })
 }

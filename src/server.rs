@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
@@ -20,12 +20,20 @@ use crate::sip::scan::MAX_MESSAGE;
 use crate::sip::Transport;
 use crate::transport::{spawn_connection, TcpEvent};
 
+/// What the core task is asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Run,
+    Drain(Instant),
+    Now,
+}
+
 /// A started gateway. Dropping it does not stop it; call [`Gateway::shutdown`].
 pub struct Gateway {
     /// The addresses actually bound (port 0 in the config is resolved here).
     pub listen: Vec<Peer>,
     pub inventory: Arc<InventoryHandle>,
-    stop: watch::Sender<bool>,
+    stop: watch::Sender<Stop>,
     task: JoinHandle<()>,
     aux: Vec<JoinHandle<()>>,
 }
@@ -44,13 +52,23 @@ impl Gateway {
             .map(|p| p.addr)
     }
 
-    /// Stops the listeners and the core task and waits for it to end.
+    /// Stops the listeners and the core task at once and waits for it to end.
     pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
+        let _ = self.stop.send(Stop::Now);
         for t in &self.aux {
             t.abort();
         }
         let _ = self.task.await;
+    }
+
+    /// Graceful stop (SIGTERM): new calls get 503, calls in progress get up to
+    /// `max` to reach a final response, then everything stops.
+    pub async fn drain(self, max: Duration) {
+        let _ = self.stop.send(Stop::Drain(Instant::now() + max));
+        let _ = self.task.await;
+        for t in &self.aux {
+            t.abort();
+        }
     }
 
     /// Waits until the core task ends (it ends on shutdown).
@@ -114,7 +132,7 @@ pub async fn start(
     settings.listen = bound.clone();
     let proxy = Proxy::new(settings, inventory.clone());
 
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let (stop_tx, stop_rx) = watch::channel(Stop::Run);
     let (udp_tx, udp_rx) = mpsc::channel::<(SocketAddr, Bytes)>(8192);
     let (tcp_tx, tcp_rx) = mpsc::channel::<TcpEvent>(8192);
     let mut aux = Vec::new();
@@ -187,10 +205,14 @@ impl Core {
         mut self,
         mut udp_rx: mpsc::Receiver<(SocketAddr, Bytes)>,
         mut tcp_rx: mpsc::Receiver<TcpEvent>,
-        mut stop: watch::Receiver<bool>,
+        mut stop: watch::Receiver<Stop>,
     ) {
+        let mut drain_until: Option<Instant> = None;
         loop {
-            let deadline = self.proxy.poll_timeout();
+            let deadline = match (self.proxy.poll_timeout(), drain_until) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             tokio::select! {
                 Some((from, data)) = udp_rx.recv() => {
                     let now = Instant::now();
@@ -205,9 +227,21 @@ impl Core {
                 }
                 Some(ev) = tcp_rx.recv() => self.on_tcp(ev),
                 _ = sleep_until(deadline) => self.proxy.handle_timeout(Instant::now()),
-                _ = stop.changed() => break,
+                _ = stop.changed() => match *stop.borrow() {
+                    Stop::Run => {}
+                    Stop::Drain(until) => {
+                        self.proxy.start_draining();
+                        drain_until = Some(until);
+                    }
+                    Stop::Now => break,
+                },
             }
             self.flush().await;
+            if let Some(until) = drain_until {
+                if self.proxy.pending_transactions() == 0 || Instant::now() >= until {
+                    break;
+                }
+            }
         }
     }
 

@@ -604,3 +604,46 @@ fn unmatched_responses_are_dropped() {
     let stray = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKcgdeadbeef\r\nVia: SIP/2.0/UDP 255.255.255.255;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\nCall-ID: stray\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
     assert!(h.input(udp(CARRIER), stray).is_empty());
 }
+
+#[test]
+fn oversized_udp_requests_go_over_tcp_and_fall_back_to_udp() {
+    let mut h = Harness::new();
+    let pad: String = (0..12)
+        .map(|i| format!("X-Pad-{i}: {}\r\n", "p".repeat(60)))
+        .collect();
+    let inv = invite("big", &format!("X-Queue-Id: sales\r\n{pad}"));
+    let out = h.input(udp(PBX), &inv);
+    let fwd = one(&out, tcp(CARRIER));
+    assert!(fwd.len() > 1300);
+    assert!(header_lines(fwd, "Via")[0].starts_with("Via: SIP/2.0/TCP "));
+    assert!(to(&out, udp(CARRIER)).is_empty());
+    // The carrier does not take TCP: the same request goes over UDP instead.
+    h.proxy.handle_unreachable(h.now, tcp(CARRIER));
+    let mut retry = Vec::new();
+    while let Some(t) = h.proxy.poll_transmit() {
+        retry.push(t);
+    }
+    let again = one(&retry, udp(CARRIER));
+    assert!(header_lines(again, "Via")[0].starts_with("Via: SIP/2.0/UDP "));
+    // A small INVITE stays on UDP.
+    let (_, small) = call(&mut h, "small", "X-Queue-Id: sales\r\n");
+    assert!(small.len() < 1300);
+}
+
+#[test]
+fn draining_refuses_new_calls_but_finishes_running_ones() {
+    let mut h = Harness::new();
+    let (inv, fwd) = call(&mut h, "d1", "X-Queue-Id: sales\r\n");
+    h.proxy.start_draining();
+    assert_eq!(h.proxy.pending_transactions(), 1);
+    let out = h.input(udp(PBX), invite("d2", "X-Queue-Id: sales\r\n"));
+    assert_eq!(out.len(), 1);
+    assert_eq!(status(&out[0].data), 503);
+    assert_eq!(header_value(&out[0].data, "Retry-After").unwrap(), "5");
+    // The running call still completes.
+    let out = h.input(udp(CARRIER), respond(&fwd, 200, "OK", Some("t"), ""));
+    let up = one(&out, udp(PBX));
+    assert_eq!(status(up), 200);
+    assert_eq!(header_lines(up, "From"), header_lines(&inv, "From"));
+    assert_eq!(h.proxy.pending_transactions(), 0);
+}

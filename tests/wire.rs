@@ -299,3 +299,131 @@ async fn tcp_reject_and_oversized_message_closes_connection() {
     assert!(matches!(r, Ok(0) | Err(_)), "connection must be closed");
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn oversized_invite_moves_to_tcp_toward_the_carrier() {
+    // The carrier listens on UDP and TCP on the same port.
+    let carrier_udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let port = carrier_udp.local_addr().unwrap().port();
+    let carrier_tcp = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    let gw = gateway(&format!("sip:127.0.0.1:{port};transport=udp")).await;
+    let pbx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let pad: String = (0..12)
+        .map(|i| format!("X-Pad-{i}: {}\r\n", "p".repeat(60)))
+        .collect();
+    let inv = pbx_invite(
+        pbx.local_addr().unwrap(),
+        "UDP",
+        "mtu",
+        &format!("X-Queue-Id: sales\r\n{pad}"),
+    );
+    pbx.send_to(inv.as_bytes(), gw.udp_addr().unwrap())
+        .await
+        .unwrap();
+    let (mut conn, _) = tokio::time::timeout(WAIT, carrier_tcp.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut pend = Vec::new();
+    let fwd = read_message(&mut conn, &mut pend).await;
+    assert!(fwd.len() > 1300);
+    assert!(header_lines(&fwd, "Via")[0].starts_with("Via: SIP/2.0/TCP "));
+    conn.write_all(&respond(&fwd, 200, "OK", Some("m"), ""))
+        .await
+        .unwrap();
+    let up = recv_skip_100(&pbx).await;
+    assert_eq!(status(&up), 200);
+    gw.shutdown().await;
+}
+
+/// SIGTERM on the real binary: new calls get 503, the call in progress
+/// finishes, then the process exits cleanly.
+#[tokio::test]
+async fn sigterm_drains_gracefully() {
+    use std::process::Stdio;
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let carrier = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let cfg = dir.path().join("gw.toml");
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\nlisten = [\"udp://127.0.0.1:0\"]\nadmin = \"\"\n[[carrier]]\nuri = \"sip:{}\"\n[inventory]\nqueues = \"{}\"\nnumbers = \"{}\"\n",
+            carrier.local_addr().unwrap(),
+            data.join("queues.csv").display(),
+            data.join("numbers.csv").display()
+        ),
+    )
+    .unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_cidgate"))
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let gw_addr: SocketAddr = loop {
+        let line = tokio::time::timeout(WAIT, lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .expect("log line");
+        if let Some(rest) = line.split("udp://").nth(1) {
+            break rest
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .trim_end_matches('"')
+                .parse()
+                .unwrap();
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let queue = std::fs::read_to_string(data.join("queues.csv")).unwrap();
+    let queue_id = queue
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .to_string();
+    let pbx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let me = pbx.local_addr().unwrap();
+    pbx.send_to(
+        pbx_invite(me, "UDP", "g1", &format!("X-Queue-Id: {queue_id}\r\n")).as_bytes(),
+        gw_addr,
+    )
+    .await
+    .unwrap();
+    let (fwd, from) = recv(&carrier).await;
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    pbx.send_to(
+        pbx_invite(me, "UDP", "g2", &format!("X-Queue-Id: {queue_id}\r\n")).as_bytes(),
+        gw_addr,
+    )
+    .await
+    .unwrap();
+    let refused = recv_skip_100(&pbx).await;
+    assert_eq!(status(&refused), 503, "{}", text(&refused));
+    carrier
+        .send_to(&respond(&fwd, 200, "OK", Some("g"), ""), from)
+        .await
+        .unwrap();
+    let ok = recv_skip_100(&pbx).await;
+    assert_eq!(status(&ok), 200);
+    let code = tokio::time::timeout(WAIT, child.wait())
+        .await
+        .expect("exits after draining")
+        .unwrap();
+    assert!(code.success(), "{code:?}");
+}

@@ -38,6 +38,10 @@ const LINGER: Duration = Duration::from_secs(32);
 /// RFC 3261 compliant, the rest marks it as ours for loop detection.
 const BRANCH_PREFIX: &str = "z9hG4bKcg";
 
+/// RFC 3261 §18.1.1: a request within 200 bytes of a 1500-byte path MTU goes
+/// over a congestion-controlled transport.
+const UDP_MTU_LIMIT: usize = 1300;
+
 type TxnId = u64;
 
 /// Client side of a transaction: the request as sent to the next hop.
@@ -53,6 +57,8 @@ struct Client {
     /// Timer B / F before a provisional, Timer C after one.
     deadline: Instant,
     cancel_sent: bool,
+    /// Sent over TCP only because it outgrew UDP: retry over UDP if TCP fails.
+    udp_fallback: bool,
     /// Timer C fired and a CANCEL went out; the next deadline answers 408.
     timer_c_fired: bool,
 }
@@ -104,6 +110,7 @@ pub struct Proxy {
     next_id: TxnId,
     out: VecDeque<Transmit>,
     events: VecDeque<Event>,
+    draining: bool,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -132,6 +139,7 @@ impl Proxy {
             next_id: 1,
             out: VecDeque::new(),
             events: VecDeque::new(),
+            draining: false,
         }
     }
 
@@ -335,6 +343,13 @@ impl Proxy {
             return self.refuse(from, &req, 420, "Bad Extension", extra.as_bytes());
         }
         match req.method {
+            Method::Invite if self.draining => self.refuse(
+                from,
+                &req,
+                503,
+                "Service Unavailable",
+                b"Retry-After: 5\r\n",
+            ),
             Method::Invite => self.on_new_call(now, from, req, key),
             Method::Options if self.addressed_to_us(&req) => {
                 self.respond(
@@ -527,6 +542,13 @@ impl Proxy {
     /// Sends the call to the carrier its `Kind::Call` points at, or answers
     /// upstream when there is none left.
     fn start_call_attempt(&mut self, now: Instant, id: TxnId) {
+        self.start_call_attempt_with(now, id, true)
+    }
+
+    /// `allow_tcp`: a request that outgrows the path MTU over UDP goes over TCP
+    /// to the same next hop instead (RFC 3261 §18.1.1); false when that TCP
+    /// attempt already failed and the request falls back to UDP.
+    fn start_call_attempt_with(&mut self, now: Instant, id: TxnId, allow_tcp: bool) {
         let Some(txn) = self.txns.get(&id) else {
             return;
         };
@@ -546,7 +568,6 @@ impl Proxy {
         let req = &txn.request;
         let c = &req.common;
         let branch = self.branch_for(req, &txn.server_key, carrier);
-        let via = self.via_line(dest.transport, &branch);
         let state = DialogState {
             number: queue_number.clone(),
             name: name.clone(),
@@ -560,21 +581,35 @@ impl Proxy {
         };
         let token = self.settings.key.seal(c.call_id(), c.from_tag(), &state);
         let rr = self.record_route(txn.upstream.transport, &token);
-        let data = rewrite::initial_invite(
-            req,
-            &self.settings,
-            &InitialInvite {
-                id: Presented {
-                    number: queue_number,
-                    name,
-                    anonymous,
+        let build = |transport: Transport| {
+            let via = self.via_line(transport, &branch);
+            let data = rewrite::initial_invite(
+                req,
+                &self.settings,
+                &InitialInvite {
+                    id: Presented {
+                        number: queue_number,
+                        name,
+                        anonymous,
+                    },
+                    add_privacy,
+                    via_line: via.as_bytes(),
+                    record_route: rr.as_bytes(),
                 },
-                add_privacy,
-                via_line: via.as_bytes(),
-                record_route: rr.as_bytes(),
-            },
-        );
+            );
+            (via, data)
+        };
+        let (mut dest, mut upgraded) = (dest, false);
+        let (mut via, mut data) = build(dest.transport);
+        if dest.transport == Transport::Udp && allow_tcp && data.len() > UDP_MTU_LIMIT {
+            dest.transport = Transport::Tcp;
+            upgraded = true;
+            (via, data) = build(Transport::Tcp);
+        }
         self.start_client(now, id, dest, branch, via, data);
+        if let Some(cl) = self.txns.get_mut(&id).and_then(|t| t.client.as_mut()) {
+            cl.udp_fallback = upgraded;
+        }
     }
 
     fn start_client(
@@ -603,6 +638,7 @@ impl Proxy {
             retrans,
             deadline: now + TIMEOUT,
             cancel_sent: false,
+            udp_fallback: false,
             timer_c_fired: false,
         };
         if let Some(txn) = self.txns.get_mut(&id) {
@@ -975,17 +1011,39 @@ impl Proxy {
     /// waiting on it without an answer fails over now instead of at Timer B.
     pub fn handle_unreachable(&mut self, now: Instant, peer: Peer) {
         let mut hit = Vec::new();
+        let mut back_to_udp = Vec::new();
         for (id, txn) in self.txns.iter_mut() {
             if let Some(cl) = txn.client.as_mut() {
                 if cl.dest == peer && !cl.provisional && cl.final_code.is_none() {
-                    cl.deadline = now;
-                    hit.push(*id);
+                    if cl.udp_fallback {
+                        back_to_udp.push(*id);
+                    } else {
+                        cl.deadline = now;
+                        hit.push(*id);
+                    }
                 }
             }
         }
         for id in hit {
             self.on_timer(now, id);
         }
+        for id in back_to_udp {
+            self.start_call_attempt_with(now, id, false);
+        }
+    }
+
+    /// Stops taking new calls (they get 503 so the PBX can go elsewhere) while
+    /// transactions in progress finish; used for graceful shutdown.
+    pub fn start_draining(&mut self) {
+        self.draining = true;
+    }
+
+    /// Transactions still waiting for a final response.
+    pub fn pending_transactions(&self) -> usize {
+        self.txns
+            .values()
+            .filter(|t| t.final_code.is_none())
+            .count()
     }
 
     /// Runs every timer due at `now`.
