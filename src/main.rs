@@ -137,7 +137,10 @@ fn run(path: &Path) -> anyhow::Result<()> {
     let inventory = config
         .load_inventory()
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    // One thread: the proxy core is a single owner of all transaction state, and
+    // keeping sockets, timers and the core on one thread avoids a cross-thread
+    // wake-up per message. Inventory reloads run on the blocking pool.
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;

@@ -133,31 +133,8 @@ pub async fn start(
     let proxy = Proxy::new(settings, inventory.clone());
 
     let (stop_tx, stop_rx) = watch::channel(Stop::Run);
-    let (udp_tx, udp_rx) = mpsc::channel::<(SocketAddr, Bytes)>(8192);
     let (tcp_tx, tcp_rx) = mpsc::channel::<TcpEvent>(8192);
     let mut aux = Vec::new();
-    for sock in &udp {
-        let sock = sock.clone();
-        let tx = udp_tx.clone();
-        aux.push(tokio::spawn(async move {
-            let mut buf = vec![0u8; MAX_MESSAGE];
-            loop {
-                match sock.recv_from(&mut buf).await {
-                    Ok((n, from)) => {
-                        if tx
-                            .send((from, Bytes::copy_from_slice(&buf[..n])))
-                            .await
-                            .is_err()
-                        {
-                            return;
-                        }
-                    }
-                    // ICMP errors surface here on some systems; keep serving.
-                    Err(e) => tracing::debug!(error = %e, "udp receive error"),
-                }
-            }
-        }));
-    }
     let ids = Arc::new(std::sync::atomic::AtomicU64::new(1));
     for listener in tcp {
         let tx = tcp_tx.clone();
@@ -181,7 +158,7 @@ pub async fn start(
         tcp_tx,
         tap,
     };
-    let task = tokio::spawn(core.run(udp_rx, tcp_rx, stop_rx));
+    let task = tokio::spawn(core.run(tcp_rx, stop_rx));
     Ok(Gateway {
         listen: bound,
         inventory,
@@ -201,30 +178,21 @@ struct Core {
 }
 
 impl Core {
-    async fn run(
-        mut self,
-        mut udp_rx: mpsc::Receiver<(SocketAddr, Bytes)>,
-        mut tcp_rx: mpsc::Receiver<TcpEvent>,
-        mut stop: watch::Receiver<Stop>,
-    ) {
+    async fn run(mut self, mut tcp_rx: mpsc::Receiver<TcpEvent>, mut stop: watch::Receiver<Stop>) {
         let mut drain_until: Option<Instant> = None;
+        // One receive buffer for every datagram; each message is copied out at
+        // its exact size, so the buffer never needs to be zeroed or regrown.
+        let mut buf = vec![0u8; MAX_MESSAGE];
+        let udp = self.udp.clone();
         loop {
             let deadline = match (self.proxy.poll_timeout(), drain_until) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
             tokio::select! {
-                Some((from, data)) = udp_rx.recv() => {
-                    let now = Instant::now();
-                    self.proxy.handle(now, Peer { transport: Transport::Udp, addr: from }, data);
-                    // Drain what is already queued before flushing, to batch work.
-                    for _ in 0..64 {
-                        match udp_rx.try_recv() {
-                            Ok((from, data)) => self.proxy.handle(now, Peer { transport: Transport::Udp, addr: from }, data),
-                            Err(_) => break,
-                        }
-                    }
-                }
+                // UDP is read here, in the task that owns the proxy: no channel
+                // hop and no cross-thread wake-up per datagram.
+                i = udp_readable(&udp) => self.drain_udp(&udp[i], &mut buf),
                 Some(ev) = tcp_rx.recv() => self.on_tcp(ev),
                 _ = sleep_until(deadline) => self.proxy.handle_timeout(Instant::now()),
                 _ = stop.changed() => match *stop.borrow() {
@@ -241,6 +209,27 @@ impl Core {
                 if self.proxy.pending_transactions() == 0 || Instant::now() >= until {
                     break;
                 }
+            }
+        }
+    }
+
+    /// Handles every datagram already queued on `sock` (bounded, so timers
+    /// and TCP are not starved under load).
+    fn drain_udp(&mut self, sock: &UdpSocket, buf: &mut [u8]) {
+        let now = Instant::now();
+        for _ in 0..256 {
+            match sock.try_recv_from(buf) {
+                Ok((n, from)) => self.proxy.handle(
+                    now,
+                    Peer {
+                        transport: Transport::Udp,
+                        addr: from,
+                    },
+                    Bytes::copy_from_slice(&buf[..n]),
+                ),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                // ICMP errors surface here on some systems; keep serving.
+                Err(e) => tracing::debug!(error = %e, "udp receive error"),
             }
         }
     }
@@ -336,6 +325,24 @@ impl Core {
             }
         }
     }
+}
+
+/// Resolves with the index of the first UDP socket that has data to read.
+async fn udp_readable(socks: &[Arc<UdpSocket>]) -> usize {
+    if socks.is_empty() {
+        return std::future::pending().await;
+    }
+    std::future::poll_fn(|cx| {
+        for (i, s) in socks.iter().enumerate() {
+            if let std::task::Poll::Ready(r) = s.poll_recv_ready(cx) {
+                if r.is_ok() {
+                    return std::task::Poll::Ready(i);
+                }
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
