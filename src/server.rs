@@ -345,9 +345,24 @@ async fn udp_readable(socks: &[Arc<UdpSocket>]) -> usize {
     .await
 }
 
+/// Timer resolution of the shell. SIP timers are multiples of 500 ms, so
+/// firing them up to this much late is harmless, and it lets one wake-up serve
+/// every timer that falls into the same slot instead of one wake-up per timer.
+const TIMER_SLOT: Duration = Duration::from_millis(10);
+
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
-        Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
+        Some(t) => {
+            // Round up to a slot boundary counted from a fixed origin, so that
+            // timers a few milliseconds apart share one wake-up.
+            static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+            let origin = *ORIGIN.get_or_init(Instant::now);
+            let slot = TIMER_SLOT.as_nanos();
+            let offset = t.saturating_duration_since(origin).as_nanos();
+            let rounded = offset.div_ceil(slot) * slot;
+            let at = origin + Duration::from_nanos(rounded as u64);
+            tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await
+        }
         None => std::future::pending().await,
     }
 }
