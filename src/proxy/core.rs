@@ -31,6 +31,8 @@ const T2: Duration = Duration::from_secs(4);
 const TIMEOUT: Duration = Duration::from_secs(32);
 /// Timer C: a proxy gives up on a ringing INVITE after more than three minutes.
 const TIMER_C: Duration = Duration::from_secs(181);
+/// Timer I (T4): how long a confirmed INVITE transaction absorbs ACK copies.
+const TIMER_I: Duration = Duration::from_secs(5);
 /// How long a finished transaction is kept to absorb retransmissions.
 const LINGER: Duration = Duration::from_secs(32);
 
@@ -83,8 +85,10 @@ struct Txn {
     server_key: Box<[u8]>,
     invite: bool,
     upstream: Peer,
-    /// The request as received (kept to answer it and, for calls, to fail over).
-    request: Request,
+    /// The request as received, kept to answer it and, for calls, to fail
+    /// over; dropped once a final response is sent so that lingering
+    /// transactions hold only what retransmissions need.
+    request: Option<Request>,
     kind: Kind,
     restore_from: Option<Bytes>,
     restore_to: Option<Bytes>,
@@ -97,6 +101,17 @@ struct Txn {
     retrans_up: Option<(Instant, Duration)>,
     expire_at: Option<Instant>,
     client: Option<Client>,
+}
+
+impl Txn {
+    /// After the final response only retransmission handling remains: drop
+    /// the received request and the copy kept for retransmitting downstream.
+    fn shed(&mut self) {
+        self.request = None;
+        if let Some(cl) = self.client.as_mut() {
+            cl.request = Bytes::new();
+        }
+    }
 }
 
 pub struct Proxy {
@@ -480,7 +495,7 @@ impl Proxy {
                     server_key: key.clone(),
                     invite: true,
                     upstream: from,
-                    request: req,
+                    request: None,
                     kind: Kind::Local,
                     restore_from: None,
                     restore_to: None,
@@ -509,12 +524,12 @@ impl Proxy {
                     number: Some(d.number.as_str().to_string()),
                 });
                 let trying = self.respond(from, &req, 100, "Trying", b"");
-                let restore_from = Some(c.buf().slice(c.header(c.from).value.range()));
+                let restore_from = Some(Bytes::copy_from_slice(c.value(c.header(c.from))));
                 let txn = Txn {
                     server_key: key.clone(),
                     invite: true,
                     upstream: from,
-                    request: req,
+                    request: Some(req),
                     kind: Kind::Call {
                         carrier: 0,
                         queue_number: d.number.as_str().to_string(),
@@ -565,7 +580,9 @@ impl Proxy {
         let Some(&dest) = self.settings.carriers.get(carrier) else {
             return self.final_upstream_local(now, id, 503, "Service Unavailable");
         };
-        let req = &txn.request;
+        let Some(req) = txn.request.as_ref() else {
+            return;
+        };
         let c = &req.common;
         let branch = self.branch_for(req, &txn.server_key, carrier);
         let state = DialogState {
@@ -681,7 +698,7 @@ impl Proxy {
             server_key: key.clone(),
             invite,
             upstream: from,
-            request: req,
+            request: Some(req),
             kind: Kind::Other,
             restore_from,
             restore_to,
@@ -795,8 +812,11 @@ impl Proxy {
         }
         let c = &req.common;
         let (restore_from, restore_to) = match direction {
-            Direction::Caller => (Some(c.buf().slice(c.header(c.from).value.range())), None),
-            Direction::Callee => (None, Some(c.buf().slice(c.header(c.to).value.range()))),
+            Direction::Caller => (
+                Some(Bytes::copy_from_slice(c.value(c.header(c.from)))),
+                None,
+            ),
+            Direction::Callee => (None, Some(Bytes::copy_from_slice(c.value(c.header(c.to))))),
         };
         let settings = self.settings.clone();
         let build = move |req: &Request, via: &[u8]| {
@@ -832,9 +852,15 @@ impl Proxy {
         if let Some(&id) = self.by_server_key.get(&key) {
             if let Some(txn) = self.txns.get_mut(&id) {
                 if txn.final_code.is_some_and(|c| c >= 300) {
-                    // ACK for a non-2xx we sent: absorbed (RFC 3261 §17.2.1).
+                    // ACK for a non-2xx we sent: absorbed (RFC 3261 §17.2.1);
+                    // the transaction only waits out Timer I for ACK copies.
                     txn.acked = true;
                     txn.retrans_up = None;
+                    let until = now + TIMER_I;
+                    if txn.expire_at.is_none_or(|t| t > until) {
+                        txn.expire_at = Some(until);
+                        self.timers.push(Reverse((until, id)));
+                    }
                     return;
                 }
             }
@@ -930,7 +956,10 @@ impl Proxy {
                 txn.restore_to.as_deref(),
             );
             txn.final_code = Some(code);
-            txn.last_response = Some(data.clone());
+            // RFC 6026 Accepted state: the UAS retransmits its 2xx itself and a
+            // retransmitted INVITE is absorbed, so the 2xx need not be kept.
+            txn.last_response = None;
+            txn.shed();
             if txn.expire_at.is_none() {
                 txn.expire_at = Some(now + LINGER);
                 self.timers.push(Reverse((now + LINGER, id)));
@@ -982,6 +1011,7 @@ impl Proxy {
         };
         txn.final_code = Some(code);
         txn.last_response = Some(data);
+        txn.shed();
         let mut wake = vec![now + LINGER];
         txn.expire_at = Some(now + LINGER);
         if txn.invite && code >= 300 && txn.upstream.transport == Transport::Udp && !txn.acked {
@@ -1002,7 +1032,9 @@ impl Proxy {
             return;
         }
         let upstream = txn.upstream;
-        let req = txn.request.clone();
+        let Some(req) = txn.request.clone() else {
+            return;
+        };
         let data = self.respond(upstream, &req, code, phrase, b"");
         self.finish_with(now, id, code, data);
     }

@@ -247,12 +247,14 @@ impl HopRequest {
         for h in c.raw.all(HeaderName::Route) {
             routes.extend_from_slice(&buf[h.line.range()]);
         }
+        // Copies, not slices: the transaction outlives the forwarded message
+        // and should not keep the whole buffer alive for these few bytes.
         HopRequest {
-            uri: buf.slice(sent.uri.range()),
+            uri: Bytes::copy_from_slice(&buf[sent.uri.range()]),
             via_line: Bytes::copy_from_slice(via_line),
-            from: buf.slice(c.header(c.from).value.range()),
-            to: buf.slice(c.header(c.to).value.range()),
-            call_id: buf.slice(c.call_id.range()),
+            from: Bytes::copy_from_slice(c.value(c.header(c.from))),
+            to: Bytes::copy_from_slice(c.value(c.header(c.to))),
+            call_id: Bytes::copy_from_slice(c.call_id()),
             cseq: c.cseq_num,
             routes: Bytes::from(routes),
         }
