@@ -37,11 +37,13 @@ pub fn prometheus() -> PrometheusHandle {
         .clone()
 }
 
+/// Serves the admin API on `addr` (port 0 picks one); returns the bound
+/// address and the server task.
 pub async fn start(
     addr: SocketAddr,
     config: &Config,
     inventory: Arc<InventoryHandle>,
-) -> anyhow::Result<JoinHandle<()>> {
+) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
     let state = AppState {
         inventory,
         queues: config.inventory.queues.clone(),
@@ -57,10 +59,12 @@ pub async fn start(
         .route("/inventory/reload", post(reload))
         .with_state(state);
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(%addr, "admin API listening");
-    Ok(tokio::spawn(async move {
+    let bound = listener.local_addr()?;
+    tracing::info!(addr = %bound, "admin API listening");
+    let task = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
-    }))
+    });
+    Ok((bound, task))
 }
 
 async fn metrics_text(State(s): State<AppState>) -> String {

@@ -151,7 +151,11 @@ fn run(path: &Path) -> anyhow::Result<()> {
             tracing::info!(listen = %format!("{}://{}", p.transport, p.addr), "listening");
         }
         let admin = match config.server.admin {
-            Some(addr) => Some(cidgate::admin::start(addr, &config, gw.inventory.clone()).await?),
+            Some(addr) => Some(
+                cidgate::admin::start(addr, &config, gw.inventory.clone())
+                    .await?
+                    .1,
+            ),
             None => None,
         };
         cidgate::reload::spawn_watchers(&config, gw.inventory.clone());

@@ -190,6 +190,9 @@ impl Core {
                 (a, b) => a.or(b),
             };
             tokio::select! {
+                // Input before timers: a response that is already queued must
+                // be seen before the retransmission timer it would cancel.
+                biased;
                 // UDP is read here, in the task that owns the proxy: no channel
                 // hop and no cross-thread wake-up per datagram.
                 i = udp_readable(&udp) => self.drain_udp(&udp[i], &mut buf),
@@ -203,6 +206,11 @@ impl Core {
                     }
                     Stop::Now => break,
                 },
+            }
+            // Under continuous input the biased select never picks the timer
+            // branch; run due timers here so they cannot starve.
+            if deadline.is_some_and(|d| d <= Instant::now()) {
+                self.proxy.handle_timeout(Instant::now());
             }
             self.flush().await;
             if let Some(until) = drain_until {
