@@ -857,7 +857,7 @@ impl Proxy {
                     txn.acked = true;
                     txn.retrans_up = None;
                     let until = now + TIMER_I;
-                    if txn.expire_at.is_none_or(|t| t > until) {
+                    if txn.expire_at.map_or(true, |t| t > until) {
                         txn.expire_at = Some(until);
                         self.timers.push(Reverse((until, id)));
                     }
