@@ -4,7 +4,6 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -128,12 +127,12 @@ pub struct Proxy {
     draining: bool,
 }
 
-fn hex(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
+/// Appends the low `digits` hex digits of `v`.
+fn push_hex(out: &mut String, v: u64, digits: u32) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for i in (0..digits).rev() {
+        out.push(HEX[((v >> (i * 4)) & 0xf) as usize] as char);
     }
-    s
 }
 
 fn lossy(b: &[u8]) -> String {
@@ -280,13 +279,14 @@ impl Proxy {
     /// A To tag for responses the gateway generates, stable across
     /// retransmissions of the same request.
     fn local_tag(&self, c: &Common) -> String {
-        let d = self.settings.key.digest(&[
-            b"tag",
-            c.call_id(),
-            c.from_tag(),
-            c.branch().unwrap_or(b""),
-        ]);
-        format!("cg{}", hex(&d[..6]))
+        let id =
+            self.settings
+                .key
+                .id(&[b"tag", c.call_id(), c.from_tag(), c.branch().unwrap_or(b"")]);
+        let mut tag = String::with_capacity(14);
+        tag.push_str("cg");
+        push_hex(&mut tag, id, 12);
+        tag
     }
 
     /// Server transaction key: RFC 3261 §17.2.3 (branch, sent-by, method), plus
@@ -296,7 +296,11 @@ impl Proxy {
         let mut k = Vec::with_capacity(96);
         k.extend_from_slice(class);
         k.push(0);
-        k.extend_from_slice(from.addr.to_string().as_bytes());
+        match from.addr.ip() {
+            IpAddr::V4(ip) => k.extend_from_slice(&ip.octets()),
+            IpAddr::V6(ip) => k.extend_from_slice(&ip.octets()),
+        }
+        k.extend_from_slice(&from.addr.port().to_be_bytes());
         k.push(from.transport as u8);
         k.push(0);
         match c.branch() {
@@ -397,31 +401,46 @@ impl Proxy {
     /// Loop detection (RFC 3261 §16.3 step 4): our Via is already in the message
     /// with the loop hash this request would get again.
     fn is_loop(&self, req: &Request) -> bool {
-        let needle = format!("{BRANCH_PREFIX}{}", self.loop_hash(req));
         let c = &req.common;
+        // Cheap pre-check: only a message carrying one of our branches can loop.
+        let ours = c
+            .raw
+            .all(HeaderName::Via)
+            .any(|h| memchr::memmem::find(c.value(h), BRANCH_PREFIX.as_bytes()).is_some());
+        if !ours {
+            return false;
+        }
+        let mut needle = String::with_capacity(BRANCH_PREFIX.len() + 8);
+        needle.push_str(BRANCH_PREFIX);
+        push_hex(&mut needle, self.loop_hash(req), 8);
         c.raw
             .all(HeaderName::Via)
             .any(|h| memchr::memmem::find(c.value(h), needle.as_bytes()).is_some())
     }
 
-    fn loop_hash(&self, req: &Request) -> String {
+    /// The part of our branch that depends only on what identifies the request
+    /// (RFC 3261 §16.6 step 8), so the same request coming back is recognised.
+    fn loop_hash(&self, req: &Request) -> u64 {
         let c = &req.common;
-        let d = self.settings.key.digest(&[
+        self.settings.key.id(&[
             b"loop",
             req.uri(),
             c.call_id(),
             c.from_tag(),
             &c.cseq_num.to_be_bytes(),
-        ]);
-        hex(&d[..4])
+        ])
     }
 
     fn branch_for(&self, req: &Request, key: &[u8], attempt: usize) -> String {
-        let d = self
+        let uniq = self
             .settings
             .key
-            .digest(&[b"branch", key, &(attempt as u64).to_be_bytes()]);
-        format!("{BRANCH_PREFIX}{}{}", self.loop_hash(req), hex(&d[..8]))
+            .id(&[b"branch", key, &(attempt as u64).to_be_bytes()]);
+        let mut b = String::with_capacity(BRANCH_PREFIX.len() + 24);
+        b.push_str(BRANCH_PREFIX);
+        push_hex(&mut b, self.loop_hash(req), 8);
+        push_hex(&mut b, uniq, 16);
+        b
     }
 
     fn via_line(&self, transport: Transport, branch: &str) -> String {

@@ -35,19 +35,34 @@ pub struct DialogState {
 
 /// HMAC key for dialog seals. Random per process unless configured, so a
 /// restart without a configured key ends the ability to route old dialogs.
+///
+/// The HMAC state is keyed once and cloned per use (re-keying costs two SHA-256
+/// blocks). Branch, tag and loop identifiers only need to be unique and hard to
+/// guess, not unforgeable, so they use a keyed SipHash instead of HMAC.
 #[derive(Clone)]
-pub struct SealKey([u8; 32]);
+pub struct SealKey {
+    mac: Hmac<Sha256>,
+    /// SipHash state with the key already absorbed.
+    ids: std::hash::DefaultHasher,
+}
 
 impl SealKey {
     pub fn random() -> SealKey {
-        SealKey(rand::random())
+        SealKey::from_bytes(rand::random())
     }
+
     pub fn from_bytes(bytes: [u8; 32]) -> SealKey {
-        SealKey(bytes)
+        use std::hash::Hasher;
+        let mut ids = std::hash::DefaultHasher::new();
+        ids.write(&bytes);
+        SealKey {
+            mac: <Hmac<Sha256> as Mac>::new_from_slice(&bytes).expect("any key length"),
+            ids,
+        }
     }
 
     fn mac(&self, call_id: &[u8], ftag: &[u8], payload: &[u8]) -> [u8; MAC_LEN] {
-        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("any key length");
+        let mut m = self.mac.clone();
         m.update(&(call_id.len() as u32).to_be_bytes());
         m.update(call_id);
         m.update(&(ftag.len() as u32).to_be_bytes());
@@ -59,14 +74,16 @@ impl SealKey {
         out
     }
 
-    /// Keyed hash used for branch and tag values.
-    pub fn digest(&self, parts: &[&[u8]]) -> [u8; 32] {
-        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("any key length");
+    /// Keyed 64-bit identifier of `parts` (length-prefixed, so part
+    /// boundaries matter), for branch, tag and loop-detection values.
+    pub fn id(&self, parts: &[&[u8]]) -> u64 {
+        use std::hash::Hasher;
+        let mut h = self.ids.clone();
         for p in parts {
-            m.update(&(p.len() as u32).to_be_bytes());
-            m.update(p);
+            h.write_usize(p.len());
+            h.write(p);
         }
-        m.finalize().into_bytes().into()
+        h.finish()
     }
 
     /// Seals `state` for the dialog named by `call_id` and the caller's tag.

@@ -26,6 +26,9 @@ impl HeaderName {
     /// Classifies a header name case-insensitively, mapping RFC 3261 §7.3.3
     /// compact forms (`v`, `f`, `t`, `i`, `l`) to their long names.
     pub fn classify(name: &[u8]) -> HeaderName {
+        if name.is_empty() {
+            return HeaderName::Other;
+        }
         if name.len() == 1 {
             return match name[0].to_ascii_lowercase() {
                 b'v' => HeaderName::Via,
@@ -36,28 +39,31 @@ impl HeaderName {
                 _ => HeaderName::Other,
             };
         }
-        const TABLE: &[(&[u8], HeaderName)] = &[
-            (b"via", HeaderName::Via),
-            (b"from", HeaderName::From),
-            (b"to", HeaderName::To),
-            (b"call-id", HeaderName::CallId),
-            (b"cseq", HeaderName::CSeq),
-            (b"max-forwards", HeaderName::MaxForwards),
-            (b"content-length", HeaderName::ContentLength),
-            (b"route", HeaderName::Route),
-            (b"record-route", HeaderName::RecordRoute),
-            (b"proxy-require", HeaderName::ProxyRequire),
-            (b"p-asserted-identity", HeaderName::PAssertedIdentity),
-            (b"p-preferred-identity", HeaderName::PPreferredIdentity),
-            (b"remote-party-id", HeaderName::RemotePartyId),
-            (b"privacy", HeaderName::Privacy),
-            (b"expires", HeaderName::Expires),
-        ];
-        TABLE
-            .iter()
-            .find(|(n, _)| n.len() == name.len() && n.eq_ignore_ascii_case(name))
-            .map(|&(_, h)| h)
-            .unwrap_or(HeaderName::Other)
+        // Dispatch on length and first letter: every message pays this for every
+        // header, so one comparison at most instead of a table scan.
+        let first = name[0].to_ascii_lowercase();
+        let candidate: Option<(&[u8], HeaderName)> = match (name.len(), first) {
+            (3, b'v') => Some((b"via", HeaderName::Via)),
+            (4, b'f') => Some((b"from", HeaderName::From)),
+            (2, b't') => Some((b"to", HeaderName::To)),
+            (7, b'c') => Some((b"call-id", HeaderName::CallId)),
+            (4, b'c') => Some((b"cseq", HeaderName::CSeq)),
+            (12, b'm') => Some((b"max-forwards", HeaderName::MaxForwards)),
+            (14, b'c') => Some((b"content-length", HeaderName::ContentLength)),
+            (5, b'r') => Some((b"route", HeaderName::Route)),
+            (12, b'r') => Some((b"record-route", HeaderName::RecordRoute)),
+            (13, b'p') => Some((b"proxy-require", HeaderName::ProxyRequire)),
+            (19, b'p') => Some((b"p-asserted-identity", HeaderName::PAssertedIdentity)),
+            (20, b'p') => Some((b"p-preferred-identity", HeaderName::PPreferredIdentity)),
+            (15, b'r') => Some((b"remote-party-id", HeaderName::RemotePartyId)),
+            (7, b'p') => Some((b"privacy", HeaderName::Privacy)),
+            (7, b'e') => Some((b"expires", HeaderName::Expires)),
+            _ => None,
+        };
+        match candidate {
+            Some((n, h)) if n.eq_ignore_ascii_case(name) => h,
+            _ => HeaderName::Other,
+        }
     }
 }
 

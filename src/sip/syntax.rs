@@ -215,7 +215,8 @@ fn check_uri(uri: &[u8]) -> Result<(), &'static str> {
 
 /// `*( SEMI generic-param )` with LWS allowed around separators.
 fn check_params(p: &[u8]) -> Result<(), &'static str> {
-    for (name, value) in params_iter(p)? {
+    for item in params_iter(p) {
+        let (name, value) = item?;
         if name.is_empty() || !name.iter().all(|&b| is_token_char(b)) {
             return Err("bad parameter name");
         }
@@ -240,20 +241,42 @@ fn check_params(p: &[u8]) -> Result<(), &'static str> {
 
 type Param<'a> = (&'a [u8], Option<&'a [u8]>);
 
-/// Splits `;a=b;c` into (name, value) pairs, trimming LWS, honouring quotes.
-pub(crate) fn params_iter(p: &[u8]) -> Result<Vec<Param<'_>>, &'static str> {
-    let mut out = Vec::new();
+/// Iterates `;a=b;c` as (name, value) pairs, trimming LWS and honouring quotes,
+/// without allocating (this runs for every Via, From and To of every message).
+pub(crate) struct Params<'a> {
+    /// What follows the last `;` seen; `None` once the list is exhausted.
+    rest: Option<&'a [u8]>,
+    /// The list did not start with `;`.
+    bad_start: bool,
+}
+
+pub(crate) fn params_iter(p: &[u8]) -> Params<'_> {
     let p = trim_lws(p);
-    if p.is_empty() {
-        return Ok(out);
+    match p.first() {
+        None => Params {
+            rest: None,
+            bad_start: false,
+        },
+        Some(b';') => Params {
+            rest: Some(&p[1..]),
+            bad_start: false,
+        },
+        Some(_) => Params {
+            rest: None,
+            bad_start: true,
+        },
     }
-    if p[0] != b';' {
-        return Err("parameters must start with ';'");
-    }
-    let mut i = 1;
-    loop {
-        // Find the end of this parameter (next unquoted ';').
-        let mut j = i;
+}
+
+impl<'a> Iterator for Params<'a> {
+    type Item = Result<Param<'a>, &'static str>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if std::mem::take(&mut self.bad_start) {
+            return Some(Err("parameters must start with ';'"));
+        }
+        let p = self.rest.take()?;
+        let mut j = 0;
         let mut in_quote = false;
         while j < p.len() {
             let b = p[j];
@@ -271,35 +294,33 @@ pub(crate) fn params_iter(p: &[u8]) -> Result<Vec<Param<'_>>, &'static str> {
             j += 1;
         }
         if in_quote {
-            return Err("unterminated quoted parameter");
+            return Some(Err("unterminated quoted parameter"));
         }
-        let item = trim_lws(&p[i..j.min(p.len())]);
+        let item = trim_lws(&p[..j.min(p.len())]);
         if item.is_empty() {
-            return Err("empty parameter");
+            return Some(Err("empty parameter"));
         }
-        match memchr::memchr(b'=', item) {
-            Some(eq) => out.push((trim_lws(&item[..eq]), Some(trim_lws(&item[eq + 1..])))),
-            None => out.push((item, None)),
+        if j < p.len() {
+            self.rest = Some(&p[j + 1..]);
         }
-        if j >= p.len() {
-            break;
-        }
-        i = j + 1;
+        Some(Ok(match memchr::memchr(b'=', item) {
+            Some(eq) => (trim_lws(&item[..eq]), Some(trim_lws(&item[eq + 1..]))),
+            None => (item, None),
+        }))
     }
-    Ok(out)
 }
 
 /// Value of a parameter (case-insensitive name); `Some(b"")` for a flag parameter.
 pub fn find_param<'a>(params: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
-    params_iter(params).ok()?.into_iter().find_map(|(n, v)| {
+    for item in params_iter(params) {
+        let (n, v) = item.ok()?;
         if n.eq_ignore_ascii_case(name) {
             // A flag parameter yields an empty slice that still points into the
             // input, so callers can turn any result into a span.
-            Some(v.unwrap_or(&n[n.len()..]))
-        } else {
-            None
+            return Some(v.unwrap_or(&n[n.len()..]));
         }
-    })
+    }
+    None
 }
 
 /// One parsed Via value (`SIP / 2.0 / UDP host:port;params`).
