@@ -50,7 +50,9 @@ struct Client {
     branch: String,
     dest: Peer,
     request: Bytes,
-    hop: HopRequest,
+    /// What CANCEL and ACK are built from; worked out from `request` the first
+    /// time one is needed (most calls never need either).
+    hop: Option<HopRequest>,
     provisional: bool,
     final_code: Option<u16>,
     /// UDP retransmission (Timer A / E): next time and current interval.
@@ -102,6 +104,30 @@ struct Txn {
     client: Option<Client>,
 }
 
+impl Client {
+    fn hop(&mut self) -> Option<&HopRequest> {
+        if self.hop.is_none() {
+            // Our own output: it parses (the hostile-input suite checks that).
+            if let Ok(Message::Request(sent)) =
+                sipmod::parse(self.request.clone(), self.dest.transport)
+            {
+                let c = &sent.common;
+                let via = &c.buf()[c.header(c.via).line.range()];
+                self.hop = Some(HopRequest::from_forwarded(&sent, via));
+            }
+        }
+        self.hop.as_ref()
+    }
+
+    fn cancel(&mut self) -> Bytes {
+        self.hop().map(HopRequest::cancel).unwrap_or_default()
+    }
+
+    fn ack(&mut self, resp: &Response) -> Bytes {
+        self.hop().map(|h| h.ack(resp)).unwrap_or_default()
+    }
+}
+
 impl Txn {
     /// After the final response only retransmission handling remains: drop
     /// the received request and the copy kept for retransmitting downstream.
@@ -117,7 +143,9 @@ pub struct Proxy {
     settings: Arc<Settings>,
     inventory: Arc<InventoryHandle>,
     resolver: Resolver,
-    txns: HashMap<TxnId, Txn>,
+    /// Boxed: a transaction is a few hundred bytes, and the map moves its
+    /// values when it grows.
+    txns: HashMap<TxnId, Box<Txn>>,
     by_server_key: HashMap<Box<[u8]>, TxnId>,
     by_branch: HashMap<String, TxnId>,
     timers: BinaryHeap<Reverse<(Instant, TxnId)>>,
@@ -180,6 +208,9 @@ impl Proxy {
     }
 
     fn send(&mut self, to: Peer, data: Bytes) {
+        if data.is_empty() {
+            return;
+        }
         // Never toward addresses no peer can have (RFC 4475 bcast).
         let ip = to.addr.ip();
         let unroutable = ip.is_unspecified()
@@ -250,14 +281,15 @@ impl Proxy {
         phrase: &str,
         extra: &[u8],
     ) -> Bytes {
-        let tag = self.local_tag(&req.common);
+        // A 100 carries no To tag (RFC 3261 §8.2.6.2), so none is computed.
+        let tag = (code > 100).then(|| self.local_tag(&req.common));
         let data = reply::reply(
             req,
             from.addr,
             &ReplySpec {
                 code,
                 phrase,
-                to_tag: Some(&tag),
+                to_tag: tag.as_deref(),
                 extra,
             },
         );
@@ -532,7 +564,7 @@ impl Proxy {
                 }
                 self.schedule(now + LINGER, id);
                 self.by_server_key.insert(key, id);
-                self.txns.insert(id, txn);
+                self.txns.insert(id, Box::new(txn));
             }
             Ok(d) => {
                 let privacy = rewrite::privacy_id(c);
@@ -567,7 +599,7 @@ impl Proxy {
                     client: None,
                 };
                 self.by_server_key.insert(key, id);
-                self.txns.insert(id, txn);
+                self.txns.insert(id, Box::new(txn));
                 self.start_call_attempt(now, id);
             }
         }
@@ -633,42 +665,28 @@ impl Proxy {
                     record_route: rr.as_bytes(),
                 },
             );
-            (via, data)
+            data
         };
         let (mut dest, mut upgraded) = (dest, false);
-        let (mut via, mut data) = build(dest.transport);
+        let mut data = build(dest.transport);
         if dest.transport == Transport::Udp && allow_tcp && data.len() > UDP_MTU_LIMIT {
             dest.transport = Transport::Tcp;
             upgraded = true;
-            (via, data) = build(Transport::Tcp);
+            data = build(Transport::Tcp);
         }
-        self.start_client(now, id, dest, branch, via, data);
+        self.start_client(now, id, dest, branch, data);
         if let Some(cl) = self.txns.get_mut(&id).and_then(|t| t.client.as_mut()) {
             cl.udp_fallback = upgraded;
         }
     }
 
-    fn start_client(
-        &mut self,
-        now: Instant,
-        id: TxnId,
-        dest: Peer,
-        branch: String,
-        via: String,
-        data: Bytes,
-    ) {
-        let Ok(Message::Request(sent)) = sipmod::parse(data.clone(), dest.transport) else {
-            // Our own output must parse; if it does not, fail the transaction
-            // rather than send garbage.
-            return self.final_upstream_local(now, id, 500, "Server Internal Error");
-        };
-        let hop = HopRequest::from_forwarded(&sent, via.as_bytes());
+    fn start_client(&mut self, now: Instant, id: TxnId, dest: Peer, branch: String, data: Bytes) {
         let retrans = (dest.transport == Transport::Udp).then_some((now + T1, T1));
         let client = Client {
             branch: branch.clone(),
             dest,
             request: data.clone(),
-            hop,
+            hop: None,
             provisional: false,
             final_code: None,
             retrans,
@@ -730,8 +748,8 @@ impl Proxy {
             client: None,
         };
         self.by_server_key.insert(key, id);
-        self.txns.insert(id, txn);
-        self.start_client(now, id, dest, branch, via, data);
+        self.txns.insert(id, Box::new(txn));
+        self.start_client(now, id, dest, branch, data);
     }
 
     /// Finds our Route (the top one) and opens its dialog seal.
@@ -907,7 +925,7 @@ impl Proxy {
             if let Some(cl) = txn.client.as_mut() {
                 if cl.provisional && cl.final_code.is_none() && !cl.cancel_sent {
                     cl.cancel_sent = true;
-                    cancel = Some((cl.dest, cl.hop.cancel()));
+                    cancel = Some((cl.dest, cl.cancel()));
                 }
             }
         }
@@ -953,7 +971,7 @@ impl Proxy {
                     self.timers.push(Reverse((now + TIMER_C, id)));
                     if txn.cancelled && !cl.cancel_sent {
                         cl.cancel_sent = true;
-                        to_send.push((cl.dest, cl.hop.cancel()));
+                        to_send.push((cl.dest, cl.cancel()));
                     }
                 }
             }
@@ -986,7 +1004,7 @@ impl Proxy {
             to_send.push((txn.upstream, data));
         } else {
             if txn.invite {
-                to_send.push((cl.dest, cl.hop.ack(&resp)));
+                to_send.push((cl.dest, cl.ack(&resp)));
             }
             if cl.final_code.is_some() {
                 // A retransmitted final: re-ACKed above, not relayed again.
@@ -1150,7 +1168,7 @@ impl Proxy {
                         cl.timer_c_fired = true;
                         if !cl.cancel_sent {
                             cl.cancel_sent = true;
-                            sends.push((cl.dest, cl.hop.cancel()));
+                            sends.push((cl.dest, cl.cancel()));
                         }
                         cl.deadline = now + TIMEOUT;
                         reschedule.push(cl.deadline);

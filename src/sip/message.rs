@@ -211,19 +211,6 @@ struct Checked {
 
 type Defect = (u16, &'static str);
 
-fn single(raw: &RawMessage, name: HeaderName, what: &'static str) -> Result<Option<usize>, Defect> {
-    let mut found = None;
-    for (i, h) in raw.headers.iter().enumerate() {
-        if h.name == name {
-            if found.is_some() {
-                return Err((400, what));
-            }
-            found = Some(i);
-        }
-    }
-    Ok(found)
-}
-
 fn check(raw: &RawMessage, transport: Transport) -> Result<Checked, Defect> {
     let buf = &raw.buf[..];
     let mut req_method: Option<&[u8]> = None;
@@ -238,18 +225,32 @@ fn check(raw: &RawMessage, transport: Transport) -> Result<Checked, Defect> {
         req_method = Some(raw.bytes(method));
     }
 
-    let call_id =
-        single(raw, HeaderName::CallId, "Duplicate Call-ID")?.ok_or((400, "Missing Call-ID"))?;
-    let cseq = single(raw, HeaderName::CSeq, "Duplicate CSeq")?.ok_or((400, "Missing CSeq"))?;
-    let from = single(raw, HeaderName::From, "Duplicate From")?.ok_or((400, "Missing From"))?;
-    let to = single(raw, HeaderName::To, "Duplicate To")?.ok_or((400, "Missing To"))?;
-    let mf = single(raw, HeaderName::MaxForwards, "Duplicate Max-Forwards")?;
-    let cl = single(raw, HeaderName::ContentLength, "Duplicate Content-Length")?;
-    let via = raw
-        .headers
-        .iter()
-        .position(|h| h.name == HeaderName::Via)
-        .ok_or((400, "Missing Via"))?;
+    // One pass over the header table for everything that must appear once.
+    let (mut call_id, mut cseq, mut from, mut to, mut mf, mut cl, mut via) =
+        (None, None, None, None, None, None, None);
+    for (i, h) in raw.headers.iter().enumerate() {
+        let (slot, what) = match h.name {
+            HeaderName::CallId => (&mut call_id, "Duplicate Call-ID"),
+            HeaderName::CSeq => (&mut cseq, "Duplicate CSeq"),
+            HeaderName::From => (&mut from, "Duplicate From"),
+            HeaderName::To => (&mut to, "Duplicate To"),
+            HeaderName::MaxForwards => (&mut mf, "Duplicate Max-Forwards"),
+            HeaderName::ContentLength => (&mut cl, "Duplicate Content-Length"),
+            HeaderName::Via => {
+                via.get_or_insert(i);
+                continue;
+            }
+            _ => continue,
+        };
+        if slot.replace(i).is_some() {
+            return Err((400, what));
+        }
+    }
+    let call_id: usize = call_id.ok_or((400, "Missing Call-ID"))?;
+    let cseq: usize = cseq.ok_or((400, "Missing CSeq"))?;
+    let from: usize = from.ok_or((400, "Missing From"))?;
+    let to: usize = to.ok_or((400, "Missing To"))?;
+    let via: usize = via.ok_or((400, "Missing Via"))?;
 
     let call_id_span = raw.headers[call_id].value;
     if call_id_span.is_empty() || raw.bytes(call_id_span).iter().any(|&b| syntax::is_lws(b)) {
