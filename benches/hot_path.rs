@@ -28,6 +28,10 @@ use cidgate::inventory::{Inventory, InventoryHandle};
 use cidgate::proxy::dialog::SealKey;
 use cidgate::proxy::{Event, Peer, Proxy, Settings};
 use cidgate::sip::Transport;
+
+/// The allocator the `cidgate` binary runs with, so the figures are the product's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 mod support;
