@@ -10,6 +10,7 @@ pub mod admin;
 pub mod callerid;
 pub mod config;
 pub mod demo;
+pub mod fuzzing;
 pub mod inventory;
 pub mod proxy;
 pub mod reload;

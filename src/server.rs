@@ -77,6 +77,22 @@ impl Gateway {
     }
 }
 
+/// Kernel buffer asked for on UDP sockets. The defaults (about 200 KiB) hold
+/// only a few hundred SIP messages: a burst at a few thousand calls per second
+/// overflows them and turns into retransmissions and failed calls.
+const UDP_BUFFER: usize = 4 << 20;
+
+fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    // Best effort: the kernel caps these at net.core.{r,w}mem_max.
+    let _ = sock.set_recv_buffer_size(UDP_BUFFER);
+    let _ = sock.set_send_buffer_size(UDP_BUFFER);
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    UdpSocket::from_std(sock.into())
+}
+
 /// Binds every listener; a port 0 is shared by UDP and TCP on the same IP so
 /// that one port serves both transports, as SIP expects.
 async fn bind_all(
@@ -95,9 +111,7 @@ async fn bind_all(
         }
         let local = match l.transport {
             Transport::Udp => {
-                let s = UdpSocket::bind(addr)
-                    .await
-                    .with_context(|| format!("binding udp://{addr}"))?;
+                let s = bind_udp(addr).with_context(|| format!("binding udp://{addr}"))?;
                 let local = s.local_addr()?;
                 udp.push(Arc::new(s));
                 local

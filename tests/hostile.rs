@@ -129,6 +129,7 @@ fn mutated_messages_over_udp_never_panic_or_emit_garbage() {
     for round in 0..20_000 {
         let base = &corpus[round % corpus.len()];
         let m = mutate(&mut rng, base);
+        cidgate::fuzzing::roundtrip(&m);
         let out = h.input(udp(PBX), &m);
         assert_sane(&out, &m);
         // Also answer as the carrier would, with mutated responses.
@@ -179,6 +180,19 @@ fn mutated_streams_over_tcp_never_panic() {
                     Err(_) => break 'feed, // the connection would be closed
                 }
             }
+        }
+    }
+}
+
+#[test]
+fn fuzz_properties_hold_on_the_corpus_and_its_mutations() {
+    let mut rng = Rng(0xF022_5EED);
+    for base in corpus() {
+        cidgate::fuzzing::roundtrip(&base);
+        cidgate::fuzzing::through_proxy(&base);
+        for _ in 0..50 {
+            let m = mutate(&mut rng, &base);
+            cidgate::fuzzing::through_proxy(&m);
         }
     }
 }

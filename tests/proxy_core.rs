@@ -647,3 +647,19 @@ fn draining_refuses_new_calls_but_finishes_running_ones() {
     assert_eq!(header_lines(up, "From"), header_lines(&inv, "From"));
     assert_eq!(h.proxy.pending_transactions(), 0);
 }
+
+#[test]
+fn retransmitted_bye_after_its_200_gets_the_200_again() {
+    let mut h = Harness::new();
+    let (_, _, ok) = established(&mut h, "rb");
+    let rr = header_value(&ok, "Record-Route").unwrap();
+    let bye = in_dialog_from_pbx("BYE", "rb", &rr, 11);
+    let out = h.input(udp(PBX), &bye);
+    let fwd = one(&out, udp(CARRIER)).clone();
+    let out = h.input(udp(CARRIER), respond(&fwd, 200, "OK", None, ""));
+    let first = one(&out, udp(PBX)).clone();
+    // The 200 was lost; the PBX retransmits its BYE.
+    let out = h.input(udp(PBX), &bye);
+    assert_eq!(one(&out, udp(PBX)), &first);
+    assert!(to(&out, udp(CARRIER)).is_empty());
+}

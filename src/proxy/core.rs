@@ -993,9 +993,10 @@ impl Proxy {
                 txn.restore_to.as_deref(),
             );
             txn.final_code = Some(code);
-            // RFC 6026 Accepted state: the UAS retransmits its 2xx itself and a
-            // retransmitted INVITE is absorbed, so the 2xx need not be kept.
-            txn.last_response = None;
+            // RFC 6026 Accepted state: the UAS retransmits an INVITE's 2xx itself
+            // and a retransmitted INVITE is absorbed, so that 2xx need not be
+            // kept. A non-INVITE retransmission must get the final response again.
+            txn.last_response = if txn.invite { None } else { Some(data.clone()) };
             txn.shed();
             if txn.expire_at.is_none() {
                 txn.expire_at = Some(now + LINGER);
