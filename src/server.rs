@@ -158,7 +158,7 @@ pub async fn start(
                 let Ok((stream, peer)) = listener.accept().await else {
                     continue;
                 };
-                let (otx, orx) = mpsc::channel(1024);
+                let (otx, orx) = mpsc::channel(crate::transport::OUTBOX);
                 let id = ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 spawn_connection(Some(stream), peer, id, tx.clone(), orx, otx);
             }
@@ -327,7 +327,7 @@ impl Core {
                 let tx = match self.conns.get(&t.to.addr) {
                     Some((_, tx)) => tx.clone(),
                     None => {
-                        let (otx, orx) = mpsc::channel(1024);
+                        let (otx, orx) = mpsc::channel(crate::transport::OUTBOX);
                         let id = self.ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         spawn_connection(
                             None,

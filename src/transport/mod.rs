@@ -3,4 +3,4 @@
 pub mod framing;
 mod tcp;
 
-pub use tcp::{spawn_connection, TcpEvent};
+pub use tcp::{spawn_connection, TcpEvent, OUTBOX};

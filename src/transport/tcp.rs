@@ -32,6 +32,14 @@ pub enum TcpEvent {
     },
 }
 
+/// Messages queued for one connection, at most. Far above any burst the core
+/// produces (the writer drains the queue in batches); a peer that stops
+/// reading long enough to fill it is not keeping up and loses messages.
+pub const OUTBOX: usize = 65_536;
+
+/// Bytes gathered into one write.
+const WRITE_BATCH: usize = 256 * 1024;
+
 /// How long a connection may stay silent before it is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -92,10 +100,25 @@ async fn run(
     let (mut rd, mut wr) = stream.into_split();
     let (pong_tx, mut pong_rx) = mpsc::channel::<()>(4);
     let writer = async move {
+        let mut batch: Vec<u8> = Vec::with_capacity(64 * 1024);
         loop {
             tokio::select! {
                 msg = outbox.recv() => match msg {
-                    Some(data) => if wr.write_all(&data).await.is_err() { break },
+                    Some(data) => {
+                        // Everything already queued goes out in one write: under
+                        // load that is one syscall for many messages.
+                        batch.clear();
+                        batch.extend_from_slice(&data);
+                        while batch.len() < WRITE_BATCH {
+                            match outbox.try_recv() {
+                                Ok(more) => batch.extend_from_slice(&more),
+                                Err(_) => break,
+                            }
+                        }
+                        if wr.write_all(&batch).await.is_err() {
+                            break;
+                        }
+                    }
                     None => break,
                 },
                 p = pong_rx.recv() => match p {
