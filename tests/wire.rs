@@ -401,11 +401,12 @@ async fn sigterm_drains_gracefully() {
     .unwrap();
     let (fwd, from) = recv(&carrier).await;
     let pid = child.id().unwrap().to_string();
-    assert!(std::process::Command::new("kill")
-        .args(["-TERM", &pid])
+    // The shell's own kill: no dependency on a kill binary being installed.
+    let killed = std::process::Command::new("sh")
+        .args(["-c", &format!("kill -TERM {pid}")])
         .status()
-        .unwrap()
-        .success());
+        .unwrap();
+    assert!(killed.success());
     tokio::time::sleep(Duration::from_millis(200)).await;
     pbx.send_to(
         pbx_invite(me, "UDP", "g2", &format!("X-Queue-Id: {queue_id}\r\n")).as_bytes(),

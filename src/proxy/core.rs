@@ -4,163 +4,43 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 
 use super::dialog::DialogState;
-use super::rewrite::{self, Direction, HopRequest, InDialog, InitialInvite};
+use super::rewrite::{self, Direction, InDialog, InitialInvite};
 use super::settings::Settings;
+use super::txn::{Client, Kind, Txn, TxnId, LINGER, T1, T2, TIMEOUT, TIMER_C, TIMER_I};
 use super::{Event, Peer, Transmit};
 use crate::callerid::policy::Resolver;
 use crate::callerid::render::Presented;
 use crate::inventory::InventoryHandle;
 use crate::sip::message::{Common, ParseFailure};
 use crate::sip::reply::{self, ReplySpec};
-use crate::sip::scan::Span;
 use crate::sip::syntax;
 use crate::sip::{self as sipmod, HeaderName, Message, Method, Request, Response, Transport};
-
-/// RFC 3261 timer values.
-const T1: Duration = Duration::from_millis(500);
-const T2: Duration = Duration::from_secs(4);
-/// Timer B / F / H: 64·T1.
-const TIMEOUT: Duration = Duration::from_secs(32);
-/// Timer C: a proxy gives up on a ringing INVITE after more than three minutes.
-const TIMER_C: Duration = Duration::from_secs(181);
-/// Timer I (T4): how long a confirmed INVITE transaction absorbs ACK copies.
-const TIMER_I: Duration = Duration::from_secs(5);
-/// How long a finished transaction is kept to absorb retransmissions.
-const LINGER: Duration = Duration::from_secs(32);
-
-/// The branch prefix of every Via the gateway writes; the magic cookie keeps it
-/// RFC 3261 compliant, the rest marks it as ours for loop detection.
-const BRANCH_PREFIX: &str = "z9hG4bKcg";
 
 /// RFC 3261 §18.1.1: a request within 200 bytes of a 1500-byte path MTU goes
 /// over a congestion-controlled transport.
 const UDP_MTU_LIMIT: usize = 1300;
 
-type TxnId = u64;
-
-/// Client side of a transaction: the request as sent to the next hop.
-struct Client {
-    branch: String,
-    dest: Peer,
-    request: Bytes,
-    /// What CANCEL and ACK are built from; worked out from `request` the first
-    /// time one is needed (most calls never need either).
-    hop: Option<HopRequest>,
-    provisional: bool,
-    final_code: Option<u16>,
-    /// UDP retransmission (Timer A / E): next time and current interval.
-    retrans: Option<(Instant, Duration)>,
-    /// Timer B / F before a provisional, Timer C after one.
-    deadline: Instant,
-    cancel_sent: bool,
-    /// Sent over TCP only because it outgrew UDP: retry over UDP if TCP fails.
-    udp_fallback: bool,
-    /// Timer C fired and a CANCEL went out; the next deadline answers 408.
-    timer_c_fired: bool,
-}
-
-/// What kind of request the transaction forwards, and what it needs to redo.
-enum Kind {
-    /// A new outbound call: may fail over to the next carrier.
-    Call {
-        carrier: usize,
-        queue_number: String,
-        name: String,
-        anonymous: bool,
-        add_privacy: bool,
-    },
-    /// Any other forwarded request (in-dialog or plain out-of-dialog).
-    Other,
-    /// Answered by the gateway itself (the caller-ID reject); nothing forwarded.
-    Local,
-}
-
-struct Txn {
-    server_key: Box<[u8]>,
-    invite: bool,
-    upstream: Peer,
-    /// The request as received, kept to answer it and, for calls, to fail
-    /// over; dropped once a final response is sent so that lingering
-    /// transactions hold only what retransmissions need.
-    request: Option<Request>,
-    kind: Kind,
-    restore_from: Option<Bytes>,
-    restore_to: Option<Bytes>,
-    /// Last response sent upstream, resent on a retransmitted request.
-    last_response: Option<Bytes>,
-    final_code: Option<u16>,
-    acked: bool,
-    cancelled: bool,
-    /// Timer G: retransmission of a non-2xx final over UDP until the ACK.
-    retrans_up: Option<(Instant, Duration)>,
-    expire_at: Option<Instant>,
-    client: Option<Client>,
-}
-
-impl Client {
-    fn hop(&mut self) -> Option<&HopRequest> {
-        if self.hop.is_none() {
-            // Our own output: it parses (the hostile-input suite checks that).
-            if let Ok(Message::Request(sent)) =
-                sipmod::parse(self.request.clone(), self.dest.transport)
-            {
-                let c = &sent.common;
-                let via = &c.buf()[c.header(c.via).line.range()];
-                self.hop = Some(HopRequest::from_forwarded(&sent, via));
-            }
-        }
-        self.hop.as_ref()
-    }
-
-    fn cancel(&mut self) -> Bytes {
-        self.hop().map(HopRequest::cancel).unwrap_or_default()
-    }
-
-    fn ack(&mut self, resp: &Response) -> Bytes {
-        self.hop().map(|h| h.ack(resp)).unwrap_or_default()
-    }
-}
-
-impl Txn {
-    /// After the final response only retransmission handling remains: drop
-    /// the received request and the copy kept for retransmitting downstream.
-    fn shed(&mut self) {
-        self.request = None;
-        if let Some(cl) = self.client.as_mut() {
-            cl.request = Bytes::new();
-        }
-    }
-}
-
 pub struct Proxy {
-    settings: Arc<Settings>,
-    inventory: Arc<InventoryHandle>,
-    resolver: Resolver,
+    pub(super) settings: Arc<Settings>,
+    pub(super) inventory: Arc<InventoryHandle>,
+    pub(super) resolver: Resolver,
     /// Boxed: a transaction is a few hundred bytes, and the map moves its
     /// values when it grows.
-    txns: HashMap<TxnId, Box<Txn>>,
-    by_server_key: HashMap<Box<[u8]>, TxnId>,
-    by_branch: HashMap<String, TxnId>,
-    timers: BinaryHeap<Reverse<(Instant, TxnId)>>,
-    next_id: TxnId,
-    out: VecDeque<Transmit>,
-    events: VecDeque<Event>,
-    draining: bool,
-}
-
-/// Appends the low `digits` hex digits of `v`.
-fn push_hex(out: &mut String, v: u64, digits: u32) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for i in (0..digits).rev() {
-        out.push(HEX[((v >> (i * 4)) & 0xf) as usize] as char);
-    }
+    pub(super) txns: HashMap<TxnId, Box<Txn>>,
+    pub(super) by_server_key: HashMap<Box<[u8]>, TxnId>,
+    pub(super) by_branch: HashMap<String, TxnId>,
+    pub(super) timers: BinaryHeap<Reverse<(Instant, TxnId)>>,
+    pub(super) next_id: TxnId,
+    pub(super) out: VecDeque<Transmit>,
+    pub(super) events: VecDeque<Event>,
+    pub(super) draining: bool,
 }
 
 fn lossy(b: &[u8]) -> String {
@@ -308,60 +188,6 @@ impl Proxy {
         });
     }
 
-    /// A To tag for responses the gateway generates, stable across
-    /// retransmissions of the same request.
-    fn local_tag(&self, c: &Common) -> String {
-        let id =
-            self.settings
-                .key
-                .id(&[b"tag", c.call_id(), c.from_tag(), c.branch().unwrap_or(b"")]);
-        let mut tag = String::with_capacity(14);
-        tag.push_str("cg");
-        push_hex(&mut tag, id, 12);
-        tag
-    }
-
-    /// Server transaction key: RFC 3261 §17.2.3 (branch, sent-by, method), plus
-    /// the source address, so that two senders reusing a branch value (as the
-    /// RFC 4475 messages do) never collide.
-    fn server_key(c: &Common, class: &[u8], from: Peer) -> Box<[u8]> {
-        let mut k = Vec::with_capacity(96);
-        k.extend_from_slice(class);
-        k.push(0);
-        match from.addr.ip() {
-            IpAddr::V4(ip) => k.extend_from_slice(&ip.octets()),
-            IpAddr::V6(ip) => k.extend_from_slice(&ip.octets()),
-        }
-        k.extend_from_slice(&from.addr.port().to_be_bytes());
-        k.push(from.transport as u8);
-        k.push(0);
-        match c.branch() {
-            Some(b) if b.starts_with(b"z9hG4bK") => {
-                k.extend_from_slice(b);
-                k.push(0);
-                k.extend_from_slice(c.bytes(c.top_via.host));
-                k.extend_from_slice(&c.top_via.port.unwrap_or(0).to_be_bytes());
-            }
-            _ => {
-                // RFC 2543 matching: no usable branch.
-                k.extend_from_slice(c.call_id());
-                k.push(0);
-                k.extend_from_slice(&c.cseq_num.to_be_bytes());
-                k.extend_from_slice(c.from_tag());
-                k.push(0);
-                k.extend_from_slice(c.bytes(c.top_via.value));
-            }
-        }
-        k.into_boxed_slice()
-    }
-
-    fn class_of(req: &Request) -> Vec<u8> {
-        match req.method {
-            Method::Invite | Method::Ack | Method::Cancel => b"INVITE".to_vec(),
-            _ => req.method_bytes().to_vec(),
-        }
-    }
-
     fn on_request(&mut self, now: Instant, from: Peer, req: Request) {
         let key = Self::server_key(&req.common, &Self::class_of(&req), from);
         match req.method {
@@ -422,88 +248,6 @@ impl Proxy {
                 });
             }
         }
-    }
-
-    fn addressed_to_us(&self, req: &Request) -> bool {
-        syntax::parse_sip_uri(req.uri())
-            .map(|u| u.user.is_none() && self.settings.is_own_host(u.host))
-            .unwrap_or(false)
-    }
-
-    /// Loop detection (RFC 3261 §16.3 step 4): our Via is already in the message
-    /// with the loop hash this request would get again.
-    fn is_loop(&self, req: &Request) -> bool {
-        let c = &req.common;
-        // Cheap pre-check: only a message carrying one of our branches can loop.
-        let ours = c
-            .raw
-            .all(HeaderName::Via)
-            .any(|h| memchr::memmem::find(c.value(h), BRANCH_PREFIX.as_bytes()).is_some());
-        if !ours {
-            return false;
-        }
-        let mut needle = String::with_capacity(BRANCH_PREFIX.len() + 8);
-        needle.push_str(BRANCH_PREFIX);
-        push_hex(&mut needle, self.loop_hash(req), 8);
-        c.raw
-            .all(HeaderName::Via)
-            .any(|h| memchr::memmem::find(c.value(h), needle.as_bytes()).is_some())
-    }
-
-    /// The part of our branch that depends only on what identifies the request
-    /// (RFC 3261 §16.6 step 8), so the same request coming back is recognised.
-    fn loop_hash(&self, req: &Request) -> u64 {
-        let c = &req.common;
-        self.settings.key.id(&[
-            b"loop",
-            req.uri(),
-            c.call_id(),
-            c.from_tag(),
-            &c.cseq_num.to_be_bytes(),
-        ])
-    }
-
-    fn branch_for(&self, req: &Request, key: &[u8], attempt: usize) -> String {
-        let uniq = self
-            .settings
-            .key
-            .id(&[b"branch", key, &(attempt as u64).to_be_bytes()]);
-        let mut b = String::with_capacity(BRANCH_PREFIX.len() + 24);
-        b.push_str(BRANCH_PREFIX);
-        push_hex(&mut b, self.loop_hash(req), 8);
-        push_hex(&mut b, uniq, 16);
-        b
-    }
-
-    fn via_line(&self, transport: Transport, branch: &str) -> String {
-        let sent_by = match self.settings.local(transport) {
-            Some(p) if !p.addr.ip().is_unspecified() => p.addr.to_string(),
-            Some(p) => format!("{}:{}", self.settings.domain, p.addr.port()),
-            None => self.settings.domain.clone(),
-        };
-        format!(
-            "Via: SIP/2.0/{} {};branch={};rport\r\n",
-            transport.via_token(),
-            sent_by,
-            branch
-        )
-    }
-
-    fn record_route(&self, incoming: Transport, token: &str) -> String {
-        let port = self
-            .settings
-            .local(incoming)
-            .map(|p| p.addr.port())
-            .unwrap_or(5060);
-        let port = if port == 5060 {
-            String::new()
-        } else {
-            format!(":{port}")
-        };
-        format!(
-            "Record-Route: <sip:{}{};lr;cg={}>\r\n",
-            self.settings.domain, port, token
-        )
     }
 
     fn new_id(&mut self) -> TxnId {
@@ -750,84 +494,6 @@ impl Proxy {
         self.by_server_key.insert(key, id);
         self.txns.insert(id, Box::new(txn));
         self.start_client(now, id, dest, branch, data);
-    }
-
-    /// Finds our Route (the top one) and opens its dialog seal.
-    fn own_route(&self, c: &Common) -> Option<(usize, Span, DialogState, Direction)> {
-        let idx = c
-            .raw
-            .headers
-            .iter()
-            .position(|h| h.name == HeaderName::Route)?;
-        let h = c.header(idx);
-        let value = c.bytes(h.value);
-        let (s, e) = *syntax::split_list(value).ok()?.first()?;
-        let first = &value[s..e];
-        let na = syntax::parse_name_addr(first).ok()?;
-        let uri = syntax::parse_sip_uri(na.uri)?;
-        if !self.settings.is_own_host(uri.host) {
-            return None;
-        }
-        let token = uri.param(b"cg")?;
-        let trimmed = syntax::trim_lws(first);
-        let off =
-            h.value.start as usize + s + (trimmed.as_ptr() as usize - first.as_ptr() as usize);
-        let span = Span::new(off, off + trimmed.len());
-        let key = &self.settings.key;
-        if let Some(st) = key.open(c.call_id(), c.from_tag(), token) {
-            return Some((idx, span, st, Direction::Caller));
-        }
-        let to_tag = c.to_tag()?;
-        key.open(c.call_id(), to_tag, token)
-            .map(|st| (idx, span, st, Direction::Callee))
-    }
-
-    /// Where an in-dialog request goes after our Route is popped: the next Route,
-    /// else the Request-URI. Non-IP hosts fall back to the known peer of that side.
-    fn next_hop(&self, req: &Request, own_idx: usize, own: Span, fallback: Peer) -> Peer {
-        let c = &req.common;
-        let mut next_uri: Option<&[u8]> = None;
-        'outer: for (i, h) in c.raw.headers.iter().enumerate() {
-            if h.name != HeaderName::Route {
-                continue;
-            }
-            let value = c.bytes(h.value);
-            for (s, e) in syntax::split_list(value).unwrap_or_default() {
-                let abs = h.value.start as usize + s;
-                if i == own_idx
-                    && abs <= own.start as usize
-                    && own.start as usize <= h.value.start as usize + e
-                {
-                    continue;
-                }
-                if let Ok(na) = syntax::parse_name_addr(&value[s..e]) {
-                    next_uri = Some(na.uri);
-                    break 'outer;
-                }
-            }
-        }
-        let uri = next_uri.unwrap_or_else(|| req.uri());
-        self.resolve_uri(uri).unwrap_or(fallback)
-    }
-
-    fn resolve_uri(&self, uri: &[u8]) -> Option<Peer> {
-        let u = syntax::parse_sip_uri(uri)?;
-        let host = std::str::from_utf8(u.host).ok()?;
-        let ip: IpAddr = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse()
-            .ok()?;
-        let addr = SocketAddr::new(ip, u.port.unwrap_or(5060));
-        // A known carrier keeps its configured transport.
-        if let Some(c) = self.settings.carriers.iter().find(|c| c.addr == addr) {
-            return Some(*c);
-        }
-        let transport = u
-            .param(b"transport")
-            .and_then(Transport::from_token)
-            .unwrap_or(Transport::Udp);
-        Some(Peer { transport, addr })
     }
 
     fn on_in_dialog(&mut self, now: Instant, from: Peer, req: Request, key: Box<[u8]>) {

@@ -7,8 +7,11 @@
 
 mod core;
 pub mod dialog;
+mod ids;
 mod rewrite;
+mod route;
 mod settings;
+mod txn;
 
 use std::net::SocketAddr;
 
