@@ -286,22 +286,10 @@ impl Proxy {
                     &s.reject_phrase,
                     s.reject_headers.as_bytes(),
                 );
-                let mut txn = Txn {
-                    server_key: key.clone(),
-                    invite: true,
-                    upstream: from,
-                    request: None,
-                    kind: Kind::Local,
-                    restore_from: None,
-                    restore_to: None,
-                    last_response: Some(data),
-                    final_code: Some(s.reject_code),
-                    acked: false,
-                    cancelled: false,
-                    retrans_up: None,
-                    expire_at: Some(now + LINGER),
-                    client: None,
-                };
+                let mut txn = Txn::new(key.clone(), from, None, true, Kind::Local);
+                txn.last_response = Some(data);
+                txn.final_code = Some(s.reject_code);
+                txn.expire_at = Some(now + LINGER);
                 if from.transport == Transport::Udp {
                     txn.retrans_up = Some((now + T1, T1));
                     self.schedule(now + T1, id);
@@ -320,28 +308,16 @@ impl Proxy {
                 });
                 let trying = self.respond(from, &req, 100, "Trying", b"");
                 let restore_from = Some(Bytes::copy_from_slice(c.value(c.header(c.from))));
-                let txn = Txn {
-                    server_key: key.clone(),
-                    invite: true,
-                    upstream: from,
-                    request: Some(req),
-                    kind: Kind::Call {
-                        carrier: 0,
-                        queue_number: d.number.as_str().to_string(),
-                        name: d.name.to_string(),
-                        anonymous: d.anonymous || privacy,
-                        add_privacy: d.anonymous && !privacy,
-                    },
-                    restore_from,
-                    restore_to: None,
-                    last_response: Some(trying),
-                    final_code: None,
-                    acked: false,
-                    cancelled: false,
-                    retrans_up: None,
-                    expire_at: None,
-                    client: None,
+                let kind = Kind::Call {
+                    carrier: 0,
+                    queue_number: d.number.as_str().to_string(),
+                    name: d.name.to_string(),
+                    anonymous: d.anonymous || privacy,
+                    add_privacy: d.anonymous && !privacy,
                 };
+                let mut txn = Txn::new(key.clone(), from, Some(req), true, kind);
+                txn.restore_from = restore_from;
+                txn.last_response = Some(trying);
                 self.by_server_key.insert(key, id);
                 self.txns.insert(id, Box::new(txn));
                 self.start_call_attempt(now, id);
@@ -475,22 +451,10 @@ impl Proxy {
         } else {
             None
         };
-        let txn = Txn {
-            server_key: key.clone(),
-            invite,
-            upstream: from,
-            request: Some(req),
-            kind: Kind::Other,
-            restore_from,
-            restore_to,
-            last_response: trying,
-            final_code: None,
-            acked: false,
-            cancelled: false,
-            retrans_up: None,
-            expire_at: None,
-            client: None,
-        };
+        let mut txn = Txn::new(key.clone(), from, Some(req), invite, Kind::Other);
+        txn.restore_from = restore_from;
+        txn.restore_to = restore_to;
+        txn.last_response = trying;
         self.by_server_key.insert(key, id);
         self.txns.insert(id, Box::new(txn));
         self.start_client(now, id, dest, branch, data);

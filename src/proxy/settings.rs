@@ -73,11 +73,10 @@ impl Settings {
         }
     }
 
+    /// IPv4-mapped IPv6 sources (a dual-stack socket's view of IPv4 peers)
+    /// are matched as IPv4.
     pub fn is_trusted(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-            v4 => v4,
-        };
+        let ip = ip.to_canonical();
         self.trust.iter().any(|n| n.contains(&ip))
     }
 

@@ -107,6 +107,33 @@ impl Client {
 }
 
 impl Txn {
+    /// A transaction for a request just received from `upstream`; callers set
+    /// what differs (restore values, the first response, timers).
+    pub(super) fn new(
+        server_key: Box<[u8]>,
+        upstream: Peer,
+        request: Option<Request>,
+        invite: bool,
+        kind: Kind,
+    ) -> Txn {
+        Txn {
+            server_key,
+            invite,
+            upstream,
+            request,
+            kind,
+            restore_from: None,
+            restore_to: None,
+            last_response: None,
+            final_code: None,
+            acked: false,
+            cancelled: false,
+            retrans_up: None,
+            expire_at: None,
+            client: None,
+        }
+    }
+
     /// After the final response only retransmission handling remains: drop
     /// the received request and the copy kept for retransmitting downstream.
     pub(super) fn shed(&mut self) {

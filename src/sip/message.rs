@@ -367,16 +367,7 @@ fn check_request_uri(uri: &[u8]) -> Result<(), Defect> {
     if uri.first() == Some(&b'<') {
         return Err((400, "Request-URI in angle brackets"));
     }
-    let colon = memchr::memchr(b':', uri).ok_or((400, "Request-URI without scheme"))?;
-    let scheme = &uri[..colon];
-    if scheme.is_empty()
-        || !scheme[0].is_ascii_alphabetic()
-        || !scheme
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
-    {
-        return Err((400, "Bad Request-URI scheme"));
-    }
+    let scheme = syntax::uri_scheme(uri).map_err(|_| (400, "Bad Request-URI scheme"))?;
     if scheme.eq_ignore_ascii_case(b"sip") || scheme.eq_ignore_ascii_case(b"sips") {
         let parsed = syntax::parse_sip_uri(uri).ok_or((400, "Bad Request-URI"))?;
         if parsed.has_headers {

@@ -195,18 +195,24 @@ pub(crate) fn quoted_end(s: &[u8], start: usize) -> Option<usize> {
     None
 }
 
-/// A URI needs a scheme and no whitespace; sip/sips URIs are not read further here.
-fn check_uri(uri: &[u8]) -> Result<(), &'static str> {
+/// The scheme of a URI (`scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )`).
+pub(crate) fn uri_scheme(uri: &[u8]) -> Result<&[u8], &'static str> {
     let colon = memchr::memchr(b':', uri).ok_or("URI without scheme")?;
     let scheme = &uri[..colon];
-    if scheme.is_empty()
-        || !scheme[0].is_ascii_alphabetic()
-        || !scheme
+    let ok = scheme.first().is_some_and(u8::is_ascii_alphabetic)
+        && scheme
             .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
-    {
-        return Err("bad URI scheme");
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+    if ok {
+        Ok(scheme)
+    } else {
+        Err("bad URI scheme")
     }
+}
+
+/// A URI needs a scheme and no whitespace; sip/sips URIs are not read further here.
+fn check_uri(uri: &[u8]) -> Result<(), &'static str> {
+    uri_scheme(uri)?;
     if uri.iter().any(|&b| is_lws(b) || b < 0x20 || b == 0x7f) {
         return Err("whitespace in URI");
     }
