@@ -77,6 +77,20 @@ impl Gateway {
     }
 }
 
+/// Runs `phonenumber`'s one-time work (metadata, per-region patterns) for every
+/// region the inventory uses before the first call arrives: on the single core
+/// thread, that work would otherwise stall the first calls that need it long
+/// enough to trigger retransmissions.
+fn warm_up(inventory: &crate::inventory::Inventory) {
+    let mut seen = std::collections::HashSet::new();
+    for q in inventory.queues() {
+        if seen.insert(q.region) {
+            let _ = crate::inventory::normalize("0123456789", q.region);
+        }
+    }
+    let _ = crate::inventory::parse_e164_strict("+10");
+}
+
 /// Kernel buffer asked for on UDP sockets. The defaults (about 200 KiB) hold
 /// only a few hundred SIP messages: a burst at a few thousand calls per second
 /// overflows them and turns into retransmissions and failed calls.
@@ -142,6 +156,7 @@ pub async fn start(
     tap: Option<mpsc::UnboundedSender<Event>>,
 ) -> anyhow::Result<Gateway> {
     let (udp, tcp, bound) = bind_all(config).await?;
+    warm_up(&inventory.snapshot());
     let mut settings = Settings::from_config(config);
     settings.listen = bound.clone();
     let proxy = Proxy::new(settings, inventory.clone());
