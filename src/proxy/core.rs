@@ -41,6 +41,8 @@ pub struct Proxy {
     pub(super) out: VecDeque<Transmit>,
     pub(super) events: VecDeque<Event>,
     pub(super) draining: bool,
+    /// Our Via sent-by per transport, formatted once.
+    pub(super) sent_by: [String; 2],
 }
 
 fn lossy(b: &[u8]) -> String {
@@ -50,6 +52,7 @@ fn lossy(b: &[u8]) -> String {
 impl Proxy {
     pub fn new(settings: Settings, inventory: Arc<InventoryHandle>) -> Proxy {
         let resolver = Resolver::new(settings.dynamic_format);
+        let sent_by = Proxy::sent_by_for(&settings);
         Proxy {
             settings: Arc::new(settings),
             inventory,
@@ -62,6 +65,7 @@ impl Proxy {
             out: VecDeque::new(),
             events: VecDeque::new(),
             draining: false,
+            sent_by,
         }
     }
 

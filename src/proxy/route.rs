@@ -13,18 +13,29 @@ use crate::sip::syntax;
 use crate::sip::{HeaderName, Request, Transport};
 
 impl Proxy {
+    /// Our Via for a request sent over `transport`, with `rport` so the next hop
+    /// answers to the port we sent from.
     pub(super) fn via_line(&self, transport: Transport, branch: &str) -> String {
-        let sent_by = match self.settings.local(transport) {
+        let sent_by = &self.sent_by[transport as usize];
+        let mut v = String::with_capacity(40 + sent_by.len() + branch.len());
+        v.push_str("Via: SIP/2.0/");
+        v.push_str(transport.via_token());
+        v.push(' ');
+        v.push_str(sent_by);
+        v.push_str(";branch=");
+        v.push_str(branch);
+        v.push_str(";rport\r\n");
+        v
+    }
+
+    /// The sent-by of our Via per transport (index: `Transport as usize`): the
+    /// listener's address, or the domain when it listens on every address.
+    pub(super) fn sent_by_for(settings: &super::Settings) -> [String; 2] {
+        [Transport::Udp, Transport::Tcp].map(|t| match settings.local(t) {
             Some(p) if !p.addr.ip().is_unspecified() => p.addr.to_string(),
-            Some(p) => format!("{}:{}", self.settings.domain, p.addr.port()),
-            None => self.settings.domain.clone(),
-        };
-        format!(
-            "Via: SIP/2.0/{} {};branch={};rport\r\n",
-            transport.via_token(),
-            sent_by,
-            branch
-        )
+            Some(p) => format!("{}:{}", settings.domain, p.addr.port()),
+            None => settings.domain.clone(),
+        })
     }
 
     pub(super) fn record_route(&self, incoming: Transport, token: &str) -> String {
