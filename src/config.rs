@@ -185,7 +185,6 @@ const DEFAULT_STRIP: &[&str] = &[
     "Remote-Party-ID",
 ];
 const DEFAULT_REJECT_CODE: u16 = 403;
-const DEFAULT_REJECT_PHRASE: &str = "Forbidden";
 const DEFAULT_REJECT_REASON: &str = "Q.850;cause=21;text=\"no outbound caller ID\"";
 const DEFAULT_QUEUES: &str = "queues.csv";
 const DEFAULT_NUMBERS: &str = "numbers.csv";
@@ -593,7 +592,11 @@ impl Checker<'_> {
                 ),
             },
         };
-        let phrase = self.header_text(raw.phrase, DEFAULT_REJECT_PHRASE, "phrase");
+        // Without a configured phrase, the standard one for the code (480 gets
+        // "Temporarily Unavailable", not "Forbidden").
+        let default_phrase =
+            crate::sip::reply::standard_phrase(code.unwrap_or(DEFAULT_REJECT_CODE));
+        let phrase = self.header_text(raw.phrase, default_phrase, "phrase");
         let reason = self.header_text(raw.reason, DEFAULT_REJECT_REASON, "reason");
         let warning = self.header_text(
             raw.warning,

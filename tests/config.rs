@@ -389,3 +389,14 @@ fn missing_file_is_an_io_error_naming_it() {
         "{err}"
     );
 }
+
+#[test]
+fn reject_phrase_follows_the_code_unless_configured() {
+    let c = parse("[reject]\ncode = 480\n").unwrap();
+    assert_eq!(c.reject.phrase, "Temporarily Unavailable");
+    let c = parse("[reject]\ncode = 603\n").unwrap();
+    assert_eq!(c.reject.phrase, "Decline");
+    let c = parse("[reject]\ncode = 480\nphrase = \"No Caller ID\"\n").unwrap();
+    assert_eq!(c.reject.phrase, "No Caller ID");
+    assert_eq!(parse("").unwrap().reject.phrase, "Forbidden");
+}

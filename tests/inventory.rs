@@ -319,7 +319,9 @@ fn wrong_or_missing_header_is_refused() {
         .reason
         .contains("expected `queue_id,caller_id_number,caller_id_name,region[,anonymous]`"));
 
-    let err = load(QUEUES_HEADER, "+14155550100\n").unwrap_err();
+    // (A numbers file whose first row is a number has no header: see
+    // `numbers_file_may_come_without_a_header_row`.)
+    let err = load(QUEUES_HEADER, "phone\n+14155550100\n").unwrap_err();
     assert_eq!(places(&err), [("numbers.csv", 1)]);
     assert!(
         err.lines[0].reason.contains("expected `number[,region]`"),
@@ -438,4 +440,17 @@ fn handle_reload_swaps_and_keeps_old_inventory_on_error() {
 
     handle.replace(Inventory::empty());
     assert_eq!(handle.current().queue_count(), 0);
+}
+
+#[test]
+fn numbers_file_may_come_without_a_header_row() {
+    let queues = "queue_id,caller_id_number,caller_id_name,region\nq1,+14155550100,Q,US\n";
+    let inv = load(queues, "+14155550100\n(415) 555-0101,US\n").expect("headerless numbers load");
+    assert_eq!(inv.claimed_count(), 2);
+    assert!(inv.is_claimed(&e("+14155550101")));
+    // A bad first line of a headerless file is reported as line 1.
+    let err = load(queues, "+1555\n+14155550100\n").unwrap_err();
+    assert_eq!(places(&err), vec![("numbers.csv", 1)]);
+    // A wrong header is still an error, not data.
+    assert!(load(queues, "phone\n+14155550100\n").is_err());
 }

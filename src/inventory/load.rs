@@ -31,6 +31,9 @@ struct Rows<R: Read> {
     columns: usize,
     /// Columns every row must have.
     required: usize,
+    /// The file had no header row: the first record read is data and is
+    /// returned by the first `next`.
+    replay: bool,
 }
 
 impl<R: Read> Rows<R> {
@@ -53,6 +56,7 @@ impl<R: Read> Rows<R> {
             file: file.into(),
             columns: 0,
             required,
+            replay: false,
         };
         let shape = if required == expected.len() {
             expected.join(",")
@@ -87,6 +91,17 @@ impl<R: Read> Rows<R> {
                 .iter()
                 .zip(expected)
                 .all(|(f, e)| f.trim_start_matches('\u{feff}') == *e);
+        // numbers.csv may come without a header (a plain list of numbers is
+        // what people export); a first row that is a number is data.
+        let first = rows.record.get(0).unwrap_or("");
+        let looks_like_number = first
+            .trim_start_matches('\u{feff}')
+            .starts_with(|c: char| c == '+' || c == '(' || c.is_ascii_digit());
+        if !ok && expected == NUMBERS_HEADER && looks_like_number {
+            rows.columns = expected.len();
+            rows.replay = true;
+            return Some(rows);
+        }
         if !ok {
             builder.error(
                 &rows.file,
@@ -106,7 +121,12 @@ impl<R: Read> Rows<R> {
     /// line, or `None` at the end of the file.
     fn next(&mut self, builder: &mut InventoryBuilder) -> Option<u64> {
         loop {
-            match self.reader.read_record(&mut self.record) {
+            let replayed = std::mem::take(&mut self.replay);
+            match if replayed {
+                Ok(true)
+            } else {
+                self.reader.read_record(&mut self.record)
+            } {
                 Ok(false) => return None,
                 Ok(true) => {}
                 Err(e) => {
