@@ -663,3 +663,18 @@ fn retransmitted_bye_after_its_200_gets_the_200_again() {
     assert_eq!(one(&out, udp(PBX)), &first);
     assert!(to(&out, udp(CARRIER)).is_empty());
 }
+
+#[test]
+fn carriers_may_ping_the_gateway_but_strangers_may_not() {
+    let options = |from: &str| {
+        format!("OPTIONS sip:gw.example.net SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bKping\r\nMax-Forwards: 70\r\nFrom: <sip:ping@carrier>;tag=p\r\nTo: <sip:gw.example.net>\r\nCall-ID: ping@{from}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n")
+    };
+    let mut h = Harness::new();
+    let out = h.input(udp(CARRIER), options(CARRIER));
+    assert_eq!(status(&out[0].data), 200);
+    let out = h.input(udp(STRANGER), options(STRANGER));
+    assert_eq!(status(&out[0].data), 403);
+    // A carrier's INVITE is still an inbound call: refused.
+    let out = h.input(udp(CARRIER), invite("in", "X-Queue-Id: sales\r\n"));
+    assert_eq!(status(&out[0].data), 403);
+}

@@ -213,6 +213,18 @@ impl Proxy {
         if req.common.to_tag.is_some() {
             return self.on_in_dialog(now, from, req, key);
         }
+        // Keep-alive probes: the PBX and the configured carriers may ask the
+        // gateway itself whether it is up (carriers take a trunk out of service
+        // when their OPTIONS pings fail).
+        let from_carrier = self
+            .settings
+            .carriers
+            .iter()
+            .any(|c| c.addr.ip() == from.addr.ip());
+        if req.method == Method::Options && from_carrier && self.addressed_to_us(&req) {
+            self.answer_options(from, &req);
+            return;
+        }
         if !self.settings.is_trusted(from.addr.ip()) {
             return self.refuse(from, &req, 403, "Forbidden", b"");
         }
@@ -232,15 +244,7 @@ impl Proxy {
                 b"Retry-After: 5\r\n",
             ),
             Method::Invite => self.on_new_call(now, from, req, key),
-            Method::Options if self.addressed_to_us(&req) => {
-                self.respond(
-                    from,
-                    &req,
-                    200,
-                    "OK",
-                    b"Allow: INVITE, ACK, CANCEL, BYE, OPTIONS\r\nAccept: application/sdp\r\n",
-                );
-            }
+            Method::Options if self.addressed_to_us(&req) => self.answer_options(from, &req),
             _ => {
                 // Other out-of-dialog requests from the PBX go to the first carrier
                 // unchanged apart from the proxy's own edits.
@@ -252,6 +256,16 @@ impl Proxy {
                 });
             }
         }
+    }
+
+    fn answer_options(&mut self, from: Peer, req: &Request) {
+        self.respond(
+            from,
+            req,
+            200,
+            "OK",
+            b"Allow: INVITE, ACK, CANCEL, BYE, OPTIONS\r\nAccept: application/sdp\r\n",
+        );
     }
 
     fn new_id(&mut self) -> TxnId {
