@@ -91,6 +91,10 @@ fn warm_up(inventory: &crate::inventory::Inventory) {
     let _ = crate::inventory::parse_e164_strict("+10");
 }
 
+/// Accepted TCP connections at most; beyond this new ones are closed at once
+/// so that a flood of idle connections cannot exhaust descriptors.
+const MAX_TCP_CONNECTIONS: usize = 10_000;
+
 /// Kernel buffer asked for on UDP sockets. The defaults (about 200 KiB) hold
 /// only a few hundred SIP messages: a burst at a few thousand calls per second
 /// overflows them and turns into retransmissions and failed calls.
@@ -169,13 +173,34 @@ pub async fn start(
         let tx = tcp_tx.clone();
         let ids = ids.clone();
         aux.push(tokio::spawn(async move {
+            let slots = Arc::new(());
             loop {
-                let Ok((stream, peer)) = listener.accept().await else {
-                    continue;
+                let (stream, peer) = match listener.accept().await {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        // Out of descriptors or similar: back off instead of
+                        // spinning on an accept that keeps failing.
+                        tracing::warn!(error = %e, "tcp accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
                 };
+                if Arc::strong_count(&slots) > MAX_TCP_CONNECTIONS {
+                    tracing::warn!(%peer, "too many TCP connections; refusing one");
+                    drop(stream);
+                    continue;
+                }
                 let (otx, orx) = mpsc::channel(crate::transport::OUTBOX);
                 let id = ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                spawn_connection(Some(stream), peer, id, tx.clone(), orx, otx);
+                spawn_connection(
+                    Some(stream),
+                    peer,
+                    id,
+                    tx.clone(),
+                    orx,
+                    otx,
+                    Some(slots.clone()),
+                );
             }
         }));
     }
@@ -351,6 +376,7 @@ impl Core {
                             self.tcp_tx.clone(),
                             orx,
                             otx.clone(),
+                            None,
                         );
                         self.conns.insert(t.to.addr, (id, otx.clone()));
                         otx

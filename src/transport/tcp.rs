@@ -44,7 +44,8 @@ const WRITE_BATCH: usize = 256 * 1024;
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Runs a connection: `stream` is an accepted one, or `None` to dial `peer`.
-/// `outbox` receives what the core wants written (queued while dialling).
+/// `outbox` receives what the core wants written (queued while dialling);
+/// `slot` is the acceptor's connection-count token, released on close.
 pub fn spawn_connection(
     stream: Option<TcpStream>,
     peer: SocketAddr,
@@ -52,8 +53,11 @@ pub fn spawn_connection(
     events: mpsc::Sender<TcpEvent>,
     outbox: mpsc::Receiver<Bytes>,
     outbox_tx: mpsc::Sender<Bytes>,
+    slot: Option<std::sync::Arc<()>>,
 ) {
     tokio::spawn(async move {
+        // Held for the life of the connection: the acceptor counts these.
+        let _slot = slot;
         let stream = match stream {
             Some(s) => s,
             None => {
