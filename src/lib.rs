@@ -5,6 +5,11 @@
 //! bytes, time and an inventory snapshot and returns messages to transmit. The
 //! tokio shells in `transport` and `server` only move bytes and fire timers, so the
 //! protocol logic can be tested with virtual time and no sockets.
+//!
+//! Around them: `config` (TOML, checked), `admin` (HTTP API), `reload` (SIGHUP
+//! and file-change inventory reload), `telemetry` (logs and metrics), `demo`
+//! (the self-contained demonstration) and `fuzzing` (properties shared by the
+//! fuzz targets and the test suite).
 
 pub mod admin;
 pub mod callerid;
