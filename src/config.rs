@@ -59,6 +59,10 @@ pub struct ServerConfig {
     /// Admin HTTP address; `None` when configured as `""` (disabled).
     pub admin: Option<SocketAddr>,
     pub log: LogFormat,
+    /// Keys the HMAC that seals dialog state into Record-Route. Shared by a
+    /// restarted (or a second) gateway, it keeps routing dialogs set up before;
+    /// `None` means a random key per process.
+    pub dialog_secret: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -217,6 +221,7 @@ struct RawServer {
     domain: S<String>,
     admin: S<String>,
     log: Option<LogFormat>,
+    dialog_secret: S<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -490,11 +495,20 @@ impl Checker<'_> {
                 ),
             },
         };
+        let dialog_secret = match raw.dialog_secret {
+            None => Some(None),
+            Some(k) if k.get_ref().len() >= 16 => Some(Some(k.into_inner())),
+            Some(k) => self.fail(
+                &k,
+                "[server] dialog_secret: at least 16 characters (it keys the dialog seals)".into(),
+            ),
+        };
         Some(ServerConfig {
             listen: listen?,
             domain: domain?,
             admin: admin?,
             log: raw.log.unwrap_or_default(),
+            dialog_secret: dialog_secret?,
         })
     }
 

@@ -400,3 +400,16 @@ fn reject_phrase_follows_the_code_unless_configured() {
     assert_eq!(c.reject.phrase, "No Caller ID");
     assert_eq!(parse("").unwrap().reject.phrase, "Forbidden");
 }
+
+#[test]
+fn dialog_secret_is_optional_and_must_be_long_enough() {
+    assert_eq!(parse("").unwrap().server.dialog_secret, None);
+    let c = parse("[server]\ndialog_secret = \"0123456789abcdef-shared\"\n").unwrap();
+    assert_eq!(
+        c.server.dialog_secret.as_deref(),
+        Some("0123456789abcdef-shared")
+    );
+    let err = only_error("[server]\n\ndialog_secret = \"short\"\n");
+    assert!(err.contains(":3:"), "{err}");
+    assert!(err.contains("dialog_secret"), "{err}");
+}

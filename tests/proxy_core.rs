@@ -678,3 +678,24 @@ fn carriers_may_ping_the_gateway_but_strangers_may_not() {
     let out = h.input(udp(CARRIER), invite("in", "X-Queue-Id: sales\r\n"));
     assert_eq!(status(&out[0].data), 403);
 }
+
+#[test]
+fn dialogs_survive_a_restart_with_the_same_dialog_secret() {
+    let keyed = |secret: &[u8]| {
+        let mut s = settings();
+        s.key = cidgate::proxy::dialog::SealKey::from_secret(secret);
+        Harness::with(s)
+    };
+    let mut before = keyed(b"a long shared dialog secret");
+    let (_, _, ok) = established(&mut before, "rs");
+    let rr = header_value(&ok, "Record-Route").unwrap();
+    let bye = in_dialog_from_pbx("BYE", "rs", &rr, 11);
+    // A restarted gateway with the same secret routes the BYE...
+    let mut after = keyed(b"a long shared dialog secret");
+    let out = after.input(udp(PBX), &bye);
+    assert!(is_request(one(&out, udp(CARRIER)), "BYE"));
+    // ...one with another secret cannot tell it from a forgery.
+    let mut other = keyed(b"a different dialog secret!!");
+    let out = other.input(udp(PBX), &bye);
+    assert_eq!(status(one(&out, udp(PBX))), 403);
+}

@@ -51,6 +51,13 @@ impl SealKey {
         SealKey::from_bytes(rand::random())
     }
 
+    /// A key derived from an operator's secret (SHA-256 of it), so gateways
+    /// configured alike open each other's seals.
+    pub fn from_secret(secret: &[u8]) -> SealKey {
+        use sha2::Digest;
+        SealKey::from_bytes(Sha256::digest(secret).into())
+    }
+
     pub fn from_bytes(bytes: [u8; 32]) -> SealKey {
         use std::hash::Hasher;
         let mut ids = std::hash::DefaultHasher::new();

@@ -69,7 +69,10 @@ impl Settings {
             reject_code: cfg.reject.code,
             reject_phrase: cfg.reject.phrase.clone(),
             reject_headers,
-            key: SealKey::random(),
+            key: match &cfg.server.dialog_secret {
+                Some(secret) => SealKey::from_secret(secret.as_bytes()),
+                None => SealKey::random(),
+            },
         }
     }
 
