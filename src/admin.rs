@@ -1,5 +1,9 @@
 //! Admin HTTP API (loopback by default): health, Prometheus metrics, inventory
-//! look-up and reload.
+//! look-up, upsert, delete and reload.
+//!
+//! Upserts and deletes change the running inventory only (atomically, checked
+//! like a file load); the next reload from the files replaces them, so the files
+//! stay the source of truth.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,7 +11,7 @@ use std::sync::{Arc, OnceLock};
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::task::JoinHandle;
@@ -18,6 +22,8 @@ use crate::inventory::{InventoryHandle, Region};
 #[derive(Clone)]
 struct AppState {
     inventory: Arc<InventoryHandle>,
+    /// Serialises edits and reloads, so that no edit is lost to a concurrent one.
+    edits: Arc<tokio::sync::Mutex<()>>,
     queues: PathBuf,
     numbers: PathBuf,
     region: Region,
@@ -46,6 +52,7 @@ pub async fn start(
 ) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
     let state = AppState {
         inventory,
+        edits: Arc::new(tokio::sync::Mutex::new(())),
         queues: config.inventory.queues.clone(),
         numbers: config.inventory.numbers.clone(),
         region: config.callerid.default_region,
@@ -55,7 +62,14 @@ pub async fn start(
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics_text))
         .route("/inventory", get(summary))
-        .route("/inventory/queues/{id}", get(queue))
+        .route(
+            "/inventory/queues/{id}",
+            get(queue).put(upsert_queue).delete(delete_queue),
+        )
+        .route(
+            "/inventory/numbers/{number}",
+            put(claim_number).delete(release_number),
+        )
         .route("/inventory/reload", post(reload))
         .with_state(state);
     let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -103,7 +117,128 @@ async fn queue(State(s): State<AppState>, Path(id): Path<String>) -> (StatusCode
     }
 }
 
+/// Applies one edit to a copy of the running inventory and swaps it in when the
+/// result checks out; the edit runs on the blocking pool (it copies the sets).
+async fn apply_edit(
+    s: AppState,
+    edit: impl FnOnce(&mut crate::inventory::InventoryBuilder) -> Result<bool, String> + Send + 'static,
+) -> (StatusCode, String) {
+    let _turn = s.edits.lock().await;
+    let handle = s.inventory.clone();
+    let region = s.region;
+    let r = tokio::task::spawn_blocking(move || {
+        let mut b = handle.snapshot().edit(region);
+        match edit(&mut b) {
+            Err(reason) => (StatusCode::UNPROCESSABLE_ENTITY, format!("{reason}\n")),
+            Ok(false) => (StatusCode::NOT_FOUND, "not in the inventory\n".into()),
+            Ok(true) => match b.build() {
+                Ok(inv) => {
+                    let summary = format!(
+                        "ok: {} queues, {} numbers\n",
+                        inv.queue_count(),
+                        inv.claimed_count()
+                    );
+                    handle.replace(inv);
+                    (StatusCode::OK, summary)
+                }
+                Err(e) => (StatusCode::CONFLICT, format!("{e}\n")),
+            },
+        }
+    })
+    .await;
+    r.unwrap_or((
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "edit task failed\n".into(),
+    ))
+}
+
+/// `PUT /inventory/queues/{id}` with one CSV row as body:
+/// `caller_id_number,caller_id_name,region,anonymous` (as in queues.csv, without
+/// the id; trailing fields may be left out).
+async fn upsert_queue(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: String,
+) -> (StatusCode, String) {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(body.as_bytes());
+    let row = match reader.records().next() {
+        Some(Ok(r)) => r,
+        _ => {
+            return (
+                StatusCode::BAD_REQUEST,
+                "body: one CSV row `caller_id_number,caller_id_name,region,anonymous`\n".into(),
+            )
+        }
+    };
+    let number = row.get(0).unwrap_or("").to_string();
+    let name = row.get(1).unwrap_or("").to_string();
+    let region = match row.get(2).unwrap_or("") {
+        "" => None,
+        r => match Region::parse(r) {
+            Some(r) => Some(r),
+            None => {
+                return (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!("region {r:?} is not known\n"),
+                )
+            }
+        },
+    };
+    let anonymous = match row.get(3).unwrap_or("").to_ascii_lowercase().as_str() {
+        "" | "false" | "no" | "0" => false,
+        "true" | "yes" | "1" => true,
+        other => {
+            return (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("anonymous {other:?}: expected true or false\n"),
+            )
+        }
+    };
+    apply_edit(s, move |b| {
+        b.remove_queue(&id);
+        let number = (!number.is_empty()).then_some(number.as_str());
+        b.add_queue(&id, number, &name, region, anonymous)
+            .map(|_| true)
+            .map_err(|e| e.to_string())
+    })
+    .await
+}
+
+async fn delete_queue(State(s): State<AppState>, Path(id): Path<String>) -> (StatusCode, String) {
+    apply_edit(s, move |b| Ok(b.remove_queue(&id))).await
+}
+
+/// `PUT /inventory/numbers/{number}`: claims a number (E.164, or national form
+/// in the default region).
+async fn claim_number(
+    State(s): State<AppState>,
+    Path(number): Path<String>,
+) -> (StatusCode, String) {
+    apply_edit(s, move |b| {
+        b.add_number(&number)
+            .map(|_| true)
+            .map_err(|e| e.to_string())
+    })
+    .await
+}
+
+/// `DELETE /inventory/numbers/{number}`: refused (409) while a queue uses it.
+async fn release_number(
+    State(s): State<AppState>,
+    Path(number): Path<String>,
+) -> (StatusCode, String) {
+    apply_edit(s, move |b| {
+        b.remove_number(&number).map_err(|e| e.to_string())
+    })
+    .await
+}
+
 async fn reload(State(s): State<AppState>) -> (StatusCode, String) {
+    let _turn = s.edits.clone().lock_owned().await;
     let r =
         tokio::task::spawn_blocking(move || s.inventory.reload(&s.queues, &s.numbers, s.region))
             .await;

@@ -15,9 +15,14 @@ const NUMBERS: &str = "number,region\n+14155550100\n+14155550101\n";
 
 /// Minimal HTTP/1.1 exchange: returns (status, body).
 async fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    http_with(addr, method, path, "").await
+}
+
+async fn http_with(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).await.unwrap();
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: admin\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: admin\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     );
     s.write_all(req.as_bytes()).await.unwrap();
     let mut out = Vec::new();
@@ -111,4 +116,74 @@ async fn file_changes_are_picked_up_and_bad_files_ignored() {
         tokio::time::sleep(Duration::from_millis(100)).await;
         waited += 1;
     }
+}
+
+#[tokio::test]
+async fn upsert_and_delete_are_checked_like_a_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(dir.path());
+    let handle = Arc::new(InventoryHandle::new(config.load_inventory().unwrap()));
+    let (addr, task) =
+        cidgate::admin::start("127.0.0.1:0".parse().unwrap(), &config, handle.clone())
+            .await
+            .unwrap();
+
+    // A queue whose number is not claimed is refused; nothing changes.
+    let (code, body) = http_with(
+        addr,
+        "PUT",
+        "/inventory/queues/new",
+        "+14155550199,New Desk,US,false",
+    )
+    .await;
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("not a claimed number"), "{body}");
+    assert!(handle.snapshot().queue("new").is_none());
+
+    // Claim it, then the queue goes in (with a quoted name).
+    assert_eq!(
+        http(addr, "PUT", "/inventory/numbers/+14155550199").await.0,
+        200
+    );
+    let (code, body) = http_with(
+        addr,
+        "PUT",
+        "/inventory/queues/new",
+        "+14155550199,\"New, \"\"Desk\"\"\",US,true",
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let snap = handle.snapshot();
+    let q = snap.queue("new").unwrap();
+    assert_eq!(&*q.name, "New, \"Desk\"");
+    assert!(q.anonymous);
+
+    // Upsert replaces; a number still used by a queue cannot be released.
+    assert_eq!(
+        http_with(addr, "PUT", "/inventory/queues/new", "+14155550101,Renamed")
+            .await
+            .0,
+        200
+    );
+    assert_eq!(&*handle.snapshot().queue("new").unwrap().name, "Renamed");
+    let (code, body) = http(addr, "DELETE", "/inventory/numbers/+14155550101").await;
+    assert_eq!(code, 409, "{body}");
+    assert_eq!(
+        http(addr, "DELETE", "/inventory/numbers/+14155550199")
+            .await
+            .0,
+        200
+    );
+
+    // Delete, and deleting what is not there.
+    assert_eq!(http(addr, "DELETE", "/inventory/queues/new").await.0, 200);
+    assert!(handle.snapshot().queue("new").is_none());
+    assert_eq!(http(addr, "DELETE", "/inventory/queues/new").await.0, 404);
+    assert_eq!(
+        http_with(addr, "PUT", "/inventory/queues/bad", "+14155550100,X,ZZ")
+            .await
+            .0,
+        422
+    );
+    task.abort();
 }

@@ -72,6 +72,27 @@ impl Inventory {
         self.queues.values()
     }
 
+    /// A builder holding this inventory, for edits (admin upsert/delete) that
+    /// are checked exactly like a load: `build` refuses a queue whose number is
+    /// not claimed, so removing a number still in use fails as a whole.
+    pub fn edit(&self, default_region: Region) -> InventoryBuilder {
+        let mut b = InventoryBuilder::new(default_region);
+        b.claimed = self.claimed.clone();
+        let origin: Arc<str> = "<current inventory>".into();
+        b.queues = self
+            .queues
+            .iter()
+            .map(|(k, q)| {
+                let o = Origin {
+                    file: origin.clone(),
+                    line: 0,
+                };
+                (k.clone(), (q.clone(), o))
+            })
+            .collect();
+        b
+    }
+
     /// Starts an inventory built in code rather than from files.
     pub fn builder(default_region: Region) -> InventoryBuilder {
         InventoryBuilder::new(default_region)
@@ -195,6 +216,21 @@ impl InventoryBuilder {
         };
         self.insert_queue(queue, origin).map_err(fail)?;
         Ok(self)
+    }
+
+    /// Drops a queue; whether there was one.
+    pub fn remove_queue(&mut self, id: &str) -> bool {
+        self.queues.remove(id).is_some()
+    }
+
+    /// Releases a claimed number; whether it was claimed. A queue still using it
+    /// makes [`build`](Self::build) fail.
+    pub fn remove_number(&mut self, number: &str) -> Result<bool, InventoryError> {
+        self.calls += 1;
+        let line = self.calls;
+        let e = parse_number(number, self.default_region)
+            .map_err(|reason| InventoryError::single(BUILDER_FILE.into(), line, reason))?;
+        Ok(self.claimed.remove(&e.key()))
     }
 
     /// Checks queue numbers against the claimed set and returns the inventory,
