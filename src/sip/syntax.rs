@@ -27,36 +27,66 @@ pub(crate) fn trim_lws(mut s: &[u8]) -> &[u8] {
     s
 }
 
+/// Walks a header value yielding the bytes that are outside quoted strings
+/// (with their offsets), skipping quoted-pairs inside them. `in_quote` after the
+/// walk tells whether a quoted string was left open.
+pub(crate) struct Unquoted<'a> {
+    v: &'a [u8],
+    i: usize,
+    pub(crate) in_quote: bool,
+}
+
+pub(crate) fn unquoted(v: &[u8]) -> Unquoted<'_> {
+    Unquoted {
+        v,
+        i: 0,
+        in_quote: false,
+    }
+}
+
+impl Iterator for Unquoted<'_> {
+    type Item = (usize, u8);
+
+    fn next(&mut self) -> Option<(usize, u8)> {
+        while self.i < self.v.len() {
+            let (i, b) = (self.i, self.v[self.i]);
+            self.i += 1;
+            if self.in_quote {
+                match b {
+                    b'\\' => self.i += 1,
+                    b'"' => self.in_quote = false,
+                    _ => {}
+                }
+            } else if b == b'"' {
+                self.in_quote = true;
+            } else {
+                return Some((i, b));
+            }
+        }
+        None
+    }
+}
+
 /// Splits a header value at top-level commas (outside quotes and `<>`), giving the
 /// byte offset range of each element relative to `value`. Used for Via, Route and
 /// Record-Route, which may carry several values in one field.
 pub fn split_list(value: &[u8]) -> Result<Vec<(usize, usize)>, &'static str> {
     let mut out = Vec::with_capacity(2);
     let mut start = 0;
-    let mut in_quote = false;
     let mut in_angle = false;
-    let mut i = 0;
-    while i < value.len() {
-        let b = value[i];
-        if in_quote {
-            if b == b'\\' {
-                i += 1;
-            } else if b == b'"' {
-                in_quote = false;
+    let mut walk = unquoted(value);
+    for (i, b) in walk.by_ref() {
+        match b {
+            b'<' => in_angle = true,
+            b'>' => in_angle = false,
+            b',' if !in_angle => {
+                out.push((start, i));
+                start = i + 1;
             }
-        } else if b == b'"' {
-            in_quote = true;
-        } else if b == b'<' {
-            in_angle = true;
-        } else if b == b'>' {
-            in_angle = false;
-        } else if b == b',' && !in_angle {
-            out.push((start, i));
-            start = i + 1;
+            _ => {}
         }
-        i += 1;
     }
-    if in_quote || in_angle {
+    if walk.in_quote || in_angle {
         return Err("unbalanced quote or angle bracket in list");
     }
     out.push((start, value.len()));
@@ -143,24 +173,11 @@ pub fn parse_name_addr(value: &[u8]) -> Result<NameAddr<'_>, &'static str> {
 
 /// Finds `needle` outside quoted strings; errors on an unterminated quote.
 fn find_unquoted(v: &[u8], needle: u8) -> Result<Option<usize>, &'static str> {
-    let mut in_quote = false;
-    let mut i = 0;
-    while i < v.len() {
-        let b = v[i];
-        if in_quote {
-            if b == b'\\' {
-                i += 1;
-            } else if b == b'"' {
-                in_quote = false;
-            }
-        } else if b == b'"' {
-            in_quote = true;
-        } else if b == needle {
-            return Ok(Some(i));
-        }
-        i += 1;
+    let mut walk = unquoted(v);
+    if let Some((i, _)) = walk.by_ref().find(|&(_, b)| b == needle) {
+        return Ok(Some(i));
     }
-    if in_quote {
+    if walk.in_quote {
         return Err("unterminated quoted string");
     }
     Ok(None)
@@ -282,26 +299,12 @@ impl<'a> Iterator for Params<'a> {
             return Some(Err("parameters must start with ';'"));
         }
         let p = self.rest.take()?;
-        let mut j = 0;
-        let mut in_quote = false;
-        while j < p.len() {
-            let b = p[j];
-            if in_quote {
-                if b == b'\\' {
-                    j += 1;
-                } else if b == b'"' {
-                    in_quote = false;
-                }
-            } else if b == b'"' {
-                in_quote = true;
-            } else if b == b';' {
-                break;
-            }
-            j += 1;
-        }
-        if in_quote {
-            return Some(Err("unterminated quoted parameter"));
-        }
+        let mut walk = unquoted(p);
+        let j = match walk.by_ref().find(|&(_, b)| b == b';') {
+            Some((j, _)) => j,
+            None if walk.in_quote => return Some(Err("unterminated quoted parameter")),
+            None => p.len(),
+        };
         let item = trim_lws(&p[..j.min(p.len())]);
         if item.is_empty() {
             return Some(Err("empty parameter"));
