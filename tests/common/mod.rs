@@ -162,8 +162,9 @@ pub fn is_request(b: &Bytes, method: &str) -> bool {
     b.starts_with(format!("{method} ").as_bytes())
 }
 
-/// Every header line whose name matches (compact forms included), as written.
-pub fn header_lines(b: &Bytes, name: &str) -> Vec<String> {
+/// (whole line, value) of every header whose name matches, compact forms
+/// included, as written.
+fn headers_named(b: &Bytes, name: &str) -> Vec<(String, String)> {
     let m = parse(b.clone(), Transport::Udp).expect("parses");
     let c = match &m {
         Message::Request(r) => &r.common,
@@ -173,21 +174,29 @@ pub fn header_lines(b: &Bytes, name: &str) -> Vec<String> {
         .headers
         .iter()
         .filter(|h| cidgate::sip::header::same_header(c.bytes(h.name_span), name.as_bytes()))
-        .map(|h| String::from_utf8_lossy(&c.raw.buf[h.line.range()]).into_owned())
+        .map(|h| {
+            (
+                String::from_utf8_lossy(&c.raw.buf[h.line.range()]).into_owned(),
+                String::from_utf8_lossy(c.bytes(h.value)).into_owned(),
+            )
+        })
         .collect()
 }
 
+/// Every header line whose name matches, as written.
+pub fn header_lines(b: &Bytes, name: &str) -> Vec<String> {
+    headers_named(b, name)
+        .into_iter()
+        .map(|(line, _)| line)
+        .collect()
+}
+
+/// The value of the first header whose name matches.
 pub fn header_value(b: &Bytes, name: &str) -> Option<String> {
-    let m = parse(b.clone(), Transport::Udp).expect("parses");
-    let c = match &m {
-        Message::Request(r) => &r.common,
-        Message::Response(r) => &r.common,
-    };
-    c.raw
-        .headers
-        .iter()
-        .find(|h| cidgate::sip::header::same_header(c.bytes(h.name_span), name.as_bytes()))
-        .map(|h| String::from_utf8_lossy(c.bytes(h.value)).into_owned())
+    headers_named(b, name)
+        .into_iter()
+        .next()
+        .map(|(_, value)| value)
 }
 
 /// The header lines a proxy must not touch, in order, plus the body: used to
