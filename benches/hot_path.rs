@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cidgate::callerid::policy::{DynamicFormat, Resolver};
-use cidgate::config::PaiForm;
+use cidgate::config::{PaiForm, TrustConfig};
 use cidgate::inventory::{Inventory, InventoryHandle};
 use cidgate::proxy::dialog::SealKey;
 use cidgate::proxy::{Event, Peer, Proxy, Settings};
@@ -62,7 +62,9 @@ fn settings() -> Settings {
     Settings {
         domain: "gw.example.net".into(),
         listen: vec![peer(Transport::Udp, GW), peer(Transport::Tcp, GW)],
-        trust: vec!["127.0.0.10/32".parse().unwrap()],
+        trust: TrustConfig {
+            pbx: vec!["127.0.0.10/32".parse().unwrap()],
+        },
         carriers: vec![peer(Transport::Udp, CARRIER)],
         queue_header: "X-Queue-Id".into(),
         dynamic_header: "X-Caller-Id".into(),

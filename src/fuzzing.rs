@@ -56,7 +56,7 @@ pub fn through_proxy(data: &[u8]) {
         ))
     });
     let mut settings = Settings::from_config(&Config::default());
-    settings.trust = vec!["127.0.0.0/8".parse().expect("CIDR")];
+    settings.trust.pbx = vec!["127.0.0.0/8".parse().expect("CIDR")];
     let mut proxy = Proxy::new(settings, inventory.clone());
     let now = Instant::now();
     let pbx = Peer {

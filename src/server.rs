@@ -70,11 +70,6 @@ impl Gateway {
             t.abort();
         }
     }
-
-    /// Waits until the core task ends (it ends on shutdown).
-    pub async fn wait(&mut self) {
-        let _ = (&mut self.task).await;
-    }
 }
 
 /// Runs `phonenumber`'s one-time work (metadata, per-region patterns) for every

@@ -69,10 +69,6 @@ impl Proxy {
         }
     }
 
-    pub fn settings(&self) -> &Settings {
-        &self.settings
-    }
-
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.out.pop_front()
     }
@@ -277,12 +273,17 @@ impl Proxy {
     /// Out-of-dialog INVITE from the PBX: the caller-ID pipeline (SPEC §4).
     fn on_new_call(&mut self, now: Instant, from: Peer, req: Request, key: Box<[u8]>) {
         let c = &req.common;
-        let queue = rewrite::header_value(c, &self.settings.queue_header)
+        let (queue, per_call) = rewrite::caller_id_inputs(
+            c,
+            &self.settings.queue_header,
+            &self.settings.dynamic_header,
+        );
+        let queue = queue
             .map(|v| String::from_utf8_lossy(v).into_owned())
             .unwrap_or_default();
-        let per_call = rewrite::header_value(c, &self.settings.dynamic_header)
-            .map(|v| String::from_utf8_lossy(v).into_owned());
-        let inventory = self.inventory.snapshot();
+        let per_call = per_call.map(String::from_utf8_lossy);
+        // A guard, not an Arc clone: no reference-count traffic per INVITE.
+        let inventory = self.inventory.current();
         let decision = self
             .resolver
             .resolve(&inventory, &queue, per_call.as_deref());

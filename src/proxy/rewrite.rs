@@ -44,13 +44,23 @@ fn is_stripped(s: &Settings, c: &Common, idx: usize) -> bool {
     }
 }
 
-/// The value of the first header whose name matches `name` (configurable names).
-pub fn header_value<'a>(c: &'a Common, name: &str) -> Option<&'a [u8]> {
-    c.raw
-        .headers
-        .iter()
-        .find(|h| same_header(c.bytes(h.name_span), name.as_bytes()))
-        .map(|h| c.bytes(h.value))
+/// The queue id and per-call number headers (configurable names), first of
+/// each, found in one pass over the header table.
+pub fn caller_id_inputs<'a>(
+    c: &'a Common,
+    queue_header: &str,
+    dynamic_header: &str,
+) -> (Option<&'a [u8]>, Option<&'a [u8]>) {
+    let (mut queue, mut dynamic) = (None, None);
+    for h in &c.raw.headers {
+        let name = c.bytes(h.name_span);
+        if queue.is_none() && same_header(name, queue_header.as_bytes()) {
+            queue = Some(c.bytes(h.value));
+        } else if dynamic.is_none() && same_header(name, dynamic_header.as_bytes()) {
+            dynamic = Some(c.bytes(h.value));
+        }
+    }
+    (queue, dynamic)
 }
 
 /// Whether any Privacy header asks for `id` (RFC 3323/3325), case-insensitively.

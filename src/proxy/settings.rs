@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use super::dialog::SealKey;
 use super::Peer;
 use crate::callerid::policy::DynamicFormat;
-use crate::config::{Config, PaiForm};
+use crate::config::{Config, PaiForm, TrustConfig};
 use crate::sip::Transport;
 
 #[derive(Clone)]
@@ -13,7 +13,8 @@ pub struct Settings {
     pub domain: String,
     /// Local listeners: used for our Via sent-by and to recognise our own URIs.
     pub listen: Vec<Peer>,
-    pub trust: Vec<ipnet::IpNet>,
+    /// Who may place outbound calls (the config's `[trust]`).
+    pub trust: TrustConfig,
     /// Next hops for new calls, tried in order.
     pub carriers: Vec<Peer>,
     pub queue_header: String,
@@ -52,7 +53,7 @@ impl Settings {
                     addr: l.addr,
                 })
                 .collect(),
-            trust: cfg.trust.pbx.clone(),
+            trust: cfg.trust.clone(),
             carriers: cfg
                 .carrier
                 .iter()
@@ -76,11 +77,8 @@ impl Settings {
         }
     }
 
-    /// IPv4-mapped IPv6 sources (a dual-stack socket's view of IPv4 peers)
-    /// are matched as IPv4.
     pub fn is_trusted(&self, ip: IpAddr) -> bool {
-        let ip = ip.to_canonical();
-        self.trust.iter().any(|n| n.contains(&ip))
+        self.trust.is_trusted(ip)
     }
 
     /// The listener used as the source for a transport (first of its kind).

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cidgate::callerid::policy::DynamicFormat;
-use cidgate::config::PaiForm;
+use cidgate::config::{PaiForm, TrustConfig};
 use cidgate::inventory::{Inventory, InventoryHandle, Region};
 use cidgate::proxy::dialog::SealKey;
 use cidgate::proxy::{Event, Peer, Proxy, Settings, Transmit};
@@ -72,7 +72,9 @@ pub fn settings() -> Settings {
     Settings {
         domain: "gw.example.net".into(),
         listen: vec![udp(GW), tcp(GW)],
-        trust: vec!["127.0.0.10/32".parse().unwrap()],
+        trust: TrustConfig {
+            pbx: vec!["127.0.0.10/32".parse().unwrap()],
+        },
         carriers: vec![udp(CARRIER)],
         queue_header: "X-Queue-Id".into(),
         dynamic_header: "X-Caller-Id".into(),
