@@ -66,7 +66,9 @@ pub struct TopVia {
     pub host: Span,
     pub port: Option<u16>,
     pub branch: Option<Span>,
-    pub rport: bool,
+    /// The `rport` parameter's value; an empty span (just past the name) when
+    /// it is the bare flag asking for the port to be filled in (RFC 3581).
+    pub rport: Option<Span>,
     /// Whether this value is the only one in its header field.
     pub alone: bool,
 }
@@ -323,7 +325,7 @@ fn check(raw: &RawMessage, transport: Transport) -> Result<Checked, Defect> {
                     host: span_of(buf, v.host),
                     port: v.port,
                     branch: v.branch().map(|b| span_of(buf, b)),
-                    rport: syntax::find_param(v.params, b"rport").is_some(),
+                    rport: syntax::find_param(v.params, b"rport").map(|r| span_of(buf, r)),
                     alone,
                 });
             }

@@ -90,11 +90,8 @@ pub fn reply(req: &Request, src: SocketAddr, spec: &ReplySpec<'_>) -> Bytes {
     let host_str = std::str::from_utf8(host).unwrap_or("");
     let host_trim = host_str.trim_start_matches('[').trim_end_matches(']');
     let received = (host_trim != ip).then_some(ip);
-    let rport_at = if tv.rport {
-        find_bare_rport(c.bytes(tv.value)).map(|off| tv.value.start as usize + off)
-    } else {
-        None
-    };
+    // Only a bare flag gets the port written in; a valued rport stays.
+    let rport_at = tv.rport.filter(|r| r.is_empty()).map(|r| r.start as usize);
     let fix = ViaFix {
         at: tv.value.end as usize,
         received,
@@ -108,27 +105,6 @@ pub fn reply(req: &Request, src: SocketAddr, spec: &ReplySpec<'_>) -> Bytes {
 /// since they may be the very thing that is broken.
 pub fn reply_raw(raw: &RawMessage, spec: &ReplySpec<'_>) -> Bytes {
     build(raw, spec, None)
-}
-
-/// Offset just past a flag-form `rport` parameter inside a Via value.
-fn find_bare_rport(via: &[u8]) -> Option<usize> {
-    let lower: Vec<u8> = via.to_ascii_lowercase();
-    let mut from = 0;
-    while let Some(i) = memchr::memmem::find(&lower[from..], b"rport") {
-        let start = from + i;
-        let end = start + 5;
-        let before_ok = lower[..start]
-            .iter()
-            .rev()
-            .find(|b| !b.is_ascii_whitespace())
-            == Some(&b';');
-        let after = lower[end..].iter().find(|b| !b.is_ascii_whitespace());
-        if before_ok && matches!(after, None | Some(b';') | Some(b',')) {
-            return Some(end);
-        }
-        from = end;
-    }
-    None
 }
 
 fn build(raw: &RawMessage, spec: &ReplySpec<'_>, fix: Option<&ViaFix>) -> Bytes {
