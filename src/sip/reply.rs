@@ -85,11 +85,14 @@ struct ViaFix {
 pub fn reply(req: &Request, src: SocketAddr, spec: &ReplySpec<'_>) -> Bytes {
     let c = &req.common;
     let tv = &c.top_via;
-    let host = c.bytes(tv.host);
-    let ip = src.ip().to_string();
-    let host_str = std::str::from_utf8(host).unwrap_or("");
-    let host_trim = host_str.trim_start_matches('[').trim_end_matches(']');
-    let received = (host_trim != ip).then_some(ip);
+    let host = std::str::from_utf8(c.bytes(tv.host)).unwrap_or("");
+    let sent_by_ip = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<std::net::IpAddr>()
+        .ok();
+    // Compared as addresses (no formatting unless `received` is needed).
+    let received = (sent_by_ip != Some(src.ip())).then(|| src.ip().to_string());
     // Only a bare flag gets the port written in; a valued rport stays.
     let rport_at = tv.rport.filter(|r| r.is_empty()).map(|r| r.start as usize);
     let fix = ViaFix {
