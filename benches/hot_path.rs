@@ -23,10 +23,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cidgate::callerid::policy::{DynamicFormat, Resolver};
-use cidgate::config::{PaiForm, TrustConfig};
+use cidgate::callerid::PaiForm;
 use cidgate::inventory::{Inventory, InventoryHandle};
 use cidgate::proxy::dialog::SealKey;
-use cidgate::proxy::{Event, Peer, Proxy, Settings};
+use cidgate::proxy::{Event, Peer, Proxy, Settings, TrustList};
 use cidgate::sip::Transport;
 
 /// The allocator the `cidgate` binary runs with, so the figures are the product's.
@@ -62,9 +62,7 @@ fn settings() -> Settings {
     Settings {
         domain: "gw.example.net".into(),
         listen: vec![peer(Transport::Udp, GW), peer(Transport::Tcp, GW)],
-        trust: TrustConfig {
-            pbx: vec!["127.0.0.10/32".parse().unwrap()],
-        },
+        trust: TrustList::new(vec!["127.0.0.10/32".parse().unwrap()]),
         carriers: vec![peer(Transport::Udp, CARRIER)],
         queue_header: "X-Queue-Id".into(),
         dynamic_header: "X-Caller-Id".into(),

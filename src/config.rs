@@ -17,15 +17,17 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::callerid::policy::DynamicFormat;
+use crate::callerid::{DynamicFormat, PaiForm};
 use crate::inventory::{Inventory, InventoryError, Region};
+use crate::proxy::dialog::SealKey;
+use crate::proxy::{Peer, Settings, TrustList};
 use crate::sip::Transport;
 
 /// The whole configuration, checked.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub server: ServerConfig,
-    pub trust: TrustConfig,
+    pub trust: TrustList,
     /// Next hops, tried in order.
     pub carrier: Vec<CarrierConfig>,
     pub callerid: CallerIdConfig,
@@ -66,37 +68,12 @@ pub struct ServerConfig {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TrustConfig {
-    /// Sources allowed to place outbound calls.
-    pub pbx: Vec<IpNet>,
-}
-
-impl TrustConfig {
-    /// Whether `ip` may place outbound calls. IPv4-mapped IPv6 sources (as a
-    /// dual-stack socket reports IPv4 peers) are matched as IPv4.
-    pub fn is_trusted(&self, ip: IpAddr) -> bool {
-        let ip = ip.to_canonical();
-        self.pbx.iter().any(|net| net.contains(&ip))
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CarrierConfig {
     /// As written in the configuration, for logs.
     pub uri: String,
     pub transport: Transport,
     /// Resolved when the configuration is loaded.
     pub addr: SocketAddr,
-}
-
-/// Which P-Asserted-Identity forms are written (SPEC §4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PaiForm {
-    #[default]
-    Sip,
-    Tel,
-    Both,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -306,6 +283,55 @@ impl Config {
         }
     }
 
+    /// What the proxy core needs, in its own types: the core never sees the
+    /// configuration (nor the DNS lookups and file reads behind it).
+    pub fn proxy_settings(&self) -> Settings {
+        let mut reject_headers = String::new();
+        if !self.reject.reason.is_empty() {
+            reject_headers.push_str(&format!("Reason: {}\r\n", self.reject.reason));
+        }
+        if !self.reject.warning.is_empty() {
+            reject_headers.push_str(&format!("Warning: {}\r\n", self.reject.warning));
+        }
+        for h in &self.reject.headers {
+            reject_headers.push_str(h);
+            reject_headers.push_str("\r\n");
+        }
+        Settings {
+            domain: self.server.domain.clone(),
+            listen: self
+                .server
+                .listen
+                .iter()
+                .map(|l| Peer {
+                    transport: l.transport,
+                    addr: l.addr,
+                })
+                .collect(),
+            trust: self.trust.clone(),
+            carriers: self
+                .carrier
+                .iter()
+                .map(|c| Peer {
+                    transport: c.transport,
+                    addr: c.addr,
+                })
+                .collect(),
+            queue_header: self.callerid.queue_header.clone(),
+            dynamic_header: self.callerid.dynamic_header.clone(),
+            dynamic_format: self.callerid.dynamic_format,
+            pai: self.callerid.pai,
+            strip: self.callerid.strip.clone(),
+            reject_code: self.reject.code,
+            reject_phrase: self.reject.phrase.clone(),
+            reject_headers,
+            key: match &self.server.dialog_secret {
+                Some(secret) => SealKey::from_secret(secret.as_bytes()),
+                None => SealKey::random(),
+            },
+        }
+    }
+
     /// Loads the inventory files this configuration names.
     pub fn load_inventory(&self) -> Result<Inventory, InventoryError> {
         Inventory::load(
@@ -512,7 +538,7 @@ impl Checker<'_> {
         })
     }
 
-    fn trust(&mut self, raw: RawTrust) -> Option<TrustConfig> {
+    fn trust(&mut self, raw: RawTrust) -> Option<TrustList> {
         let pbx: Option<Vec<IpNet>> = match raw.pbx {
             None => DEFAULT_PBX.iter().map(|s| parse_net(s)).collect(),
             Some(list) => {
@@ -530,7 +556,7 @@ impl Checker<'_> {
                 parsed.into_iter().collect()
             }
         };
-        Some(TrustConfig { pbx: pbx? })
+        Some(TrustList::new(pbx?))
     }
 
     fn carriers(&mut self, raw: Option<Vec<RawCarrier>>) -> Option<Vec<CarrierConfig>> {

@@ -47,7 +47,7 @@ pub fn through_proxy(data: &[u8]) {
 
     use crate::config::Config;
     use crate::inventory::InventoryHandle;
-    use crate::proxy::{Peer, Proxy, Settings};
+    use crate::proxy::{Peer, Proxy, TrustList};
 
     static INVENTORY: OnceLock<Arc<InventoryHandle>> = OnceLock::new();
     let inventory = INVENTORY.get_or_init(|| {
@@ -55,8 +55,8 @@ pub fn through_proxy(data: &[u8]) {
             crate::demo::example_inventory().expect("built-in inventory"),
         ))
     });
-    let mut settings = Settings::from_config(&Config::default());
-    settings.trust.pbx = vec!["127.0.0.0/8".parse().expect("CIDR")];
+    let mut settings = Config::default().proxy_settings();
+    settings.trust = TrustList::new(vec!["127.0.0.0/8".parse().expect("CIDR")]);
     let mut proxy = Proxy::new(settings, inventory.clone());
     let now = Instant::now();
     let pbx = Peer {

@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::inventory::InventoryHandle;
-use crate::proxy::{Event, Peer, Proxy, Settings, Transmit};
+use crate::proxy::{Event, Peer, Proxy, Transmit};
 use crate::sip::scan::MAX_MESSAGE;
 use crate::sip::Transport;
 use crate::transport::{spawn_connection, TcpEvent};
@@ -156,7 +156,7 @@ pub async fn start(
 ) -> anyhow::Result<Gateway> {
     let (udp, tcp, bound) = bind_all(config).await?;
     warm_up(&inventory.snapshot());
-    let mut settings = Settings::from_config(config);
+    let mut settings = config.proxy_settings();
     settings.listen = bound.clone();
     let proxy = Proxy::new(settings, inventory.clone());
 

@@ -542,7 +542,7 @@ impl Checker<'_> {
             match ip["pbx"] {
                 Some(a) if !config.trust.is_trusted(IpAddr::V4(a)) => self.problem(format!(
                     "pbx: {a} is not in the gateway's trust list {:?}",
-                    config.trust.pbx
+                    config.trust.nets()
                 )),
                 None => self.problem("pbx: needs a fixed ipv4_address (the trust list)".into()),
                 _ => {}

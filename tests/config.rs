@@ -4,7 +4,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use cidgate::callerid::policy::DynamicFormat;
-use cidgate::config::{Config, ConfigError, LogFormat, PaiForm};
+use cidgate::callerid::PaiForm;
+use cidgate::config::{Config, ConfigError, LogFormat};
 use cidgate::inventory::Region;
 use cidgate::sip::Transport;
 
@@ -42,7 +43,7 @@ fn empty_file_is_the_spec_example() {
     assert_eq!(c.server.domain, "gw.example.net");
     assert_eq!(c.server.admin, Some(sock("127.0.0.1:8080")));
     assert_eq!(c.server.log, LogFormat::Human);
-    assert_eq!(c.trust.pbx, ["127.0.0.1/32".parse().unwrap()]);
+    assert_eq!(c.trust.nets(), ["127.0.0.1/32".parse().unwrap()]);
     assert_eq!(c.carrier.len(), 1);
     assert_eq!(
         (c.carrier[0].transport, c.carrier[0].addr),
@@ -143,7 +144,7 @@ numbers = "n/numbers.csv"
     assert_eq!(c.server.listen[1].addr, sock("[::1]:5071"));
     assert_eq!(c.server.admin, None);
     assert_eq!(c.server.log, LogFormat::Json);
-    assert_eq!(c.trust.pbx[1], "192.0.2.7/32".parse().unwrap());
+    assert_eq!(c.trust.nets()[1], "192.0.2.7/32".parse().unwrap());
     assert_eq!(
         (c.carrier[0].transport, c.carrier[0].addr),
         (Transport::Tcp, sock("192.0.2.10:5090"))

@@ -122,7 +122,7 @@ fn assert_sane(out: &[cidgate::proxy::Transmit], input: &[u8]) {
 #[test]
 fn mutated_messages_over_udp_never_panic_or_emit_garbage() {
     let mut s = settings();
-    s.trust.pbx = vec!["127.0.0.0/8".parse().unwrap()];
+    s.trust = cidgate::proxy::TrustList::new(vec!["127.0.0.0/8".parse().unwrap()]);
     let mut rng = Rng(0x00C1_D6A7_E5EE_D001);
     let corpus = corpus();
     let mut h = Harness::with(s);
@@ -152,7 +152,7 @@ fn respond_lenient(req: &Bytes) -> Vec<u8> {
 #[test]
 fn mutated_streams_over_tcp_never_panic() {
     let mut s = settings();
-    s.trust.pbx = vec!["127.0.0.0/8".parse().unwrap()];
+    s.trust = cidgate::proxy::TrustList::new(vec!["127.0.0.0/8".parse().unwrap()]);
     let mut rng = Rng(0x7C9_51DE_0BAD_F00D);
     let corpus = corpus();
     for _ in 0..2_000 {

@@ -537,9 +537,9 @@ fn display_names_are_quoted_or_omitted() {
 #[test]
 fn pai_forms_are_configurable() {
     for (form, expect) in [
-        (cidgate::config::PaiForm::Tel, vec!["P-Asserted-Identity: \"Acme Sales\" <tel:+14155550100>\r\n"]),
+        (cidgate::callerid::PaiForm::Tel, vec!["P-Asserted-Identity: \"Acme Sales\" <tel:+14155550100>\r\n"]),
         (
-            cidgate::config::PaiForm::Both,
+            cidgate::callerid::PaiForm::Both,
             vec!["P-Asserted-Identity: \"Acme Sales\" <sip:+14155550100@gw.example.net;user=phone>, \"Acme Sales\" <tel:+14155550100>\r\n"],
         ),
     ] {

@@ -140,7 +140,7 @@ fn trusted(addr: SocketAddr) -> cidgate::proxy::Peer {
 #[test]
 fn every_split_offset_gives_the_same_result() {
     let mut s = settings();
-    s.trust.pbx = vec!["127.0.0.0/8".parse().unwrap()];
+    s.trust = cidgate::proxy::TrustList::new(vec!["127.0.0.0/8".parse().unwrap()]);
     for (name, _) in TABLE {
         let data = load(name);
         let run = |cut: usize| {

@@ -6,3 +6,4 @@ pub mod render;
 
 pub use explain::{explain, explain_reject};
 pub use policy::{Decision, DynamicFormat, Outcome, RejectReason, Resolver};
+pub use render::PaiForm;

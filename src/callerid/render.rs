@@ -7,7 +7,15 @@
 
 use std::fmt::Write;
 
-use crate::config::PaiForm;
+/// Which P-Asserted-Identity forms a forwarded INVITE carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PaiForm {
+    #[default]
+    Sip,
+    Tel,
+    Both,
+}
 
 /// Appends `name` as a quoted-string, or nothing when it is empty after
 /// removing control characters. Returns whether anything was written.

@@ -11,6 +11,7 @@ mod ids;
 mod rewrite;
 mod route;
 mod settings;
+mod trust;
 mod txn;
 
 use std::net::SocketAddr;
@@ -21,6 +22,7 @@ use crate::sip::Transport;
 
 pub use self::core::Proxy;
 pub use settings::Settings;
+pub use trust::TrustList;
 
 /// A transport address: where a message came from or goes to. For TCP the shell
 /// maps it to a connection (an existing one from or to that address first).

@@ -1,11 +1,14 @@
-//! What the proxy core needs from the configuration, in ready-to-use form.
+//! What the proxy core is told by its owner: the gateway's names and
+//! addresses, who may call, where calls go and how identities are written.
+//! The configuration converts into this (`Config::proxy_settings`); the core
+//! never reads the configuration itself.
 
 use std::net::IpAddr;
 
 use super::dialog::SealKey;
+use super::trust::TrustList;
 use super::Peer;
-use crate::callerid::policy::DynamicFormat;
-use crate::config::{Config, PaiForm, TrustConfig};
+use crate::callerid::{DynamicFormat, PaiForm};
 use crate::sip::Transport;
 
 #[derive(Clone)]
@@ -14,7 +17,7 @@ pub struct Settings {
     /// Local listeners: used for our Via sent-by and to recognise our own URIs.
     pub listen: Vec<Peer>,
     /// Who may place outbound calls (the config's `[trust]`).
-    pub trust: TrustConfig,
+    pub trust: TrustList,
     /// Next hops for new calls, tried in order.
     pub carriers: Vec<Peer>,
     pub queue_header: String,
@@ -30,53 +33,6 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn from_config(cfg: &Config) -> Settings {
-        let mut reject_headers = String::new();
-        if !cfg.reject.reason.is_empty() {
-            reject_headers.push_str(&format!("Reason: {}\r\n", cfg.reject.reason));
-        }
-        if !cfg.reject.warning.is_empty() {
-            reject_headers.push_str(&format!("Warning: {}\r\n", cfg.reject.warning));
-        }
-        for h in &cfg.reject.headers {
-            reject_headers.push_str(h);
-            reject_headers.push_str("\r\n");
-        }
-        Settings {
-            domain: cfg.server.domain.clone(),
-            listen: cfg
-                .server
-                .listen
-                .iter()
-                .map(|l| Peer {
-                    transport: l.transport,
-                    addr: l.addr,
-                })
-                .collect(),
-            trust: cfg.trust.clone(),
-            carriers: cfg
-                .carrier
-                .iter()
-                .map(|c| Peer {
-                    transport: c.transport,
-                    addr: c.addr,
-                })
-                .collect(),
-            queue_header: cfg.callerid.queue_header.clone(),
-            dynamic_header: cfg.callerid.dynamic_header.clone(),
-            dynamic_format: cfg.callerid.dynamic_format,
-            pai: cfg.callerid.pai,
-            strip: cfg.callerid.strip.clone(),
-            reject_code: cfg.reject.code,
-            reject_phrase: cfg.reject.phrase.clone(),
-            reject_headers,
-            key: match &cfg.server.dialog_secret {
-                Some(secret) => SealKey::from_secret(secret.as_bytes()),
-                None => SealKey::random(),
-            },
-        }
-    }
-
     pub fn is_trusted(&self, ip: IpAddr) -> bool {
         self.trust.is_trusted(ip)
     }

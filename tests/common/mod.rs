@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cidgate::callerid::policy::DynamicFormat;
-use cidgate::config::{PaiForm, TrustConfig};
+use cidgate::callerid::PaiForm;
 use cidgate::inventory::{Inventory, InventoryHandle, Region};
 use cidgate::proxy::dialog::SealKey;
-use cidgate::proxy::{Event, Peer, Proxy, Settings, Transmit};
+use cidgate::proxy::{Event, Peer, Proxy, Settings, Transmit, TrustList};
 use cidgate::sip::{parse, HeaderName, Message, Transport};
 
 pub const PBX: &str = "127.0.0.10:5070";
@@ -72,9 +72,7 @@ pub fn settings() -> Settings {
     Settings {
         domain: "gw.example.net".into(),
         listen: vec![udp(GW), tcp(GW)],
-        trust: TrustConfig {
-            pbx: vec!["127.0.0.10/32".parse().unwrap()],
-        },
+        trust: TrustList::new(vec!["127.0.0.10/32".parse().unwrap()]),
         carriers: vec![udp(CARRIER)],
         queue_header: "X-Queue-Id".into(),
         dynamic_header: "X-Caller-Id".into(),
