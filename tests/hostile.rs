@@ -7,8 +7,8 @@ mod common;
 use std::path::Path;
 
 use bytes::Bytes;
+use cidgate::sip::framing::{Frame, Framer};
 use cidgate::sip::{parse, Transport};
-use cidgate::transport::framing::{Frame, Framer};
 use common::*;
 
 /// xorshift64*: deterministic, so a failure names a reproducible case.

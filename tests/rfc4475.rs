@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use cidgate::config::Config;
 use cidgate::inventory::InventoryHandle;
-use cidgate::transport::framing::{Frame, Framer};
+use cidgate::sip::framing::{Frame, Framer};
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};

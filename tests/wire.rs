@@ -168,11 +168,11 @@ async fn udp_reject_and_strangers() {
 }
 
 async fn read_message(stream: &mut TcpStream, pending: &mut Vec<u8>) -> Bytes {
-    let mut framer = cidgate::transport::framing::Framer::new(65536);
+    let mut framer = cidgate::sip::framing::Framer::new(65536);
     framer.push(pending);
     pending.clear();
     loop {
-        if let Some(cidgate::transport::framing::Frame::Message(m)) = framer.next_frame().unwrap() {
+        if let Some(cidgate::sip::framing::Frame::Message(m)) = framer.next_frame().unwrap() {
             pending.extend_from_slice(&framer.buffer_mut()[..]);
             return m;
         }

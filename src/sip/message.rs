@@ -8,6 +8,7 @@
 
 use bytes::Bytes;
 
+use super::content_length;
 use super::header::HeaderName;
 use super::scan::{self, HeaderField, RawMessage, ScanError, Span, StartLine, StartLineDefect};
 use super::syntax::{self, parse_name_addr, parse_via};
@@ -338,7 +339,7 @@ fn check(raw: &RawMessage, transport: Transport) -> Result<Checked, Defect> {
     let content_length = match cl {
         Some(i) => {
             let v = raw.value(&raw.headers[i]);
-            Some(parse_u32_digits(v).ok_or((400, "Bad Content-Length"))? as usize)
+            Some(content_length::parse_value(v).ok_or((400, "Bad Content-Length"))?)
         }
         None => None,
     };

@@ -1,6 +1,8 @@
-//! I/O-free SIP message handling: scanning, checking, splicing and locally
-//! generated responses.
+//! I/O-free SIP: stream framing, scanning, the grammar, checked messages,
+//! the header readers the proxy uses, splicing and locally generated responses.
 
+pub mod content_length;
+pub mod framing;
 pub mod header;
 pub mod message;
 pub mod reply;

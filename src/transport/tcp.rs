@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-use super::framing::{Frame, Framer};
+use crate::sip::framing::{Frame, Framer};
 use crate::sip::scan::MAX_MESSAGE;
 
 /// What a connection tells the core task.

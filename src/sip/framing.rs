@@ -1,9 +1,12 @@
 //! SIP over a byte stream (RFC 3261 §18.3): messages are delimited by the empty
 //! line after the headers plus Content-Length bytes of body. CRLF keep-alives
 //! (RFC 5626 §3.5.1) are recognised between messages. I/O-free: the connection
-//! task pushes bytes in and pulls frames out.
+//! task pushes bytes in and pulls frames out. The body length is read by
+//! the same Content-Length reader the parser uses.
 
 use bytes::{Buf, Bytes, BytesMut};
+
+use super::content_length;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
@@ -76,7 +79,9 @@ impl Framer {
             }
             return Ok(None);
         };
-        let body_len = content_length(&self.buf[..hdr_end + 2])?;
+        let body_len = content_length::in_header_block(&self.buf[..hdr_end + 2])
+            .map_err(|_| FrameError::BadContentLength)?
+            .unwrap_or(0);
         let total = hdr_end + 4 + body_len;
         if total > self.max {
             return Err(FrameError::TooLarge(self.max));
@@ -86,37 +91,6 @@ impl Framer {
         }
         Ok(Some(Frame::Message(self.buf.split_to(total).freeze())))
     }
-}
-
-/// Content-Length (or `l`) from a header block; 0 when absent. Several values
-/// must agree, or the stream cannot be framed.
-fn content_length(headers: &[u8]) -> Result<usize, FrameError> {
-    let mut found: Option<usize> = None;
-    for line in headers.split(|&b| b == b'\n').skip(1) {
-        let Some(colon) = memchr::memchr(b':', line) else {
-            continue;
-        };
-        if line.first().is_some_and(|b| *b == b' ' || *b == b'\t') {
-            continue;
-        }
-        let name = line[..colon].trim_ascii();
-        if !(name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"l")) {
-            continue;
-        }
-        let v = line[colon + 1..].trim_ascii();
-        if v.is_empty() || v.len() > 9 || !v.iter().all(u8::is_ascii_digit) {
-            return Err(FrameError::BadContentLength);
-        }
-        let n: usize = std::str::from_utf8(v)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .ok_or(FrameError::BadContentLength)?;
-        if found.is_some_and(|f| f != n) {
-            return Err(FrameError::BadContentLength);
-        }
-        found = Some(n);
-    }
-    Ok(found.unwrap_or(0))
 }
 
 #[cfg(test)]
@@ -167,5 +141,20 @@ mod tests {
         let mut f = Framer::new(1000);
         f.push(b"INVITE x SIP/2.0\r\nContent-Length: -5\r\n\r\n");
         assert_eq!(f.next_frame(), Err(FrameError::BadContentLength));
+    }
+
+    /// Defect fixed: the framer refused a Content-Length of ten or more
+    /// digits (leading zeros) that the parser accepts, so the same message
+    /// was answered over UDP and closed the connection over TCP.
+    #[test]
+    fn leading_zeros_frame_like_the_parser_reads_them() {
+        let mut f = Framer::new(1000);
+        f.push(b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: 0000000005\r\n\r\nhelloX");
+        assert_eq!(
+            f.next_frame(),
+            Ok(Some(Frame::Message(Bytes::from_static(
+                b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: 0000000005\r\n\r\nhello"
+            ))))
+        );
     }
 }
