@@ -161,7 +161,7 @@ pub async fn run() -> anyhow::Result<()> {
         );
         let final_resp = await_final(&pbx).await?;
         if let Ok(Message::Response(r)) = parse(final_resp.clone(), Transport::Udp) {
-            if r.code < 300 {
+            if r.code() < 300 {
                 let fwd = tokio::time::timeout(Duration::from_secs(1), seen.recv())
                     .await
                     .ok()
@@ -212,12 +212,9 @@ fn print_identity(label: &str, msg: &Bytes) {
     let Ok(m) = parse(msg.clone(), Transport::Udp) else {
         return;
     };
-    let c = match &m {
-        Message::Request(r) => &r.common,
-        Message::Response(r) => &r.common,
-    };
+    let c = m.common();
     let mut first = true;
-    for h in &c.raw.headers {
+    for h in c.headers() {
         let name = c.bytes(h.name_span);
         let interesting = matches!(
             h.name,
@@ -232,7 +229,7 @@ fn print_identity(label: &str, msg: &Bytes) {
             };
             println!(
                 "{lead}{}",
-                String::from_utf8_lossy(&c.raw.buf[h.line.range()]).trim_end()
+                String::from_utf8_lossy(&c.buf()[h.line.range()]).trim_end()
             );
             first = false;
         }
@@ -264,7 +261,7 @@ async fn await_final(pbx: &UdpSocket) -> anyhow::Result<Bytes> {
             .context("no final response")??;
         let data = Bytes::copy_from_slice(&buf[..n]);
         if let Ok(Message::Response(r)) = parse(data.clone(), Transport::Udp) {
-            if r.code >= 200 {
+            if r.code() >= 200 {
                 return Ok(data);
             }
         }
@@ -277,12 +274,8 @@ fn header_line(msg: &Bytes, name: HeaderName) -> Option<String> {
     let Ok(m) = parse(msg.clone(), Transport::Udp) else {
         return None;
     };
-    let c = match &m {
-        Message::Request(r) => &r.common,
-        Message::Response(r) => &r.common,
-    };
-    c.raw
-        .headers
+    let c = m.common();
+    c.headers()
         .iter()
         .find(|h| {
             if name == HeaderName::Other {
@@ -356,12 +349,12 @@ async fn play_carrier(sock: UdpSocket, seen: mpsc::UnboundedSender<Bytes>) {
             .map(|a| format!("Contact: <sip:carrier@{a}>\r\n"))
             .unwrap_or_default();
         // A UAS copies Record-Route into its 2xx (RFC 3261 §12.1.1).
-        for h in req.common.raw.all(HeaderName::RecordRoute) {
+        for h in req.common().raw().all(HeaderName::RecordRoute) {
             contact.push_str(&String::from_utf8_lossy(
-                &req.common.raw.buf[h.line.range()],
+                &req.common().buf()[h.line.range()],
             ));
         }
-        let answer = match req.method {
+        let answer = match req.method() {
             Method::Invite => {
                 let _ = seen.send(data);
                 Some(reply(

@@ -1,45 +1,40 @@
 //! Identifiers the proxy writes and matches: branch values (with the loop
-//! detection part), local To tags and server transaction keys.
+//! detection part), local To tags and server transaction keys. The written
+//! ones are keyed by the seal key, so they are its methods.
 
 use std::net::IpAddr;
 
-use super::core::Proxy;
+use super::dialog::SealKey;
 use super::Peer;
-use crate::sip::message::Common;
-use crate::sip::{HeaderName, Method, Request};
+use crate::sip::{Common, HeaderName, Method, Request};
 
 /// The branch prefix of every Via the gateway writes; the magic cookie keeps it
 /// RFC 3261 compliant, the rest marks it as ours for loop detection.
 pub(super) const BRANCH_PREFIX: &str = "z9hG4bKcg";
 
 /// Appends the low `digits` hex digits of `v`.
-pub(super) fn push_hex(out: &mut String, v: u64, digits: u32) {
+fn push_hex(out: &mut String, v: u64, digits: u32) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     for i in (0..digits).rev() {
         out.push(HEX[((v >> (i * 4)) & 0xf) as usize] as char);
     }
 }
 
-impl Proxy {
-    /// A To tag for responses the gateway generates, stable across
-    /// retransmissions of the same request.
-    pub(super) fn local_tag(&self, c: &Common) -> String {
-        let id =
-            self.settings
-                .key
-                .id(&[b"tag", c.call_id(), c.from_tag(), c.branch().unwrap_or(b"")]);
-        let mut tag = String::with_capacity(14);
-        tag.push_str("cg");
-        push_hex(&mut tag, id, 12);
-        tag
-    }
+/// Server transaction key: RFC 3261 §17.2.3 (branch, sent-by, method), plus
+/// the source address, so that two senders reusing a branch value (as the
+/// RFC 4475 messages do) never collide. ACK and CANCEL get the INVITE's key,
+/// so they find the transaction they belong to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) struct ServerKey(Box<[u8]>);
 
-    /// Server transaction key: RFC 3261 §17.2.3 (branch, sent-by, method), plus
-    /// the source address, so that two senders reusing a branch value (as the
-    /// RFC 4475 messages do) never collide.
-    pub(super) fn server_key(c: &Common, class: &[u8], from: Peer) -> Box<[u8]> {
+impl ServerKey {
+    pub(super) fn of(req: &Request, from: Peer) -> ServerKey {
+        let c = req.common();
         let mut k = Vec::with_capacity(96);
-        k.extend_from_slice(class);
+        match req.method() {
+            Method::Invite | Method::Ack | Method::Cancel => k.extend_from_slice(b"INVITE"),
+            _ => k.extend_from_slice(req.method_bytes()),
+        }
         k.push(0);
         match from.addr.ip() {
             IpAddr::V4(ip) => k.extend_from_slice(&ip.octets()),
@@ -52,67 +47,74 @@ impl Proxy {
             Some(b) if b.starts_with(b"z9hG4bK") => {
                 k.extend_from_slice(b);
                 k.push(0);
-                k.extend_from_slice(c.bytes(c.top_via.host));
-                k.extend_from_slice(&c.top_via.port.unwrap_or(0).to_be_bytes());
+                k.extend_from_slice(c.bytes(c.top_via().host));
+                k.extend_from_slice(&c.top_via().port.unwrap_or(0).to_be_bytes());
             }
             _ => {
                 // RFC 2543 matching: no usable branch.
                 k.extend_from_slice(c.call_id());
                 k.push(0);
-                k.extend_from_slice(&c.cseq_num.to_be_bytes());
+                k.extend_from_slice(&c.cseq().to_be_bytes());
                 k.extend_from_slice(c.from_tag());
                 k.push(0);
-                k.extend_from_slice(c.bytes(c.top_via.value));
+                k.extend_from_slice(c.bytes(c.top_via().value));
             }
         }
-        k.into_boxed_slice()
+        ServerKey(k.into_boxed_slice())
     }
 
-    pub(super) fn class_of(req: &Request) -> Vec<u8> {
-        match req.method {
-            Method::Invite | Method::Ack | Method::Cancel => b"INVITE".to_vec(),
-            _ => req.method_bytes().to_vec(),
-        }
+    fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl SealKey {
+    /// A To tag for responses the gateway generates, stable across
+    /// retransmissions of the same request.
+    pub(super) fn local_tag(&self, c: &Common) -> String {
+        let id = self.id(&[b"tag", c.call_id(), c.from_tag(), c.branch().unwrap_or(b"")]);
+        let mut tag = String::with_capacity(14);
+        tag.push_str("cg");
+        push_hex(&mut tag, id, 12);
+        tag
     }
 
-    /// Loop detection (RFC 3261 §16.3 step 4): our Via is already in the message
-    /// with the loop hash this request would get again.
+    /// Loop detection (RFC 3261 §16.3 step 4): our Via is already in the
+    /// message with the loop hash this request would get again.
     pub(super) fn is_loop(&self, req: &Request) -> bool {
-        let c = &req.common;
+        let c = req.common();
+        let has = |needle: &[u8]| {
+            c.raw()
+                .all(HeaderName::Via)
+                .any(|h| memchr::memmem::find(c.value(h), needle).is_some())
+        };
         // Cheap pre-check: only a message carrying one of our branches can loop.
-        let ours = c
-            .raw
-            .all(HeaderName::Via)
-            .any(|h| memchr::memmem::find(c.value(h), BRANCH_PREFIX.as_bytes()).is_some());
-        if !ours {
+        if !has(BRANCH_PREFIX.as_bytes()) {
             return false;
         }
         let mut needle = String::with_capacity(BRANCH_PREFIX.len() + 8);
         needle.push_str(BRANCH_PREFIX);
         push_hex(&mut needle, self.loop_hash(req), 8);
-        c.raw
-            .all(HeaderName::Via)
-            .any(|h| memchr::memmem::find(c.value(h), needle.as_bytes()).is_some())
+        has(needle.as_bytes())
     }
 
     /// The part of our branch that depends only on what identifies the request
     /// (RFC 3261 §16.6 step 8), so the same request coming back is recognised.
-    pub(super) fn loop_hash(&self, req: &Request) -> u64 {
-        let c = &req.common;
-        self.settings.key.id(&[
+    fn loop_hash(&self, req: &Request) -> u64 {
+        let c = req.common();
+        self.id(&[
             b"loop",
             req.uri(),
             c.call_id(),
             c.from_tag(),
-            &c.cseq_num.to_be_bytes(),
+            &c.cseq().to_be_bytes(),
         ])
     }
 
-    pub(super) fn branch_for(&self, req: &Request, key: &[u8], attempt: usize) -> String {
-        let uniq = self
-            .settings
-            .key
-            .id(&[b"branch", key, &(attempt as u64).to_be_bytes()]);
+    /// The branch of our Via for `attempt` of the transaction `key`: the loop
+    /// hash, then a part unique to the attempt.
+    pub(super) fn branch(&self, req: &Request, key: &ServerKey, attempt: usize) -> String {
+        let uniq = self.id(&[b"branch", key.as_bytes(), &(attempt as u64).to_be_bytes()]);
         let mut b = String::with_capacity(BRANCH_PREFIX.len() + 24);
         b.push_str(BRANCH_PREFIX);
         push_hex(&mut b, self.loop_hash(req), 8);

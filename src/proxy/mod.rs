@@ -8,11 +8,14 @@
 mod core;
 pub mod dialog;
 mod ids;
+mod in_dialog;
+mod new_call;
+mod outbox;
 mod rewrite;
-mod route;
 mod settings;
 mod trust;
 mod txn;
+mod via;
 
 use std::net::SocketAddr;
 

@@ -5,30 +5,29 @@ use bytes::Bytes;
 use super::settings::Settings;
 use crate::callerid::render::{self, Presented};
 use crate::sip::header::same_header;
-use crate::sip::message::{Common, Request, Response};
-use crate::sip::scan::Span;
+use crate::sip::scan::{HeaderField, Span};
 use crate::sip::splice::Splice;
 use crate::sip::syntax;
-use crate::sip::HeaderName;
+use crate::sip::{Common, HeaderName, ListValue, Request, Response};
 
 /// Edits every forwarded request gets (RFC 3261 §16.6): our Via on top, the
 /// Max-Forwards decrement, a Content-Length that is always present and right.
 fn common_request_edits(sp: &mut Splice<'_>, req: &Request, via_line: &[u8]) {
-    let c = &req.common;
+    let c = req.common();
     sp.insert(
-        c.header(c.via).line.start as usize,
+        c.via_header().line.start as usize,
         Bytes::copy_from_slice(via_line),
     );
-    match req.max_forwards {
-        Some((i, n)) => sp.replace(c.header(i).value, (n.saturating_sub(1)).to_string()),
-        None => sp.insert(c.raw.headers_end as usize, &b"Max-Forwards: 70\r\n"[..]),
+    match req.max_forwards() {
+        Some(mf) => sp.replace(
+            c.header(mf.header).value,
+            mf.value.saturating_sub(1).to_string(),
+        ),
+        None => sp.insert(c.headers_end(), &b"Max-Forwards: 70\r\n"[..]),
     }
-    if c.content_length.is_none() {
+    if c.content_length().is_none() {
         let len = c.body().len();
-        sp.insert(
-            c.raw.headers_end as usize,
-            format!("Content-Length: {len}\r\n"),
-        );
+        sp.insert(c.headers_end(), format!("Content-Length: {len}\r\n"));
     }
 }
 
@@ -44,38 +43,9 @@ fn is_stripped(s: &Settings, c: &Common, idx: usize) -> bool {
     }
 }
 
-/// The queue id and per-call number headers (configurable names), first of
-/// each, found in one pass over the header table.
-pub fn caller_id_inputs<'a>(
-    c: &'a Common,
-    queue_header: &str,
-    dynamic_header: &str,
-) -> (Option<&'a [u8]>, Option<&'a [u8]>) {
-    let (mut queue, mut dynamic) = (None, None);
-    for h in &c.raw.headers {
-        let name = c.bytes(h.name_span);
-        if queue.is_none() && same_header(name, queue_header.as_bytes()) {
-            queue = Some(c.bytes(h.value));
-        } else if dynamic.is_none() && same_header(name, dynamic_header.as_bytes()) {
-            dynamic = Some(c.bytes(h.value));
-        }
-    }
-    (queue, dynamic)
-}
-
-/// Whether any Privacy header asks for `id` (RFC 3323/3325), case-insensitively.
-pub fn privacy_id(c: &Common) -> bool {
-    c.raw.all(HeaderName::Privacy).any(|h| {
-        c.value(h)
-            .split(|&b| b == b';' || b == b',')
-            .any(|t| syntax::trim_lws(t).eq_ignore_ascii_case(b"id"))
-    })
-}
-
 /// Replaces the address part of a From/To value, keeping its parameters (tag
 /// included) exactly as written.
-fn replace_addr(sp: &mut Splice<'_>, c: &Common, idx: usize, new_addr: &[u8]) {
-    let h = c.header(idx);
+fn replace_addr(sp: &mut Splice<'_>, c: &Common, h: &HeaderField, new_addr: &[u8]) {
     let value = c.bytes(h.value);
     // Checked at parse time, so this cannot fail for From/To.
     if let Ok(na) = syntax::parse_name_addr(value) {
@@ -98,30 +68,30 @@ pub struct InitialInvite<'a> {
 }
 
 pub fn initial_invite(req: &Request, s: &Settings, plan: &InitialInvite<'_>) -> Bytes {
-    let c = &req.common;
+    let c = req.common();
     let mut sp = Splice::new(c.buf());
     common_request_edits(&mut sp, req, plan.via_line);
     // Record-Route: ours first (before any existing), else at the end.
     let rr_at = c
-        .raw
+        .raw()
         .first(HeaderName::RecordRoute)
         .map(|h| h.line.start as usize)
-        .unwrap_or(c.raw.headers_end as usize);
+        .unwrap_or(c.headers_end());
     sp.insert(rr_at, Bytes::copy_from_slice(plan.record_route));
 
     let from_addr = render::from_name_addr(&plan.id, &s.domain);
-    replace_addr(&mut sp, c, c.from, from_addr.as_bytes());
+    replace_addr(&mut sp, c, c.from_header(), from_addr.as_bytes());
     let mut after_from = render::pai_line(&plan.id, &s.domain, s.pai);
     if plan.add_privacy {
         after_from.push_str("Privacy: id\r\n");
     }
-    sp.insert(c.header(c.from).line.end as usize, after_from);
-    for i in 0..c.raw.headers.len() {
+    sp.insert(c.from_header().line.end as usize, after_from);
+    for i in 0..c.headers().len() {
         if is_stripped(s, c, i) {
             sp.remove(c.header(i).line);
         }
     }
-    sp.finish(c.body_end as usize)
+    sp.finish(c.body_end())
 }
 
 /// Which way an in-dialog request travels.
@@ -137,49 +107,53 @@ pub struct InDialog<'a> {
     pub direction: Direction,
     pub id: Presented<'a>,
     pub pbx_from: &'a [u8],
-    /// The Route value to remove (ours): the header index and value span.
-    pub own_route: (usize, Span),
+    /// The Route value to remove (ours).
+    pub own_route: ListValue,
     pub via_line: &'a [u8],
 }
 
 /// An in-dialog request, with our Route popped and the identity mapped for the
 /// side it goes to.
 pub fn in_dialog(req: &Request, s: &Settings, plan: &InDialog<'_>) -> Bytes {
-    let c = &req.common;
+    let c = req.common();
     let mut sp = Splice::new(c.buf());
     common_request_edits(&mut sp, req, plan.via_line);
-    remove_list_value(&mut sp, c, plan.own_route.0, plan.own_route.1);
+    remove_list_value(
+        &mut sp,
+        c,
+        c.header(plan.own_route.header),
+        plan.own_route.span,
+    );
     match plan.direction {
         Direction::Caller => {
             let from_addr = render::from_name_addr(&plan.id, &s.domain);
-            replace_addr(&mut sp, c, c.from, from_addr.as_bytes());
+            replace_addr(&mut sp, c, c.from_header(), from_addr.as_bytes());
             sp.insert(
-                c.header(c.from).line.end as usize,
+                c.from_header().line.end as usize,
                 render::pai_line(&plan.id, &s.domain, s.pai),
             );
-            for i in 0..c.raw.headers.len() {
+            for i in 0..c.headers().len() {
                 if is_stripped(s, c, i) {
                     sp.remove(c.header(i).line);
                 }
             }
         }
-        Direction::Callee => replace_addr(&mut sp, c, c.to, plan.pbx_from),
+        Direction::Callee => replace_addr(&mut sp, c, c.to_header(), plan.pbx_from),
     }
-    sp.finish(c.body_end as usize)
+    sp.finish(c.body_end())
 }
 
 /// Any other request forwarded as is, apart from the proxy's own edits.
 pub fn plain(req: &Request, via_line: &[u8]) -> Bytes {
-    let c = &req.common;
+    let c = req.common();
     let mut sp = Splice::new(c.buf());
     common_request_edits(&mut sp, req, via_line);
-    sp.finish(c.body_end as usize)
+    sp.finish(c.body_end())
 }
 
 /// Removes one value of a comma-separated header (the whole field when it is the
 /// only value).
-fn remove_list_value(sp: &mut Splice<'_>, c: &Common, idx: usize, value: Span) {
-    let h = c.header(idx);
+fn remove_list_value(sp: &mut Splice<'_>, c: &Common, h: &HeaderField, value: Span) {
     let field = c.bytes(h.value);
     let items = syntax::split_list(field).unwrap_or_default();
     if items.len() <= 1 {
@@ -209,29 +183,33 @@ fn remove_list_value(sp: &mut Splice<'_>, c: &Common, idx: usize, value: Span) {
     }
 }
 
+/// The From or To value the upstream side wrote, put back into responses
+/// after the gateway rewrote it on the way downstream.
+#[derive(Debug, Clone, Default)]
+pub struct Restore {
+    pub from: Option<Bytes>,
+    pub to: Option<Bytes>,
+}
+
 /// A response going back upstream: our Via removed, From/To restored to what
 /// the upstream side sent.
-pub fn upstream_response(
-    resp: &Response,
-    restore_from: Option<&[u8]>,
-    restore_to: Option<&[u8]>,
-) -> Bytes {
-    let c = &resp.common;
+pub fn upstream_response(resp: &Response, restore: &Restore) -> Bytes {
+    let c = resp.common();
     let mut sp = Splice::new(c.buf());
-    remove_list_value(&mut sp, c, c.via, c.top_via.value);
-    if let Some(v) = restore_from {
-        sp.replace(c.header(c.from).value, Bytes::copy_from_slice(v));
+    remove_list_value(&mut sp, c, c.via_header(), c.top_via().value);
+    if let Some(v) = &restore.from {
+        sp.replace(c.from_header().value, v.clone());
     }
-    if let Some(v) = restore_to {
-        sp.replace(c.header(c.to).value, Bytes::copy_from_slice(v));
+    if let Some(v) = &restore.to {
+        sp.replace(c.to_header().value, v.clone());
     }
-    if c.content_length.is_none() {
+    if c.content_length().is_none() {
         sp.insert(
-            c.raw.headers_end as usize,
+            c.headers_end(),
             format!("Content-Length: {}\r\n", c.body().len()),
         );
     }
-    sp.finish(c.body_end as usize)
+    sp.finish(c.body_end())
 }
 
 /// Pieces of a forwarded INVITE needed to build its ACK (for a non-2xx) and its
@@ -251,21 +229,21 @@ impl HopRequest {
     /// Takes the dialog identifiers from the forwarded bytes, which are a
     /// checked message we built ourselves.
     pub fn from_forwarded(sent: &Request, via_line: &[u8]) -> HopRequest {
-        let c = &sent.common;
+        let c = sent.common();
         let buf = c.buf();
         let mut routes = Vec::new();
-        for h in c.raw.all(HeaderName::Route) {
+        for h in c.raw().all(HeaderName::Route) {
             routes.extend_from_slice(&buf[h.line.range()]);
         }
         // Copies, not slices: the transaction outlives the forwarded message
         // and should not keep the whole buffer alive for these few bytes.
         HopRequest {
-            uri: Bytes::copy_from_slice(&buf[sent.uri.range()]),
+            uri: Bytes::copy_from_slice(&buf[sent.uri_span().range()]),
             via_line: Bytes::copy_from_slice(via_line),
-            from: Bytes::copy_from_slice(c.value(c.header(c.from))),
-            to: Bytes::copy_from_slice(c.value(c.header(c.to))),
+            from: Bytes::copy_from_slice(c.value(c.from_header())),
+            to: Bytes::copy_from_slice(c.value(c.to_header())),
             call_id: Bytes::copy_from_slice(c.call_id()),
-            cseq: c.cseq_num,
+            cseq: c.cseq(),
             routes: Bytes::from(routes),
         }
     }
@@ -295,7 +273,7 @@ impl HopRequest {
 
     /// ACK for a non-2xx final response, with the To (and tag) of that response.
     pub fn ack(&self, resp: &Response) -> Bytes {
-        let c = &resp.common;
-        self.build("ACK", c.bytes(c.header(c.to).value))
+        let c = resp.common();
+        self.build("ACK", c.bytes(c.to_header().value))
     }
 }

@@ -3,20 +3,20 @@
 //! The configuration converts into this (`Config::proxy_settings`); the core
 //! never reads the configuration itself.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use super::dialog::SealKey;
 use super::trust::TrustList;
 use super::Peer;
 use crate::callerid::{DynamicFormat, PaiForm};
-use crate::sip::Transport;
+use crate::sip::{syntax, Request, Transport};
 
 #[derive(Clone)]
 pub struct Settings {
     pub domain: String,
     /// Local listeners: used for our Via sent-by and to recognise our own URIs.
     pub listen: Vec<Peer>,
-    /// Who may place outbound calls (the config's `[trust]`).
+    /// Who may place outbound calls.
     pub trust: TrustList,
     /// Next hops for new calls, tried in order.
     pub carriers: Vec<Peer>,
@@ -37,6 +37,12 @@ impl Settings {
         self.trust.is_trusted(ip)
     }
 
+    /// Whether `ip` is a configured carrier's: carriers may probe the gateway
+    /// with OPTIONS (they take a trunk out of service when those fail).
+    pub fn is_carrier_source(&self, ip: IpAddr) -> bool {
+        self.carriers.iter().any(|c| c.addr.ip() == ip)
+    }
+
     /// The listener used as the source for a transport (first of its kind).
     pub fn local(&self, transport: Transport) -> Option<Peer> {
         self.listen
@@ -50,13 +56,59 @@ impl Settings {
         if host.eq_ignore_ascii_case(self.domain.as_bytes()) {
             return true;
         }
-        let h = std::str::from_utf8(host)
-            .unwrap_or("")
-            .trim_start_matches('[')
-            .trim_end_matches(']');
-        match h.parse::<IpAddr>() {
-            Ok(ip) => self.listen.iter().any(|p| p.addr.ip() == ip),
-            Err(_) => false,
+        match host_ip(host) {
+            Some(ip) => self.listen.iter().any(|p| p.addr.ip() == ip),
+            None => false,
         }
     }
+
+    /// Whether the Request-URI names the gateway itself (no user part), as an
+    /// OPTIONS probe does.
+    pub fn is_addressed_to_gateway(&self, req: &Request) -> bool {
+        syntax::parse_sip_uri(req.uri())
+            .map(|u| u.user.is_none() && self.is_own_host(u.host))
+            .unwrap_or(false)
+    }
+
+    /// Our Record-Route line for a dialog whose caller reached us over
+    /// `incoming`, carrying the sealed dialog state `token`.
+    pub fn record_route(&self, incoming: Transport, token: &str) -> String {
+        let port = self.local(incoming).map(|p| p.addr.port()).unwrap_or(5060);
+        let port = if port == 5060 {
+            String::new()
+        } else {
+            format!(":{port}")
+        };
+        format!(
+            "Record-Route: <sip:{}{};lr;cg={}>\r\n",
+            self.domain, port, token
+        )
+    }
+
+    /// The transport address a sip: URI with an IP host names. A known
+    /// carrier keeps its configured transport; names are never resolved
+    /// (the core does no DNS).
+    pub fn resolve_uri(&self, uri: &[u8]) -> Option<Peer> {
+        let u = syntax::parse_sip_uri(uri)?;
+        let addr = SocketAddr::new(host_ip(u.host)?, u.port.unwrap_or(5060));
+        if let Some(c) = self.carriers.iter().find(|c| c.addr == addr) {
+            return Some(*c);
+        }
+        let transport = u
+            .param(b"transport")
+            .and_then(Transport::from_token)
+            .unwrap_or(Transport::Udp);
+        Some(Peer { transport, addr })
+    }
+}
+
+/// The IP address of a URI host (IPv6 references in brackets); `None` for
+/// a name.
+fn host_ip(host: &[u8]) -> Option<IpAddr> {
+    std::str::from_utf8(host)
+        .ok()?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()
 }

@@ -40,22 +40,24 @@ impl Method {
 }
 
 /// Fields common to requests and responses, located once at parse time.
+/// Fields are private: the only way to get one is [`parse`], so holding one
+/// proves the checks ran.
 #[derive(Debug, Clone)]
 pub struct Common {
-    pub raw: RawMessage,
+    raw: RawMessage,
     /// End of the body as framed by Content-Length (bytes after it are ignored).
-    pub body_end: u32,
-    pub content_length: Option<usize>,
-    pub call_id: Span,
-    pub cseq_num: u32,
-    pub cseq_method: Span,
-    pub from: usize,
-    pub to: usize,
-    pub from_tag: Option<Span>,
-    pub to_tag: Option<Span>,
+    body_end: u32,
+    content_length: Option<usize>,
+    call_id: Span,
+    cseq_num: u32,
+    cseq_method: Span,
+    from: usize,
+    to: usize,
+    from_tag: Option<Span>,
+    to_tag: Option<Span>,
     /// Index of the first Via header field.
-    pub via: usize,
-    pub top_via: TopVia,
+    via: usize,
+    top_via: TopVia,
 }
 
 /// What the proxy needs from the topmost Via value.
@@ -75,6 +77,13 @@ pub struct TopVia {
 }
 
 impl Common {
+    /// The scan underneath: every header field as written.
+    pub fn raw(&self) -> &RawMessage {
+        &self.raw
+    }
+    pub fn headers(&self) -> &[HeaderField] {
+        &self.raw.headers
+    }
     pub fn buf(&self) -> &Bytes {
         &self.raw.buf
     }
@@ -87,11 +96,37 @@ impl Common {
     pub fn header(&self, i: usize) -> &HeaderField {
         &self.raw.headers[i]
     }
+    /// Offset of the empty line ending the header section: where header
+    /// fields are appended.
+    pub fn headers_end(&self) -> usize {
+        self.raw.headers_end as usize
+    }
+    /// End of the message as framed by Content-Length; bytes after it are
+    /// not part of it.
+    pub fn body_end(&self) -> usize {
+        self.body_end as usize
+    }
     pub fn body(&self) -> &[u8] {
         &self.raw.buf[self.raw.body_start as usize..self.body_end as usize]
     }
+    /// The Content-Length as written; `None` when the field is absent.
+    pub fn content_length(&self) -> Option<usize> {
+        self.content_length
+    }
     pub fn call_id(&self) -> &[u8] {
         self.bytes(self.call_id)
+    }
+    pub fn cseq(&self) -> u32 {
+        self.cseq_num
+    }
+    pub fn cseq_method(&self) -> &[u8] {
+        self.bytes(self.cseq_method)
+    }
+    pub fn from_header(&self) -> &HeaderField {
+        &self.raw.headers[self.from]
+    }
+    pub fn to_header(&self) -> &HeaderField {
+        &self.raw.headers[self.to]
     }
     pub fn from_tag(&self) -> &[u8] {
         self.from_tag.map(|s| self.bytes(s)).unwrap_or(b"")
@@ -99,39 +134,86 @@ impl Common {
     pub fn to_tag(&self) -> Option<&[u8]> {
         self.to_tag.map(|s| self.bytes(s))
     }
+    /// The first Via header field (it holds the top Via value).
+    pub fn via_header(&self) -> &HeaderField {
+        &self.raw.headers[self.via]
+    }
+    pub fn top_via(&self) -> &TopVia {
+        &self.top_via
+    }
     pub fn branch(&self) -> Option<&[u8]> {
         self.top_via.branch.map(|s| self.bytes(s))
     }
 }
 
+/// The Max-Forwards field of a request: where it is and what it says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaxForwards {
+    /// Index of the header field.
+    pub header: usize,
+    pub value: u32,
+}
+
+/// A checked request; only [`parse`] makes one.
 #[derive(Debug, Clone)]
 pub struct Request {
-    pub common: Common,
-    pub method: Method,
-    pub method_span: Span,
-    pub uri: Span,
-    pub max_forwards: Option<(usize, u32)>,
+    common: Common,
+    method: Method,
+    method_span: Span,
+    uri: Span,
+    max_forwards: Option<MaxForwards>,
 }
 
 impl Request {
-    pub fn uri(&self) -> &[u8] {
-        self.common.bytes(self.uri)
+    pub fn common(&self) -> &Common {
+        &self.common
+    }
+    pub fn method(&self) -> Method {
+        self.method
     }
     pub fn method_bytes(&self) -> &[u8] {
         self.common.bytes(self.method_span)
     }
+    pub fn uri(&self) -> &[u8] {
+        self.common.bytes(self.uri)
+    }
+    pub fn uri_span(&self) -> Span {
+        self.uri
+    }
+    pub fn max_forwards(&self) -> Option<MaxForwards> {
+        self.max_forwards
+    }
 }
 
+/// A checked response; only [`parse`] makes one.
 #[derive(Debug, Clone)]
 pub struct Response {
-    pub common: Common,
-    pub code: u16,
+    common: Common,
+    code: u16,
+}
+
+impl Response {
+    pub fn common(&self) -> &Common {
+        &self.common
+    }
+    pub fn code(&self) -> u16 {
+        self.code
+    }
 }
 
 #[derive(Debug, Clone)]
 pub enum Message {
     Request(Request),
     Response(Response),
+}
+
+impl Message {
+    pub fn common(&self) -> &Common {
+        match self {
+            Message::Request(r) => &r.common,
+            Message::Response(r) => &r.common,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -209,7 +291,7 @@ struct Checked {
     to_tag: Option<Span>,
     via: usize,
     top_via: TopVia,
-    max_forwards: Option<(usize, u32)>,
+    max_forwards: Option<MaxForwards>,
 }
 
 type Defect = (u16, &'static str);
@@ -288,7 +370,10 @@ fn check(raw: &RawMessage, transport: Transport) -> Result<Checked, Defect> {
             let n = parse_u32_digits(raw.value(&raw.headers[i]))
                 .filter(|&n| n <= 255)
                 .ok_or((400, "Bad Max-Forwards"))?;
-            Some((i, n))
+            Some(MaxForwards {
+                header: i,
+                value: n,
+            })
         }
         None => None,
     };
@@ -430,7 +515,7 @@ mod tests {
         assert_eq!(r.common.body(), b"body");
         assert_eq!(r.common.from_tag(), b"1");
         assert_eq!(r.common.branch(), Some(&b"z9hG4bK1"[..]));
-        assert_eq!(r.max_forwards.map(|m| m.1), Some(70));
+        assert_eq!(r.max_forwards().map(|m| m.value), Some(70));
     }
 
     fn reject_code(s: &str) -> u16 {

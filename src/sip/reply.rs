@@ -83,8 +83,8 @@ struct ViaFix {
 /// Answers a checked request. The top Via gets `received` when the source
 /// address differs from the sent-by host and `rport=` when the client asked.
 pub fn reply(req: &Request, src: SocketAddr, spec: &ReplySpec<'_>) -> Bytes {
-    let c = &req.common;
-    let tv = &c.top_via;
+    let c = req.common();
+    let tv = c.top_via();
     let host = std::str::from_utf8(c.bytes(tv.host)).unwrap_or("");
     let sent_by_ip = host
         .trim_start_matches('[')
@@ -101,7 +101,7 @@ pub fn reply(req: &Request, src: SocketAddr, spec: &ReplySpec<'_>) -> Bytes {
         rport_at,
         port: src.port(),
     };
-    build(&c.raw, spec, Some(&fix))
+    build(c.raw(), spec, Some(&fix))
 }
 
 /// Answers a request that failed checks: header lines are copied as they are,

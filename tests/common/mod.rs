@@ -153,7 +153,7 @@ pub fn text(b: &Bytes) -> String {
 
 pub fn status(b: &Bytes) -> u16 {
     match parse(b.clone(), Transport::Udp) {
-        Ok(Message::Response(r)) => r.code,
+        Ok(Message::Response(r)) => r.code(),
         other => panic!("not a response: {other:?}\n{}", text(b)),
     }
 }
@@ -166,17 +166,13 @@ pub fn is_request(b: &Bytes, method: &str) -> bool {
 /// included, as written.
 fn headers_named(b: &Bytes, name: &str) -> Vec<(String, String)> {
     let m = parse(b.clone(), Transport::Udp).expect("parses");
-    let c = match &m {
-        Message::Request(r) => &r.common,
-        Message::Response(r) => &r.common,
-    };
-    c.raw
-        .headers
+    let c = m.common();
+    c.headers()
         .iter()
         .filter(|h| cidgate::sip::header::same_header(c.bytes(h.name_span), name.as_bytes()))
         .map(|h| {
             (
-                String::from_utf8_lossy(&c.raw.buf[h.line.range()]).into_owned(),
+                String::from_utf8_lossy(&c.buf()[h.line.range()]).into_owned(),
                 String::from_utf8_lossy(c.bytes(h.value)).into_owned(),
             )
         })
@@ -203,13 +199,10 @@ pub fn header_value(b: &Bytes, name: &str) -> Option<String> {
 /// assert byte-for-byte forwarding of everything the gateway does not own.
 pub fn unowned(b: &Bytes, extra_owned: &[&str]) -> (Vec<Vec<u8>>, Vec<u8>) {
     let m = parse(b.clone(), Transport::Udp).expect("parses");
-    let c = match &m {
-        Message::Request(r) => &r.common,
-        Message::Response(r) => &r.common,
-    };
+    let c = m.common();
     let mut lines = Vec::new();
     let mut first_via = true;
-    for h in &c.raw.headers {
+    for h in c.headers() {
         let name = c.bytes(h.name_span);
         let owned = match h.name {
             HeaderName::From
@@ -232,7 +225,7 @@ pub fn unowned(b: &Bytes, extra_owned: &[&str]) -> (Vec<Vec<u8>>, Vec<u8>) {
                 .any(|n| cidgate::sip::header::same_header(name, n.as_bytes())),
         };
         if !owned {
-            lines.push(c.raw.buf[h.line.range()].to_vec());
+            lines.push(c.buf()[h.line.range()].to_vec());
         }
     }
     (lines, c.body().to_vec())
@@ -259,17 +252,17 @@ pub fn respond(req: &Bytes, code: u16, phrase: &str, to_tag: Option<&str>, extra
     let Message::Request(r) = m else {
         panic!("not a request")
     };
-    let c = &r.common;
+    let c = r.common();
     let mut out = format!("SIP/2.0 {code} {phrase}\r\n");
-    for h in &c.raw.headers {
-        let line = String::from_utf8_lossy(&c.raw.buf[h.line.range()]).into_owned();
+    for h in c.headers() {
+        let line = String::from_utf8_lossy(&c.buf()[h.line.range()]).into_owned();
         match h.name {
             HeaderName::Via | HeaderName::From | HeaderName::CallId | HeaderName::CSeq => {
                 out.push_str(&line)
             }
             HeaderName::RecordRoute if (200..300).contains(&code) => out.push_str(&line),
             HeaderName::To => match to_tag {
-                Some(t) if c.to_tag.is_none() => out.push_str(&format!(
+                Some(t) if c.to_tag().is_none() => out.push_str(&format!(
                     "To: {};tag={t}\r\n",
                     String::from_utf8_lossy(c.bytes(h.value))
                 )),
