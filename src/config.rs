@@ -262,25 +262,73 @@ impl Config {
     /// Parses and checks `text`; `source` names the file in errors and is the
     /// base of relative inventory paths.
     pub fn from_toml_str(text: &str, source: &Path) -> Result<Config, ConfigError> {
+        Config::check_toml_str(text, source).result
+    }
+
+    /// Like [`from_file`](Self::from_file), but also says where the inventory
+    /// is when other keys are wrong, so `check-config` can check both in one run.
+    pub fn check_file(path: &Path) -> ConfigCheck {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Config::check_toml_str(&text, path),
+            Err(source) => ConfigCheck {
+                result: Err(ConfigError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                }),
+                inventory: None,
+            },
+        }
+    }
+
+    /// Every problem of `text` in one pass: a key serde refuses (unknown, or a
+    /// value of the wrong type) is reported and blanked out, and reading starts
+    /// again, so one unknown key does not hide the next.
+    pub fn check_toml_str(text: &str, source: &Path) -> ConfigCheck {
         let mut ck = Checker {
             text,
             file: source.display().to_string(),
             issues: Vec::new(),
+            default_region: None,
         };
-        let raw: RawConfig = match toml::from_str(text) {
-            Ok(raw) => raw,
-            Err(e) => {
-                let message = ck.describe_toml_error(&e);
-                ck.issue(e.span(), message);
-                return Err(ConfigError::Invalid { issues: ck.issues });
+        let mut readable = text.to_string();
+        let mut raw: Option<RawConfig> = None;
+        // Each round blanks at least one statement, so this ends; the bound is
+        // a guard against a span that blanks nothing new.
+        for _ in 0..MAX_TOML_ROUNDS {
+            match toml::from_str::<RawConfig>(&readable) {
+                Ok(r) => {
+                    raw = Some(r);
+                    break;
+                }
+                Err(e) => {
+                    let message = ck.describe_toml_error(&e);
+                    ck.issue(e.span(), message);
+                    let blanked = e
+                        .span()
+                        .is_some_and(|span| blank_statement(&mut readable, span.start));
+                    if !blanked {
+                        break;
+                    }
+                }
             }
+        }
+        let Some(raw) = raw else {
+            return ConfigCheck {
+                result: Err(ConfigError::Invalid { issues: ck.issues }),
+                inventory: None,
+            };
         };
         let base = source.parent().unwrap_or(Path::new(""));
         let config = ck.check(raw, source, base);
-        match config {
+        let inventory = ck.default_region.map(|region| InventorySource {
+            files: config.inventory.clone(),
+            default_region: region,
+        });
+        let result = match config.config {
             Some(c) if ck.issues.is_empty() => Ok(c),
             _ => Err(ConfigError::Invalid { issues: ck.issues }),
-        }
+        };
+        ConfigCheck { result, inventory }
     }
 
     /// What the proxy core needs, in its own types: the core never sees the
@@ -342,11 +390,97 @@ impl Config {
     }
 }
 
+/// Rounds of "report, blank, read again" before giving up on a file.
+const MAX_TOML_ROUNDS: usize = 256;
+
+/// The verdict on a configuration file, and its inventory files when the keys
+/// that locate and read them are fine (even if other keys are not).
+#[derive(Debug)]
+pub struct ConfigCheck {
+    pub result: Result<Config, ConfigError>,
+    pub inventory: Option<InventorySource>,
+}
+
+/// What loading an inventory needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct InventorySource {
+    pub files: InventoryConfig,
+    pub default_region: Region,
+}
+
+impl InventorySource {
+    pub fn load(&self) -> Result<Inventory, InventoryError> {
+        Inventory::load(&self.files.queues, &self.files.numbers, self.default_region)
+    }
+}
+
+/// Replaces the key/value (or the whole table, when `at` is in its header)
+/// that contains byte `at` with spaces, keeping line breaks so that every
+/// position reported later still points at the original text. Whether
+/// anything was blanked.
+fn blank_statement(text: &mut String, at: usize) -> bool {
+    let Ok(doc) = toml_edit::ImDocument::parse(text.as_str()) else {
+        return false;
+    };
+    let Some(range) = statement_at(doc.as_table(), at) else {
+        return false;
+    };
+    drop(doc);
+    let range = range.start.min(text.len())..range.end.min(text.len());
+    let blanked: String = text[range.clone()]
+        .chars()
+        .map(|c| if c == '\n' || c == '\r' { c } else { ' ' })
+        .collect();
+    if blanked == text[range.clone()] {
+        return false;
+    }
+    text.replace_range(range, &blanked);
+    true
+}
+
+/// The innermost key/value holding `at`, or the table whose header holds it.
+fn statement_at(table: &toml_edit::Table, at: usize) -> Option<Range<usize>> {
+    let holds = |r: &Range<usize>| r.start <= at && at < r.end.max(r.start + 1);
+    for (name, item) in table.iter() {
+        let key_start = table.key(name).and_then(|k| k.span()).map(|s| s.start);
+        let found = match item {
+            toml_edit::Item::Value(v) => key_start
+                .zip(v.span())
+                .map(|(start, value)| start..value.end)
+                .filter(holds),
+            toml_edit::Item::Table(t) => table_statement(t, at),
+            toml_edit::Item::ArrayOfTables(a) => a.iter().find_map(|t| table_statement(t, at)),
+            toml_edit::Item::None => None,
+        };
+        if found.is_some() {
+            return found;
+        }
+    }
+    None
+}
+
+fn table_statement(t: &toml_edit::Table, at: usize) -> Option<Range<usize>> {
+    statement_at(t, at).or_else(|| {
+        t.span()
+            .filter(|r| !t.is_dotted() && r.start <= at && at < r.end.max(r.start + 1))
+    })
+}
+
+/// What [`Checker::check`] made of the raw values: the configuration if all
+/// were good, and the inventory files in any case.
+struct Checked {
+    config: Option<Config>,
+    inventory: InventoryConfig,
+}
+
 /// Collects issues while turning raw values into checked ones.
 struct Checker<'a> {
     text: &'a str,
     file: String,
     issues: Vec<ConfigIssue>,
+    /// `[callerid] default_region` once checked, for reading the inventory
+    /// even when other keys are wrong.
+    default_region: Option<Region>,
 }
 
 impl Checker<'_> {
@@ -452,7 +586,7 @@ impl Checker<'_> {
         None
     }
 
-    fn check(&mut self, raw: RawConfig, source: &Path, base: &Path) -> Option<Config> {
+    fn check(&mut self, raw: RawConfig, source: &Path, base: &Path) -> Checked {
         let server = self.server(raw.server);
         let trust = self.trust(raw.trust);
         let carrier = self.carriers(raw.carrier);
@@ -466,15 +600,18 @@ impl Checker<'_> {
             queues: resolve_path(base, raw.inventory.queues, DEFAULT_QUEUES),
             numbers: resolve_path(base, raw.inventory.numbers, DEFAULT_NUMBERS),
         };
-        Some(Config {
-            server: server?,
-            trust: trust?,
-            carrier: carrier?,
-            callerid: callerid?,
-            reject: reject?,
-            inventory,
-            source: source.to_path_buf(),
-        })
+        let config = (|| {
+            Some(Config {
+                server: server?,
+                trust: trust?,
+                carrier: carrier?,
+                callerid: callerid?,
+                reject: reject?,
+                inventory: inventory.clone(),
+                source: source.to_path_buf(),
+            })
+        })();
+        Checked { config, inventory }
     }
 
     fn server(&mut self, raw: RawServer) -> Option<ServerConfig> {
@@ -593,6 +730,7 @@ impl Checker<'_> {
                 )
             }),
         };
+        self.default_region = default_region;
         let strip = match raw.strip {
             None => Some(DEFAULT_STRIP.iter().map(|s| s.to_string()).collect()),
             Some(list) => {

@@ -5,10 +5,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{ArgGroup, Parser, Subcommand};
 
 use cidgate::callerid::policy::Resolver;
-use cidgate::config::Config;
+use cidgate::config::{Config, ConfigError};
 use cidgate::inventory::InventoryHandle;
 
 /// glibc malloc was about a sixth of the per-INVITE profile (every message
@@ -18,7 +18,15 @@ use cidgate::inventory::InventoryHandle;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "cidgate", version, about = "Outbound caller-ID SIP gateway")]
+#[command(
+    name = "cidgate",
+    version,
+    about = "Outbound caller-ID SIP gateway",
+    long_about = "Outbound caller-ID SIP gateway: sits between a contact-center PBX and \
+                  the carrier trunks, writes the queue's (or a claimed per-call) number \
+                  into From and P-Asserted-Identity, and answers 403 when no number may \
+                  be shown."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -26,20 +34,43 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the gateway.
+    /// Run the gateway until SIGTERM or Ctrl-C.
+    #[command(after_help = "Exit codes: 0 stopped cleanly; 1 could not start \
+                            (configuration, inventory, or a listener that cannot bind).")]
     Run {
-        #[arg(long)]
+        /// Configuration file (TOML); inventory paths in it are relative to it.
+        #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
-    /// Validate a config file and its inventory without starting anything.
-    CheckConfig { config: PathBuf },
-    /// Print the caller-ID decision for a queue and optional per-call number.
+    /// Validate a configuration file and its inventory without starting anything.
+    ///
+    /// Every problem is reported in one run: each unknown key, each bad value,
+    /// and each bad line of the inventory files, with file and line.
+    #[command(after_help = "Exit codes: 0 valid (warnings, such as a number listed \
+                            twice, do not fail the check); 1 invalid or unreadable; \
+                            2 bad command line.")]
+    #[command(group(ArgGroup::new("source").required(true).args(["config", "file"])))]
+    CheckConfig {
+        /// Configuration file (TOML), as for run and resolve.
+        #[arg(long = "config", value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Configuration file, given without --config.
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
+    /// Print the caller-ID decision for a queue and an optional per-call number.
+    #[command(after_help = "Exit codes: 0 the call is forwarded; 1 the call is \
+                            rejected (unknown_queue, no_queue_number); 2 no decision: \
+                            the configuration or inventory is invalid, or a bad command line.")]
     Resolve {
-        #[arg(long)]
+        /// Configuration file (TOML) whose inventory and [callerid] settings decide.
+        #[arg(long, value_name = "FILE")]
         config: PathBuf,
-        #[arg(long)]
+        /// Queue id, as the PBX sends it in the queue header (X-Queue-Id).
+        #[arg(long, value_name = "ID")]
         queue: String,
-        #[arg(long = "caller-id")]
+        /// Per-call number, as the PBX sends it in the per-call header (X-Caller-Id).
+        #[arg(long = "caller-id", value_name = "NUMBER")]
         caller_id: Option<String>,
     },
     /// Start the gateway on built-in example data with an in-process PBX and
@@ -47,15 +78,29 @@ enum Command {
     Demo,
 }
 
+/// `resolve`'s exit code when the call would be rejected.
+const EXIT_REJECT: u8 = 1;
+/// `resolve`'s exit code when no decision could be made.
+const EXIT_NO_DECISION: u8 = 2;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::CheckConfig { config } => check_config(&config),
+        Command::CheckConfig { config, file } => {
+            check_config(&config.or(file).expect("clap requires one of them"))
+        }
         Command::Resolve {
             config,
             queue,
             caller_id,
-        } => report(resolve(&config, &queue, caller_id.as_deref())),
+        } => match resolve(&config, &queue, caller_id.as_deref()) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(EXIT_REJECT),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(EXIT_NO_DECISION)
+            }
+        },
         Command::Run { config } => report(run(&config)),
         Command::Demo => report(cidgate::demo::run_blocking()),
     }
@@ -71,16 +116,39 @@ fn report(r: anyhow::Result<()>) -> ExitCode {
     }
 }
 
+/// Prints every problem of the configuration and of its inventory; the
+/// inventory is checked even when other keys of the configuration are wrong.
 fn check_config(path: &Path) -> ExitCode {
-    let config = match Config::from_file(path) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
+    let check = Config::check_file(path);
+    if let Err(e) = &check.result {
+        eprintln!("{e}");
+    }
+    let inventory = match &check.inventory {
+        Some(source) => match source.load() {
+            Ok(inv) => {
+                print_warnings(&inv);
+                Some(inv)
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                for w in &e.warnings {
+                    eprintln!("warning: {w}");
+                }
+                None
+            }
+        },
+        None => {
+            if matches!(check.result, Err(ConfigError::Invalid { .. })) {
+                eprintln!(
+                    "{}: inventory not checked: the settings that locate or read it are wrong",
+                    path.display()
+                );
+            }
+            None
         }
     };
-    match config.load_inventory() {
-        Ok(inv) => {
+    match (check.result, inventory) {
+        (Ok(config), Some(inv)) => {
             println!(
                 "{}: ok ({} queues, {} claimed numbers, {} carrier(s), listen {})",
                 path.display(),
@@ -97,21 +165,29 @@ fn check_config(path: &Path) -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            eprintln!("{e}");
-            ExitCode::FAILURE
-        }
+        _ => ExitCode::FAILURE,
     }
 }
 
-fn resolve(path: &Path, queue: &str, caller_id: Option<&str>) -> anyhow::Result<()> {
+fn print_warnings(inv: &cidgate::inventory::Inventory) {
+    for w in inv.warnings() {
+        eprintln!("warning: {w}");
+    }
+}
+
+/// Prints the decision; whether the call would be forwarded.
+fn resolve(path: &Path, queue: &str, caller_id: Option<&str>) -> anyhow::Result<bool> {
     let config = Config::from_file(path).map_err(|e| anyhow::anyhow!("{e}"))?;
     let inv = config
         .load_inventory()
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut resolver = Resolver::new(config.callerid.dynamic_format);
+    let mode = config.callerid.dynamic_format;
+    let mut resolver = Resolver::new(mode);
     match resolver.resolve(&inv, queue, caller_id) {
         Ok(d) => {
+            let q = inv
+                .queue(queue.trim())
+                .expect("a forwarded call has a queue");
             println!("decision: forward");
             println!("outcome:  {}", d.outcome.as_str());
             println!("number:   {}", d.number);
@@ -122,8 +198,9 @@ fn resolve(path: &Path, queue: &str, caller_id: Option<&str>) -> anyhow::Result<
             println!("anonymous: {}", d.anonymous);
             println!(
                 "why:      {}",
-                cidgate::callerid::explain(&d, queue, caller_id)
+                cidgate::callerid::explain(&d, q, caller_id, mode)
             );
+            Ok(true)
         }
         Err(r) => {
             println!(
@@ -132,9 +209,9 @@ fn resolve(path: &Path, queue: &str, caller_id: Option<&str>) -> anyhow::Result<
             );
             println!("outcome:  {}", r.as_str());
             println!("why:      {}", cidgate::callerid::explain_reject(r, queue));
+            Ok(false)
         }
     }
-    Ok(())
 }
 
 fn run(path: &Path) -> anyhow::Result<()> {
@@ -143,6 +220,9 @@ fn run(path: &Path) -> anyhow::Result<()> {
     let inventory = config
         .load_inventory()
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    for w in inventory.warnings() {
+        tracing::warn!("inventory: {w}");
+    }
     // One thread: the proxy core is a single owner of all transaction state, and
     // keeping sockets, timers and the core on one thread avoids a cross-thread
     // wake-up per message. Inventory reloads run on the blocking pool.
@@ -181,5 +261,32 @@ async fn wait_for_termination() {
     tokio::select! {
         _ = term.recv() => {},
         _ = tokio::signal::ctrl_c() => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// `--help` is the operator's manual: every option, argument and
+    /// subcommand says what it is for.
+    #[test]
+    fn every_option_has_a_help_text() {
+        let cli = super::Cli::command();
+        cli.clone().debug_assert();
+        for sub in cli.get_subcommands() {
+            assert!(sub.get_about().is_some(), "{} has no help", sub.get_name());
+            for arg in sub.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" {
+                    continue;
+                }
+                assert!(
+                    arg.get_help().is_some(),
+                    "{} {id} has no help text",
+                    sub.get_name()
+                );
+            }
+        }
     }
 }

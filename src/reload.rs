@@ -16,6 +16,9 @@ pub fn reload_now(handle: &InventoryHandle, queues: &Path, numbers: &Path, regio
     match handle.reload(queues, numbers, region) {
         Ok((q, n)) => {
             tracing::info!(queues = q, numbers = n, "inventory reloaded");
+            for w in handle.current().warnings() {
+                tracing::warn!("inventory: {w}");
+            }
             metrics::counter!("cidgate_inventory_reloads_total", "result" => "ok").increment(1);
             true
         }

@@ -414,3 +414,54 @@ fn dialog_secret_is_optional_and_must_be_long_enough() {
     assert!(err.contains(":3:"), "{err}");
     assert!(err.contains("dialog_secret"), "{err}");
 }
+
+#[test]
+fn every_refused_key_is_reported_not_just_the_first() {
+    // Unknown keys, an unknown section with a multi-line value, and values of
+    // the wrong type: serde stops at the first, the check reads on.
+    let text = "[server]\nlisne = 1\nlog = \"xml\"\n\n[extra]\nlist = [\n  \"a\",\n]\n\n\
+                [callerid]\nstrip = [\"X-A\", 3]\nqueue_heder = \"X\"\n\n[[carrier]]\nuri = \"sip:192.0.2.1\"\nport = 5\n\n\
+                [reject]\ncode = \"403\"\nphrase = \"No\"\n";
+    let err = parse(text).unwrap_err();
+    let found: Vec<(usize, &str)> = err
+        .issues()
+        .iter()
+        .map(|i| (i.line, i.message.split(':').next().unwrap()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (2, "unknown key `lisne` in [server] (expected one of `listen`, `domain`, `admin`, `log`, `dialog_secret`)"),
+            (3, "[server] log"),
+            (5, "unknown section `extra` (expected one of `server`, `trust`, `carrier`, `callerid`, `reject`, `inventory`)"),
+            (11, "[callerid] strip"),
+            (12, "unknown key `queue_heder` in [callerid] (expected one of `queue_header`, `dynamic_header`, `dynamic_format`, `default_region`, `pai`, `strip`)"),
+            (16, "unknown key `port` in [[carrier]] (expected one of `uri`)"),
+            (19, "[reject] code"),
+        ],
+        "{err}"
+    );
+    // Positions still point into the file as written.
+    assert_eq!(err.issues()[1].column, 7, "{err}");
+}
+
+#[test]
+fn check_file_locates_the_inventory_even_when_other_keys_are_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gw.toml");
+    std::fs::write(
+        &path,
+        "[server]\nadmin = \"nowhere\"\n[callerid]\ndefault_region = \"GB\"\n[inventory]\nqueues = \"q.csv\"\n",
+    )
+    .unwrap();
+    let check = Config::check_file(&path);
+    assert!(check.result.is_err());
+    let inv = check.inventory.expect("inventory located");
+    assert_eq!(inv.files.queues, dir.path().join("q.csv"));
+    assert_eq!(inv.files.numbers, dir.path().join("numbers.csv"));
+    assert_eq!(inv.default_region, Region::GB);
+
+    // Without a usable region the inventory cannot be read as configured.
+    std::fs::write(&path, "[callerid]\ndefault_region = \"XX\"\n").unwrap();
+    assert!(Config::check_file(&path).inventory.is_none());
+}

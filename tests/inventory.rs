@@ -454,3 +454,67 @@ fn numbers_file_may_come_without_a_header_row() {
     // A wrong header is still an error, not data.
     assert!(load(queues, "phone\n+14155550100\n").is_err());
 }
+
+#[test]
+fn a_number_listed_twice_loads_with_a_warning_naming_both_lines() {
+    let inv = load(
+        &format!("{QUEUES_HEADER}sales,+14155550100,Sales,US,\n"),
+        "number,region\n+14155550100\n+14155550101\n(415) 555-0100,US\n",
+    )
+    .unwrap();
+    assert_eq!(inv.claimed_count(), 2);
+    let w: Vec<String> = inv.warnings().iter().map(ToString::to_string).collect();
+    assert_eq!(
+        w,
+        ["numbers.csv:4: +14155550100 is listed again (first on line 2); it is claimed once"]
+    );
+    // A refused load keeps its warnings for the operator.
+    let err = load(
+        &format!("{QUEUES_HEADER}sales,+14155550199,Sales,US,\n"),
+        "+14155550100\n+14155550100\n",
+    )
+    .unwrap_err();
+    assert_eq!(places(&err), [("queues.csv", 2)]);
+    assert_eq!(err.warnings.len(), 1, "{:?}", err.warnings);
+    assert_eq!(err.warnings[0].line, 2);
+    assert!(load(
+        &format!("{QUEUES_HEADER}sales,+14155550100,S,US,\n"),
+        "+14155550100\n"
+    )
+    .unwrap()
+    .warnings()
+    .is_empty());
+}
+
+#[test]
+fn an_unterminated_quote_is_named_as_such() {
+    let err = load(
+        &format!("{QUEUES_HEADER}sales,+14155550100,\"Sales,US,\nnext,+14155550100,N,US,\n"),
+        "+14155550100\n",
+    )
+    .unwrap_err();
+    assert_eq!(places(&err), [("queues.csv", 2)]);
+    assert!(
+        err.lines[0]
+            .reason
+            .starts_with("unterminated quote: a `\"` opened on this line is never closed"),
+        "{err}"
+    );
+    // Left open on the last line, nothing after it to swallow.
+    let err = load(
+        &format!("{QUEUES_HEADER}sales,+14155550100,\"Sales,US,\n"),
+        "+14155550100\n",
+    )
+    .unwrap_err();
+    assert_eq!(places(&err), [("queues.csv", 2)]);
+    assert!(
+        err.lines[0].reason.starts_with("unterminated quote"),
+        "{err}"
+    );
+    // A quoted value with a comma, closed on its line, is fine.
+    assert!(load(
+        &format!("{QUEUES_HEADER}sales,+14155550100,\"Sales, East\",US,\n"),
+        "+14155550100\n",
+    )
+    .is_ok());
+}

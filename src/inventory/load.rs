@@ -3,6 +3,7 @@
 //! Errors are collected per line instead of stopping at the first, so an
 //! operator sees every problem of a refused reload at once.
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::sync::Arc;
 
@@ -34,6 +35,9 @@ struct Rows<R: Read> {
     /// The file had no header row: the first record read is data and is
     /// returned by the first `next`.
     replay: bool,
+    /// A row read ahead (to learn whether a quote ran to the end of the
+    /// file), returned by the next `next`.
+    pending: Option<csv::Result<StringRecord>>,
 }
 
 impl<R: Read> Rows<R> {
@@ -50,13 +54,17 @@ impl<R: Read> Rows<R> {
             reader: ReaderBuilder::new()
                 .has_headers(false)
                 .flexible(true)
-                .trim(Trim::All)
+                // Fields are trimmed when read (`field`): a quote left open
+                // is told by the line break it swallowed, which trimming
+                // would remove.
+                .trim(Trim::None)
                 .from_reader(input),
             record: StringRecord::new(),
             file: file.into(),
             columns: 0,
             required,
             replay: false,
+            pending: None,
         };
         let shape = if required == expected.len() {
             expected.join(",")
@@ -71,7 +79,7 @@ impl<R: Read> Rows<R> {
             Ok(true) => rows
                 .record
                 .iter()
-                .map(str::to_ascii_lowercase)
+                .map(|f| f.trim().to_ascii_lowercase())
                 .collect::<Vec<_>>(),
             Ok(false) => {
                 builder.error(
@@ -93,7 +101,7 @@ impl<R: Read> Rows<R> {
                 .all(|(f, e)| f.trim_start_matches('\u{feff}') == *e);
         // numbers.csv may come without a header (a plain list of numbers is
         // what people export); a first row that is a number is data.
-        let first = rows.record.get(0).unwrap_or("");
+        let first = rows.record.get(0).unwrap_or("").trim();
         let looks_like_number = first
             .trim_start_matches('\u{feff}')
             .starts_with(|c: char| c == '+' || c == '(' || c.is_ascii_digit());
@@ -122,11 +130,17 @@ impl<R: Read> Rows<R> {
     fn next(&mut self, builder: &mut InventoryBuilder) -> Option<u64> {
         loop {
             let replayed = std::mem::take(&mut self.replay);
-            match if replayed {
+            let read = if replayed {
                 Ok(true)
+            } else if let Some(ahead) = self.pending.take() {
+                ahead.map(|r| {
+                    self.record = r;
+                    true
+                })
             } else {
                 self.reader.read_record(&mut self.record)
-            } {
+            };
+            match read {
                 Ok(false) => return None,
                 Ok(true) => {}
                 Err(e) => {
@@ -140,6 +154,10 @@ impl<R: Read> Rows<R> {
                 }
             }
             let line = self.record.position().map_or(0, |p| p.line());
+            if let Some(reason) = self.quote_left_open() {
+                builder.error(&self.file, line, reason);
+                continue;
+            }
             // Trailing optional columns may be left out of a row.
             if !(self.required..=self.columns).contains(&self.record.len()) {
                 let reason = format!(
@@ -155,8 +173,46 @@ impl<R: Read> Rows<R> {
         }
     }
 
+    /// A quote left open swallows what follows it into one field: up to the
+    /// end of the file (the field then ends with the file's last line break),
+    /// or up to the next quote (the field then holds a line break and a
+    /// comma, a row that was read as text). Both are named as the quoting
+    /// mistake they are rather than as a bad value. A quoted value with a line
+    /// break but no comma is left to the value checks. Reads one row ahead to
+    /// tell the end of the file; `next` returns that row afterwards.
+    fn quote_left_open(&mut self) -> Option<String> {
+        let breaks = |f: &str| f.contains(['\n', '\r']);
+        let ends_open = self.record.iter().any(|f| f.ends_with(['\n', '\r']));
+        let swallowed = self.record.iter().any(|f| breaks(f) && f.contains(','));
+        if !ends_open && !swallowed {
+            return None;
+        }
+        let last_line = self.reader.position().line().saturating_sub(1);
+        let mut ahead = StringRecord::new();
+        let at_end = match self.reader.read_record(&mut ahead) {
+            Ok(false) => true,
+            Ok(true) => {
+                self.pending = Some(Ok(ahead));
+                false
+            }
+            Err(e) => {
+                self.pending = Some(Err(e));
+                false
+            }
+        };
+        if at_end {
+            Some("unterminated quote: a `\"` opened on this line is never closed, so the rest of the file was read as one field".into())
+        } else if swallowed {
+            Some(format!(
+                "unterminated quote: a `\"` opened on this line is only closed on line {last_line}, so the lines between were read as one field"
+            ))
+        } else {
+            None
+        }
+    }
+
     fn field(&self, i: usize) -> &str {
-        self.record.get(i).unwrap_or("")
+        self.record.get(i).unwrap_or("").trim()
     }
 }
 
@@ -165,6 +221,8 @@ pub(super) fn read_numbers(builder: &mut InventoryBuilder, input: impl Read, fil
     let Some(mut rows) = Rows::open(builder, input, file, NUMBERS_HEADER, NUMBERS_REQUIRED) else {
         return;
     };
+    // Where each number was first seen, to name both lines of a duplicate.
+    let mut first_seen: HashMap<u64, u64> = HashMap::new();
     while let Some(line) = rows.next(builder) {
         let parsed = region_field(rows.field(1))
             .map(|r| r.unwrap_or(builder.default_region))
@@ -172,6 +230,14 @@ pub(super) fn read_numbers(builder: &mut InventoryBuilder, input: impl Read, fil
         match parsed {
             Ok(number) => {
                 builder.claimed.insert(number.key());
+                if let Some(&first) = first_seen.get(&number.key()) {
+                    let reason = format!(
+                        "{number} is listed again (first on line {first}); it is claimed once"
+                    );
+                    builder.warn(&rows.file, line, reason);
+                } else {
+                    first_seen.insert(number.key(), line);
+                }
             }
             Err(reason) => builder.error(&rows.file, line, reason),
         }

@@ -38,6 +38,9 @@ pub struct Inventory {
     /// Digits of each claimed number as an integer ([`E164`]'s key): 8 bytes a
     /// number instead of a string, so a million numbers stay near 16 MB.
     claimed: HashSet<u64>,
+    /// What the load accepted but an operator should fix (a number listed
+    /// twice); never a reason to refuse a load.
+    warnings: Vec<LineError>,
 }
 
 impl Inventory {
@@ -46,7 +49,13 @@ impl Inventory {
         Inventory {
             queues: HashMap::new(),
             claimed: HashSet::new(),
+            warnings: Vec::new(),
         }
+    }
+
+    /// Lines the load accepted with a warning, in file order.
+    pub fn warnings(&self) -> &[LineError] {
+        &self.warnings
     }
 
     pub fn queue(&self, id: &str) -> Option<&Queue> {
@@ -139,6 +148,7 @@ impl Inventory {
                     .flat_map(|e| e.lines);
                 return Err(InventoryError {
                     lines: errors.collect(),
+                    warnings: Vec::new(),
                 });
             }
         };
@@ -167,6 +177,7 @@ pub struct InventoryBuilder {
     claimed: HashSet<u64>,
     queues: HashMap<Arc<str>, (Queue, Origin)>,
     errors: Vec<LineError>,
+    warnings: Vec<LineError>,
     /// Counts the builder's own calls, used as their "line" in errors.
     calls: u64,
 }
@@ -181,6 +192,7 @@ impl InventoryBuilder {
             claimed: HashSet::new(),
             queues: HashMap::new(),
             errors: Vec::new(),
+            warnings: Vec::new(),
             calls: 0,
         }
     }
@@ -253,16 +265,28 @@ impl InventoryBuilder {
         if !self.errors.is_empty() {
             self.errors
                 .sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
-            return Err(InventoryError { lines: self.errors });
+            return Err(InventoryError {
+                lines: self.errors,
+                warnings: self.warnings,
+            });
         }
         Ok(Inventory {
             queues: self.queues.into_iter().map(|(k, (q, _))| (k, q)).collect(),
             claimed: self.claimed,
+            warnings: self.warnings,
         })
     }
 
     fn error(&mut self, file: &Arc<str>, line: u64, reason: String) {
         self.errors.push(LineError {
+            file: file.to_string(),
+            line,
+            reason,
+        });
+    }
+
+    fn warn(&mut self, file: &Arc<str>, line: u64, reason: String) {
+        self.warnings.push(LineError {
             file: file.to_string(),
             line,
             reason,
@@ -359,12 +383,16 @@ impl fmt::Display for LineError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct InventoryError {
     pub lines: Vec<LineError>,
+    /// Warnings of the refused load (not part of the display), so that
+    /// `check-config` shows everything at once.
+    pub warnings: Vec<LineError>,
 }
 
 impl InventoryError {
     fn single(file: String, line: u64, reason: String) -> InventoryError {
         InventoryError {
             lines: vec![LineError { file, line, reason }],
+            warnings: Vec::new(),
         }
     }
 }
