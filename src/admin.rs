@@ -9,15 +9,18 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use anyhow::Context;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::Router;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
-use crate::inventory::{InventoryHandle, Region};
+use crate::inventory::{InventoryBuilder, InventoryError, InventoryHandle, Queue, Region, E164};
 
 #[derive(Clone)]
 struct AppState {
@@ -61,7 +64,9 @@ pub async fn start(
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics_text))
-        .route("/inventory", get(summary))
+        .route("/inventory", get(list_all))
+        .route("/inventory/queues", get(list_queues))
+        .route("/inventory/numbers", get(list_numbers))
         .route(
             "/inventory/queues/{id}",
             get(queue).put(upsert_queue).delete(delete_queue),
@@ -72,7 +77,9 @@ pub async fn start(
         )
         .route("/inventory/reload", post(reload))
         .with_state(state);
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("admin API listener {addr} ([server] admin): cannot bind"))?;
     let bound = listener.local_addr()?;
     tracing::info!(addr = %bound, "admin API listening");
     let task = tokio::spawn(async move {
@@ -88,32 +95,200 @@ async fn metrics_text(State(s): State<AppState>) -> String {
     s.prometheus.render()
 }
 
-async fn summary(State(s): State<AppState>) -> String {
-    let inv = s.inventory.snapshot();
-    format!(
-        "queues {}\nnumbers {}\n",
-        inv.queue_count(),
-        inv.claimed_count()
-    )
+/// Entries per page when `limit` is not given, and the most one page holds.
+const DEFAULT_LIMIT: usize = 100;
+const MAX_LIMIT: usize = 10_000;
+
+/// `?offset=N&limit=M` and `?region=XX`, read by hand: axum's `Query` needs a
+/// form-decoding dependency for three plain parameters.
+#[derive(Debug, Default)]
+struct Params {
+    offset: usize,
+    limit: usize,
+    region: Option<String>,
 }
 
-async fn queue(State(s): State<AppState>, Path(id): Path<String>) -> (StatusCode, String) {
+impl Params {
+    fn parse(query: Option<&str>) -> Result<Params, Refusal> {
+        let mut p = Params {
+            limit: DEFAULT_LIMIT,
+            ..Params::default()
+        };
+        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let number = |what: &str| {
+                value.parse::<usize>().map_err(|_| {
+                    Refusal::bad_request(format!("{what}={value:?}: expected a whole number"))
+                })
+            };
+            match name {
+                "offset" => p.offset = number("offset")?,
+                "limit" => p.limit = number("limit")?.clamp(1, MAX_LIMIT),
+                "region" => p.region = Some(value.to_string()),
+                _ => {
+                    return Err(Refusal::bad_request(format!(
+                        "unknown parameter {name:?} (known: offset, limit, region)"
+                    )))
+                }
+            }
+        }
+        Ok(p)
+    }
+
+    /// The region national forms are read in: `?region=`, else the default.
+    fn region(&self, default: Region) -> Result<Region, Refusal> {
+        match self.region.as_deref() {
+            None | Some("") => Ok(default),
+            Some(r) => parse_region(r),
+        }
+    }
+}
+
+fn parse_region(r: &str) -> Result<Region, Refusal> {
+    Region::parse(r).ok_or_else(|| {
+        Refusal::invalid(format!(
+            "region {r:?} is not an ISO 3166 alpha-2 code with numbering-plan data (like US or GB)"
+        ))
+    })
+}
+
+/// An answer the operator reads: a status and one or more plain-text lines,
+/// in the words of the inventory files, never code-level names.
+struct Refusal {
+    status: StatusCode,
+    text: String,
+}
+
+impl Refusal {
+    fn bad_request(text: String) -> Refusal {
+        Refusal {
+            status: StatusCode::BAD_REQUEST,
+            text,
+        }
+    }
+    fn invalid(text: String) -> Refusal {
+        Refusal {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            text,
+        }
+    }
+    fn conflict(text: String) -> Refusal {
+        Refusal {
+            status: StatusCode::CONFLICT,
+            text,
+        }
+    }
+    fn not_found(text: String) -> Refusal {
+        Refusal {
+            status: StatusCode::NOT_FOUND,
+            text,
+        }
+    }
+    /// The reasons of a refused edit without the file and line of the
+    /// code-built inventory they were found in.
+    fn from_inventory(status: StatusCode, e: &InventoryError) -> Refusal {
+        let text = e
+            .lines
+            .iter()
+            .map(|l| l.reason.as_str())
+            .collect::<Vec<_>>()
+            .join("\n");
+        Refusal { status, text }
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        (self.status, format!("{}\n", self.text)).into_response()
+    }
+}
+
+fn json(value: serde_json::Value) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        format!("{value}\n"),
+    )
+        .into_response()
+}
+
+fn queue_json(q: &Queue) -> serde_json::Value {
+    serde_json::json!({
+        "queue_id": &*q.id,
+        "caller_id_number": q.number.as_ref().map(E164::as_str),
+        "caller_id_name": &*q.name,
+        "region": q.region.as_str(),
+        "anonymous": q.anonymous,
+    })
+}
+
+/// One page of a list: `{"total", "offset", "limit", "items"}`.
+fn page<T>(items: &[T], p: &Params, show: impl Fn(&T) -> serde_json::Value) -> serde_json::Value {
+    let shown: Vec<_> = items
+        .iter()
+        .skip(p.offset)
+        .take(p.limit)
+        .map(show)
+        .collect();
+    serde_json::json!({
+        "total": items.len(),
+        "offset": p.offset,
+        "limit": p.limit,
+        "items": shown,
+    })
+}
+
+/// Queues by id and numbers in E.164 order: sorting a million numbers takes
+/// a moment, so it runs off the core thread.
+async fn sorted_lists(s: &AppState) -> (Vec<Queue>, Vec<E164>) {
+    let inv = s.inventory.snapshot();
+    tokio::task::spawn_blocking(move || {
+        let mut queues: Vec<Queue> = inv.queues().cloned().collect();
+        queues.sort_by(|a, b| a.id.cmp(&b.id));
+        (queues, inv.numbers_sorted())
+    })
+    .await
+    .unwrap_or_default()
+}
+
+/// `GET /inventory?offset=&limit=`: both lists, each paged with the same
+/// offset and limit and giving its own total.
+async fn list_all(State(s): State<AppState>, RawQuery(q): RawQuery) -> Response {
+    let p = match Params::parse(q.as_deref()) {
+        Ok(p) => p,
+        Err(r) => return r.into_response(),
+    };
+    let (queues, numbers) = sorted_lists(&s).await;
+    json(serde_json::json!({
+        "queues": page(&queues, &p, queue_json),
+        "numbers": page(&numbers, &p, |n| n.as_str().into()),
+    }))
+}
+
+/// `GET /inventory/queues?offset=&limit=`: the queues only, by id.
+async fn list_queues(State(s): State<AppState>, RawQuery(q): RawQuery) -> Response {
+    let p = match Params::parse(q.as_deref()) {
+        Ok(p) => p,
+        Err(r) => return r.into_response(),
+    };
+    let (queues, _) = sorted_lists(&s).await;
+    json(page(&queues, &p, queue_json))
+}
+
+/// `GET /inventory/numbers?offset=&limit=`: the claimed numbers only.
+async fn list_numbers(State(s): State<AppState>, RawQuery(q): RawQuery) -> Response {
+    let p = match Params::parse(q.as_deref()) {
+        Ok(p) => p,
+        Err(r) => return r.into_response(),
+    };
+    let (_, numbers) = sorted_lists(&s).await;
+    json(page(&numbers, &p, |n| n.as_str().into()))
+}
+
+async fn queue(State(s): State<AppState>, Path(id): Path<String>) -> Response {
     let inv = s.inventory.snapshot();
     match inv.queue(&id) {
-        Some(q) => (
-            StatusCode::OK,
-            format!(
-                "queue_id {}\ncaller_id_number {}\ncaller_id_name {}\nanonymous {}\n",
-                q.id,
-                q.number
-                    .as_ref()
-                    .map(|n| n.as_str().to_string())
-                    .unwrap_or_default(),
-                q.name,
-                q.anonymous
-            ),
-        ),
-        None => (StatusCode::NOT_FOUND, format!("no queue {id:?}\n")),
+        Some(q) => json(queue_json(q)),
+        None => Refusal::not_found(format!("no queue `{id}` in the inventory")).into_response(),
     }
 }
 
@@ -121,45 +296,41 @@ async fn queue(State(s): State<AppState>, Path(id): Path<String>) -> (StatusCode
 /// result checks out; the edit runs on the blocking pool (it copies the sets).
 async fn apply_edit(
     s: AppState,
-    edit: impl FnOnce(&mut crate::inventory::InventoryBuilder) -> Result<bool, String> + Send + 'static,
-) -> (StatusCode, String) {
+    edit: impl FnOnce(&mut InventoryBuilder) -> Result<(), Refusal> + Send + 'static,
+) -> Response {
     let _turn = s.edits.lock().await;
     let handle = s.inventory.clone();
     let region = s.region;
     let r = tokio::task::spawn_blocking(move || {
         let mut b = handle.snapshot().edit(region);
-        match edit(&mut b) {
-            Err(reason) => (StatusCode::UNPROCESSABLE_ENTITY, format!("{reason}\n")),
-            Ok(false) => (StatusCode::NOT_FOUND, "not in the inventory\n".into()),
-            Ok(true) => match b.build() {
-                Ok(inv) => {
-                    let summary = format!(
-                        "ok: {} queues, {} numbers\n",
-                        inv.queue_count(),
-                        inv.claimed_count()
-                    );
-                    handle.replace(inv);
-                    (StatusCode::OK, summary)
-                }
-                Err(e) => (StatusCode::CONFLICT, format!("{e}\n")),
-            },
-        }
+        edit(&mut b)?;
+        let inv = b
+            .build()
+            .map_err(|e| Refusal::from_inventory(StatusCode::CONFLICT, &e))?;
+        let summary = format!(
+            "ok: {} queues, {} numbers\n",
+            inv.queue_count(),
+            inv.claimed_count()
+        );
+        handle.replace(inv);
+        Ok::<_, Refusal>(summary)
     })
     .await;
-    r.unwrap_or((
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "edit task failed\n".into(),
-    ))
+    match r {
+        Ok(Ok(summary)) => (StatusCode::OK, summary).into_response(),
+        Ok(Err(refusal)) => refusal.into_response(),
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "edit task failed\n".to_string(),
+        )
+            .into_response(),
+    }
 }
 
 /// `PUT /inventory/queues/{id}` with one CSV row as body:
 /// `caller_id_number,caller_id_name,region,anonymous` (as in queues.csv, without
 /// the id; trailing fields may be left out).
-async fn upsert_queue(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-    body: String,
-) -> (StatusCode, String) {
+async fn upsert_queue(State(s): State<AppState>, Path(id): Path<String>, body: String) -> Response {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
@@ -168,89 +339,156 @@ async fn upsert_queue(
     let row = match reader.records().next() {
         Some(Ok(r)) => r,
         _ => {
-            return (
-                StatusCode::BAD_REQUEST,
-                "body: one CSV row `caller_id_number,caller_id_name,region,anonymous`\n".into(),
+            return Refusal::bad_request(
+                "body: one CSV row `caller_id_number,caller_id_name,region,anonymous`".into(),
             )
+            .into_response()
         }
     };
     let number = row.get(0).unwrap_or("").to_string();
     let name = row.get(1).unwrap_or("").to_string();
     let region = match row.get(2).unwrap_or("") {
         "" => None,
-        r => match Region::parse(r) {
-            Some(r) => Some(r),
-            None => {
-                return (
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    format!("region {r:?} is not known\n"),
-                )
-            }
+        r => match parse_region(r) {
+            Ok(r) => Some(r),
+            Err(refusal) => return refusal.into_response(),
         },
     };
     let anonymous = match row.get(3).unwrap_or("").to_ascii_lowercase().as_str() {
         "" | "false" | "no" | "0" => false,
         "true" | "yes" | "1" => true,
         other => {
-            return (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!("anonymous {other:?}: expected true or false\n"),
-            )
+            return Refusal::invalid(format!(
+                "anonymous {other:?}: expected true/false, yes/no or 1/0"
+            ))
+            .into_response()
         }
     };
     apply_edit(s, move |b| {
         b.remove_queue(&id);
         let number = (!number.is_empty()).then_some(number.as_str());
         b.add_queue(&id, number, &name, region, anonymous)
-            .map(|_| true)
-            .map_err(|e| e.to_string())
+            .map_err(|e| Refusal::from_inventory(StatusCode::UNPROCESSABLE_ENTITY, &e))?;
+        match b.unclaimed_number_of(&id) {
+            Some(n) => Err(Refusal::conflict(format!(
+                "queue `{id}`: caller_id_number {n} is not a claimed number; claim it first (PUT /inventory/numbers/{n})"
+            ))),
+            None => Ok(()),
+        }
     })
     .await
 }
 
-async fn delete_queue(State(s): State<AppState>, Path(id): Path<String>) -> (StatusCode, String) {
-    apply_edit(s, move |b| Ok(b.remove_queue(&id))).await
+async fn delete_queue(State(s): State<AppState>, Path(id): Path<String>) -> Response {
+    apply_edit(s, move |b| {
+        if b.remove_queue(&id) {
+            Ok(())
+        } else {
+            Err(Refusal::not_found(format!(
+                "no queue `{id}` in the inventory"
+            )))
+        }
+    })
+    .await
 }
 
-/// `PUT /inventory/numbers/{number}`: claims a number (E.164, or national form
-/// in the default region).
+/// `PUT /inventory/numbers/{number}`: claims a number written in E.164 or in
+/// national form. The body, if any, is the region national forms are read in,
+/// as in numbers.csv's second column (`GB`); `?region=GB` does the same;
+/// neither means `[callerid] default_region`.
 async fn claim_number(
     State(s): State<AppState>,
     Path(number): Path<String>,
-) -> (StatusCode, String) {
+    RawQuery(q): RawQuery,
+    body: String,
+) -> Response {
+    let region = match region_of(&s, q.as_deref(), &body) {
+        Ok(r) => r,
+        Err(refusal) => return refusal.into_response(),
+    };
     apply_edit(s, move |b| {
-        b.add_number(&number)
-            .map(|_| true)
-            .map_err(|e| e.to_string())
+        b.claim_number(&number, region)
+            .map(|_| ())
+            .map_err(Refusal::invalid)
     })
     .await
 }
 
-/// `DELETE /inventory/numbers/{number}`: refused (409) while a queue uses it.
+/// The region of a number edit: the body (one CSV field) or `?region=`.
+fn region_of(s: &AppState, query: Option<&str>, body: &str) -> Result<Region, Refusal> {
+    let params = Params::parse(query)?;
+    let body = body.trim();
+    if body.contains([',', '\n']) {
+        return Err(Refusal::bad_request(
+            "body: the region alone (like `GB`), or nothing for the default region".into(),
+        ));
+    }
+    match (body, params.region.as_deref()) {
+        ("", _) => params.region(s.region),
+        (b, Some(q)) if !q.is_empty() && !q.eq_ignore_ascii_case(b) => Err(Refusal::bad_request(
+            format!("region {b:?} in the body and {q:?} in the query differ"),
+        )),
+        (b, _) => parse_region(b),
+    }
+}
+
+/// `DELETE /inventory/numbers/{number}[?region=GB]`: refused (409) while a
+/// queue presents it, naming the queues.
 async fn release_number(
     State(s): State<AppState>,
     Path(number): Path<String>,
-) -> (StatusCode, String) {
+    RawQuery(q): RawQuery,
+) -> Response {
+    let region = match region_of(&s, q.as_deref(), "") {
+        Ok(r) => r,
+        Err(refusal) => return refusal.into_response(),
+    };
     apply_edit(s, move |b| {
-        b.remove_number(&number).map_err(|e| e.to_string())
+        let (e, was_claimed) = b.release_number(&number, region).map_err(Refusal::invalid)?;
+        let users = b.queues_using(e);
+        if !users.is_empty() {
+            let names = users
+                .iter()
+                .map(|id| format!("`{id}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let (queue_word, it) = if users.len() == 1 {
+                ("queue", "it")
+            } else {
+                ("queues", "them")
+            };
+            return Err(Refusal::conflict(format!(
+                "{e} is the caller_id_number of {queue_word} {names}; give {it} another number or delete {it} first"
+            )));
+        }
+        if was_claimed {
+            Ok(())
+        } else {
+            Err(Refusal::not_found(format!("{e} is not a claimed number")))
+        }
     })
     .await
 }
 
-async fn reload(State(s): State<AppState>) -> (StatusCode, String) {
+async fn reload(State(s): State<AppState>) -> Response {
     let _turn = s.edits.clone().lock_owned().await;
+    let handle = s.inventory.clone();
     let r =
         tokio::task::spawn_blocking(move || s.inventory.reload(&s.queues, &s.numbers, s.region))
             .await;
     match r {
-        Ok(Ok((q, n))) => (
-            StatusCode::OK,
-            format!("reloaded: {q} queues, {n} numbers\n"),
-        ),
-        Ok(Err(e)) => (StatusCode::UNPROCESSABLE_ENTITY, format!("{e}\n")),
+        Ok(Ok((q, n))) => {
+            let mut text = format!("reloaded: {q} queues, {n} numbers\n");
+            for w in handle.current().warnings() {
+                text.push_str(&format!("warning: {w}\n"));
+            }
+            (StatusCode::OK, text).into_response()
+        }
+        Ok(Err(e)) => (StatusCode::UNPROCESSABLE_ENTITY, format!("{e}\n")).into_response(),
         Err(_) => (
             StatusCode::INTERNAL_SERVER_ERROR,
-            "reload task failed\n".into(),
-        ),
+            "reload task failed\n".to_string(),
+        )
+            .into_response(),
     }
 }

@@ -106,6 +106,13 @@ fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     UdpSocket::from_std(sock.into())
 }
 
+/// Which listener failed, in the configuration's words, so that `Address
+/// already in use` says what to change.
+fn listener_error(transport: Transport, addr: SocketAddr) -> String {
+    let name = transport.to_string().to_ascii_uppercase();
+    format!("SIP {name} listener {transport}://{addr} ([server] listen): cannot bind")
+}
+
 /// Binds every listener; a port 0 is shared by UDP and TCP on the same IP so
 /// that one port serves both transports, as SIP expects.
 async fn bind_all(
@@ -124,7 +131,7 @@ async fn bind_all(
         }
         let local = match l.transport {
             Transport::Udp => {
-                let s = bind_udp(addr).with_context(|| format!("binding udp://{addr}"))?;
+                let s = bind_udp(addr).with_context(|| listener_error(Transport::Udp, addr))?;
                 let local = s.local_addr()?;
                 udp.push(Arc::new(s));
                 local
@@ -132,7 +139,7 @@ async fn bind_all(
             Transport::Tcp => {
                 let s = TcpListener::bind(addr)
                     .await
-                    .with_context(|| format!("binding tcp://{addr}"))?;
+                    .with_context(|| listener_error(Transport::Tcp, addr))?;
                 let local = s.local_addr()?;
                 tcp.push(s);
                 local

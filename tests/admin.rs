@@ -63,7 +63,10 @@ async fn health_metrics_lookup_and_reload() {
     assert!(metrics.contains("cidgate_inventory_queues 1"), "{metrics}");
     let (code, q) = http(addr, "GET", "/inventory/queues/sales").await;
     assert_eq!(code, 200);
-    assert!(q.contains("caller_id_number +14155550100"), "{q}");
+    assert_eq!(
+        q,
+        "{\"anonymous\":false,\"caller_id_name\":\"Acme Sales\",\"caller_id_number\":\"+14155550100\",\"queue_id\":\"sales\",\"region\":\"US\"}\n"
+    );
     assert_eq!(http(addr, "GET", "/inventory/queues/nope").await.0, 404);
 
     // A reload with a bad line is refused, naming file and line; the old
@@ -185,5 +188,200 @@ async fn upsert_and_delete_are_checked_like_a_load() {
             .0,
         422
     );
+    task.abort();
+}
+
+/// Starts the admin API on the standard test inventory.
+async fn serve(
+    dir: &Path,
+) -> (
+    SocketAddr,
+    Arc<InventoryHandle>,
+    tokio::task::JoinHandle<()>,
+) {
+    let config = setup(dir);
+    let handle = Arc::new(InventoryHandle::new(config.load_inventory().unwrap()));
+    let (addr, task) =
+        cidgate::admin::start("127.0.0.1:0".parse().unwrap(), &config, handle.clone())
+            .await
+            .unwrap();
+    (addr, handle, task)
+}
+
+#[tokio::test]
+async fn refusals_speak_the_operators_language() {
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, _, task) = serve(dir.path()).await;
+
+    // A number still presented by a queue: which queue, and what to do.
+    let (code, body) = http(addr, "DELETE", "/inventory/numbers/+14155550100").await;
+    assert_eq!(code, 409, "{body}");
+    assert_eq!(
+        body,
+        "+14155550100 is the caller_id_number of queue `sales`; give it another number or delete it first\n"
+    );
+    http_with(addr, "PUT", "/inventory/queues/sales2", "+14155550100,Two").await;
+    let (_, body) = http(addr, "DELETE", "/inventory/numbers/+14155550100").await;
+    assert!(
+        body.starts_with("+14155550100 is the caller_id_number of queues `sales`, `sales2`;"),
+        "{body}"
+    );
+
+    // A queue whose number is not claimed: how to claim it.
+    let (code, body) = http_with(addr, "PUT", "/inventory/queues/new", "+14155550199,New").await;
+    assert_eq!(code, 409, "{body}");
+    assert_eq!(
+        body,
+        "queue `new`: caller_id_number +14155550199 is not a claimed number; claim it first (PUT /inventory/numbers/+14155550199)\n"
+    );
+    // Bad values, unknown entries: the reason alone.
+    let (code, body) = http_with(addr, "PUT", "/inventory/queues/bad", "12345,Bad").await;
+    assert_eq!(code, 422, "{body}");
+    assert_eq!(
+        body,
+        "\"12345\" is not a valid phone number for region US\n"
+    );
+    let (code, body) = http(addr, "PUT", "/inventory/numbers/+1555").await;
+    assert_eq!(
+        (code, body.as_str()),
+        (422, "\"+1555\" is not a valid E.164 number\n")
+    );
+    let (code, body) = http(addr, "DELETE", "/inventory/numbers/+14155550188").await;
+    assert_eq!(
+        (code, body.as_str()),
+        (404, "+14155550188 is not a claimed number\n")
+    );
+    let (code, body) = http(addr, "DELETE", "/inventory/queues/nope").await;
+    assert_eq!(
+        (code, body.as_str()),
+        (404, "no queue `nope` in the inventory\n")
+    );
+    for (method, path, body) in [
+        ("DELETE", "/inventory/numbers/+14155550100", ""),
+        ("PUT", "/inventory/queues/new", "+14155550199,New"),
+        ("PUT", "/inventory/queues/bad", "12345,Bad"),
+        ("PUT", "/inventory/numbers/+1555", ""),
+    ] {
+        let (_, text) = http_with(addr, method, path, body).await;
+        assert!(
+            !text.contains('<') && !text.contains(":1:") && !text.contains(":0:"),
+            "{text}"
+        );
+    }
+    task.abort();
+}
+
+#[tokio::test]
+async fn numbers_are_claimed_in_any_region() {
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, handle, task) = serve(dir.path()).await;
+    let claimed = |n: &str| {
+        let e = cidgate::inventory::syntactic_e164(n).unwrap();
+        handle.snapshot().is_claimed(&e)
+    };
+
+    // National form of another region: the body names the region.
+    let (code, body) = http_with(addr, "PUT", "/inventory/numbers/020%207946%200001", "GB").await;
+    assert_eq!(code, 200, "{body}");
+    assert!(claimed("+442079460001"));
+    // Or the query does; with neither, the default region (US) reads it.
+    let (code, body) = http(
+        addr,
+        "PUT",
+        "/inventory/numbers/020%207946%200002?region=gb",
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert!(claimed("+442079460002"));
+    let (code, body) = http(addr, "PUT", "/inventory/numbers/(415)%20555-0177").await;
+    assert_eq!(code, 200, "{body}");
+    assert!(claimed("+14155550177"));
+    let (code, body) = http(addr, "PUT", "/inventory/numbers/020%207946%200003").await;
+    assert_eq!(code, 422, "{body}");
+    assert!(
+        body.contains("not a valid phone number for region US"),
+        "{body}"
+    );
+
+    // A queue may now present the GB number; released in its national form.
+    let (code, body) = http_with(addr, "PUT", "/inventory/queues/uk", "+442079460001,UK,GB").await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(http(addr, "DELETE", "/inventory/queues/uk").await.0, 200);
+    let (code, body) = http(
+        addr,
+        "DELETE",
+        "/inventory/numbers/020%207946%200001?region=GB",
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert!(!claimed("+442079460001"));
+
+    // Malformed region bodies and parameters.
+    let (code, body) = http_with(addr, "PUT", "/inventory/numbers/020%207946%200004", "ZZ").await;
+    assert_eq!(code, 422, "{body}");
+    assert!(
+        body.starts_with("region \"ZZ\" is not an ISO 3166"),
+        "{body}"
+    );
+    let (code, _) = http_with(addr, "PUT", "/inventory/numbers/+14155550100", "US,extra").await;
+    assert_eq!(code, 400);
+    let (code, body) = http(addr, "PUT", "/inventory/numbers/+14155550100?regoin=US").await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("unknown parameter \"regoin\""), "{body}");
+    task.abort();
+}
+
+#[tokio::test]
+async fn inventory_lists_queues_and_numbers_as_json_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, _, task) = serve(dir.path()).await;
+    for n in ["+442071838750", "+14155550102", "+33123456789"] {
+        assert_eq!(
+            http(addr, "PUT", &format!("/inventory/numbers/{n}"))
+                .await
+                .0,
+            200
+        );
+    }
+    http_with(addr, "PUT", "/inventory/queues/anon", ",Nobody,GB,yes").await;
+
+    let (code, body) = http(addr, "GET", "/inventory").await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        body,
+        concat!(
+            "{\"numbers\":{\"items\":[\"+14155550100\",\"+14155550101\",\"+14155550102\",\"+33123456789\",\"+442071838750\"],",
+            "\"limit\":100,\"offset\":0,\"total\":5},",
+            "\"queues\":{\"items\":[",
+            "{\"anonymous\":true,\"caller_id_name\":\"Nobody\",\"caller_id_number\":null,\"queue_id\":\"anon\",\"region\":\"GB\"},",
+            "{\"anonymous\":false,\"caller_id_name\":\"Acme Sales\",\"caller_id_number\":\"+14155550100\",\"queue_id\":\"sales\",\"region\":\"US\"}",
+            "],\"limit\":100,\"offset\":0,\"total\":2}}\n"
+        )
+    );
+
+    // Paging one list: offset and limit, the total stays.
+    let (code, body) = http(addr, "GET", "/inventory/numbers?offset=1&limit=2").await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        body,
+        "{\"items\":[\"+14155550101\",\"+14155550102\"],\"limit\":2,\"offset\":1,\"total\":5}\n"
+    );
+    let (_, body) = http(addr, "GET", "/inventory/queues?offset=1").await;
+    assert!(
+        body.starts_with("{\"items\":[{\"anonymous\":false,"),
+        "{body}"
+    );
+    assert!(
+        body.ends_with("\"limit\":100,\"offset\":1,\"total\":2}\n"),
+        "{body}"
+    );
+    let (_, body) = http(addr, "GET", "/inventory/numbers?offset=9").await;
+    assert_eq!(
+        body,
+        "{\"items\":[],\"limit\":100,\"offset\":9,\"total\":5}\n"
+    );
+    let (code, body) = http(addr, "GET", "/inventory?limit=many").await;
+    assert_eq!(code, 400, "{body}");
+    assert_eq!(body, "limit=\"many\": expected a whole number\n");
     task.abort();
 }

@@ -81,6 +81,19 @@ impl Inventory {
         self.queues.values()
     }
 
+    /// The claimed numbers in the order their E.164 texts sort (`+1…` before
+    /// `+44…`), for listing; sorts them all, so callers page over one result.
+    pub fn numbers_sorted(&self) -> Vec<E164> {
+        let mut keys: Vec<u64> = self.claimed.iter().copied().collect();
+        // Digit strings compare like their values scaled to 15 digits, with
+        // the shorter first on a tie (a prefix sorts before its extensions).
+        keys.sort_unstable_by_key(|&k| {
+            let digits = k.checked_ilog10().unwrap_or(0) + 1;
+            (k * 10u64.pow(number::MAX_DIGITS as u32 - digits), digits)
+        });
+        keys.into_iter().map(E164::from_key).collect()
+    }
+
     /// A builder holding this inventory, for edits (admin upsert/delete) that
     /// are checked exactly like a load: `build` refuses a queue whose number is
     /// not claimed, so removing a number still in use fails as a whole.
@@ -228,6 +241,40 @@ impl InventoryBuilder {
         };
         self.insert_queue(queue, origin).map_err(fail)?;
         Ok(self)
+    }
+
+    /// Claims a number written in E.164 or in the national form of `region`;
+    /// the reason it is not a number otherwise.
+    pub fn claim_number(&mut self, number: &str, region: Region) -> Result<E164, String> {
+        let e = parse_number(number, region)?;
+        self.claimed.insert(e.key());
+        Ok(e)
+    }
+
+    /// Releases a claimed number written as for [`claim_number`](Self::claim_number):
+    /// the number and whether it was claimed.
+    pub fn release_number(&mut self, number: &str, region: Region) -> Result<(E164, bool), String> {
+        let e = parse_number(number, region)?;
+        Ok((e, self.claimed.remove(&e.key())))
+    }
+
+    /// Ids of the queues presenting `number`, sorted.
+    pub fn queues_using(&self, number: E164) -> Vec<Arc<str>> {
+        let mut ids: Vec<Arc<str>> = self
+            .queues
+            .values()
+            .filter(|(q, _)| q.number == Some(number))
+            .map(|(q, _)| q.id.clone())
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// The number of queue `id` when it is not claimed (which would make
+    /// [`build`](Self::build) fail).
+    pub fn unclaimed_number_of(&self, id: &str) -> Option<E164> {
+        let (q, _) = self.queues.get(id)?;
+        q.number.filter(|n| !self.claimed.contains(&n.key()))
     }
 
     /// Drops a queue; whether there was one.

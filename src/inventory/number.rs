@@ -128,6 +128,24 @@ impl E164 {
             .iter()
             .fold(0u64, |acc, d| acc * 10 + u64::from(d - b'0'))
     }
+
+    /// The number whose [`key`](Self::key) is `key` (a key is only ever made
+    /// from an E.164 number, so it has 1..=15 digits and no leading zero).
+    pub(crate) fn from_key(key: u64) -> E164 {
+        let mut digits = [0u8; MAX_DIGITS];
+        let mut n = key;
+        let mut len = 0;
+        loop {
+            digits[MAX_DIGITS - 1 - len] = b'0' + (n % 10) as u8;
+            len += 1;
+            n /= 10;
+            if n == 0 || len == MAX_DIGITS {
+                break;
+            }
+        }
+        let text = std::str::from_utf8(&digits[MAX_DIGITS - len..]).expect("ASCII digits");
+        E164::from_checked_digits(text)
+    }
 }
 
 impl fmt::Display for E164 {
