@@ -72,20 +72,6 @@ impl Gateway {
     }
 }
 
-/// Runs `phonenumber`'s one-time work (metadata, per-region patterns) for every
-/// region the inventory uses before the first call arrives: on the single core
-/// thread, that work would otherwise stall the first calls that need it long
-/// enough to trigger retransmissions.
-fn warm_up(inventory: &crate::inventory::Inventory) {
-    let mut seen = std::collections::HashSet::new();
-    for q in inventory.queues() {
-        if seen.insert(q.region) {
-            let _ = crate::inventory::normalize("0123456789", q.region);
-        }
-    }
-    let _ = crate::inventory::parse_e164_strict("+10");
-}
-
 /// Accepted TCP connections at most; beyond this new ones are closed at once
 /// so that a flood of idle connections cannot exhaust descriptors.
 const MAX_TCP_CONNECTIONS: usize = 10_000;
@@ -161,8 +147,12 @@ pub async fn start(
     inventory: Arc<InventoryHandle>,
     tap: Option<mpsc::UnboundedSender<Event>>,
 ) -> anyhow::Result<Gateway> {
+    // Before the listeners exist, so that a gateway that answers is warm:
+    // a number of a country not seen before must not stall the core thread.
+    tokio::task::spawn_blocking(crate::inventory::warm_numbering_plans)
+        .await
+        .context("numbering-plan warm-up")?;
     let (udp, tcp, bound) = bind_all(config).await?;
-    warm_up(&inventory.snapshot());
     let mut settings = config.proxy_settings();
     settings.listen = bound.clone();
     let proxy = Proxy::new(settings, inventory.clone());
@@ -277,25 +267,20 @@ impl Core {
         }
     }
 
-    /// Handles every datagram already queued on `sock` (bounded, so timers
-    /// and TCP are not starved under load).
+    /// Handles the datagrams already queued on `sock` (a bounded batch).
     fn drain_udp(&mut self, sock: &UdpSocket, buf: &mut [u8]) {
-        let now = Instant::now();
-        for _ in 0..256 {
-            match sock.try_recv_from(buf) {
-                Ok((n, from)) => self.proxy.handle(
-                    now,
-                    Peer {
-                        transport: Transport::Udp,
-                        addr: from,
-                    },
-                    Bytes::copy_from_slice(&buf[..n]),
-                ),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
-                // ICMP errors surface here on some systems; keep serving.
-                Err(e) => tracing::debug!(error = %e, "udp receive error"),
+        let recv = || match sock.try_recv_from(buf) {
+            // Copied out at its exact size: the buffer is reused as is.
+            Ok((n, from)) => Some((from, Bytes::copy_from_slice(&buf[..n]))),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
+            // ICMP errors surface here on some systems: the batch ends, and
+            // the socket, still readable, is served on the next turn.
+            Err(e) => {
+                tracing::debug!(error = %e, "udp receive error");
+                None
             }
-        }
+        };
+        crate::transport::udp::feed(&mut self.proxy, Instant::now, recv);
     }
 
     fn on_tcp(&mut self, ev: TcpEvent) {

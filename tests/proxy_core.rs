@@ -699,3 +699,41 @@ fn dialogs_survive_a_restart_with_the_same_dialog_secret() {
     let out = other.input(udp(PBX), &bye);
     assert_eq!(status(one(&out, udp(PBX))), 403);
 }
+
+/// Datagrams that queued while the core was busy (here: 700 ms on the first
+/// one) must count their timers from when they are handled. Stamped with the
+/// time the batch began, the second INVITE would find its first retransmission
+/// already due and reach the carrier twice at once.
+#[test]
+fn datagrams_queued_behind_a_slow_one_count_timers_from_when_they_are_handled() {
+    let mut h = Harness::new();
+    let start = h.now;
+    let stall = Duration::from_millis(700);
+    let sales = "X-Queue-Id: sales\r\n";
+    let mut queued = vec![invite("late-b", sales), invite("late-a", sales)];
+    let mut clock_reads = vec![start + stall, start];
+    cidgate::transport::udp::feed(
+        &mut h.proxy,
+        || clock_reads.pop().expect("one clock reading per datagram"),
+        || queued.pop().map(|m| (addr(PBX), Bytes::from(m))),
+    );
+    let invites_of = |out: &[cidgate::proxy::Transmit], call: &str| {
+        to(out, udp(CARRIER))
+            .iter()
+            .filter(|t| is_request(&t.data, "INVITE") && text(&t.data).contains(call))
+            .count()
+    };
+    h.now = start + stall;
+    let out = h.advance(Duration::ZERO);
+    assert_eq!(
+        invites_of(&out, "late-b@"),
+        1,
+        "sent once, not retransmitted"
+    );
+    // late-a was handled 700 ms ago in virtual time: its retransmission is due.
+    assert_eq!(invites_of(&out, "late-a@"), 2);
+    let out = h.advance(Duration::from_millis(499));
+    assert_eq!(invites_of(&out, "late-b@"), 0, "T1 counts from handling");
+    let out = h.advance(Duration::from_millis(1));
+    assert_eq!(invites_of(&out, "late-b@"), 1, "retransmitted at T1");
+}

@@ -63,7 +63,9 @@ numbers = "{n}"
     running
 }
 
-/// Waits until the gateway answers an OPTIONS on its UDP port.
+/// Waits until the gateway answers an OPTIONS on its UDP port. It binds its
+/// ports only after compiling every numbering plan, which takes seconds in a
+/// debug build on a loaded machine.
 fn wait_ready(port: u16) {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(200)))
@@ -74,7 +76,7 @@ fn wait_ready(port: u16) {
     );
     let start = Instant::now();
     let mut buf = [0u8; 2048];
-    while start.elapsed() < Duration::from_secs(10) {
+    while start.elapsed() < Duration::from_secs(60) {
         let _ = sock.send_to(probe.as_bytes(), ("127.0.0.1", port));
         if let Ok((n, _)) = sock.recv_from(&mut buf) {
             if buf[..n].starts_with(b"SIP/2.0 200") {

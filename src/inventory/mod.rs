@@ -7,6 +7,7 @@
 mod load;
 pub mod number;
 mod rules;
+mod warm;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use arc_swap::{ArcSwap, Guard};
 
 pub use number::{normalize, parse_e164_strict, syntactic_e164, Region, E164};
+pub use warm::{compiled_patterns, warm_numbering_plans};
 
 /// A queue as the caller-ID policy sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -233,7 +233,7 @@ fn reference_parse(region: Option<Region>, s: &str) -> Option<phonenumber::Phone
 /// parse then recompiles regexes under its global lock (measured: ~3 ms per
 /// number instead of ~20 µs). Its whole metadata needs a few thousand
 /// patterns, so the cache is made large enough once, before first use.
-fn enlarge_regex_cache() {
+pub(super) fn enlarge_regex_cache() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         if let Ok(mut cache) = DATABASE.cache().lock() {

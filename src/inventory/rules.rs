@@ -159,6 +159,23 @@ fn plan() -> &'static HashMap<u16, Vec<Slot>> {
     })
 }
 
+/// Compiles every region's rules now instead of on first use, so that no
+/// later [`check`] compiles anything (see the `warm` module).
+pub(crate) fn compile_all() {
+    for slot in plan().values().flatten() {
+        slot.rules();
+    }
+}
+
+/// Regions whose rules are compiled so far (for the warm-up's tests).
+pub(crate) fn compiled_regions() -> usize {
+    plan()
+        .values()
+        .flatten()
+        .filter(|slot| slot.rules.get().is_some())
+        .count()
+}
+
 /// Compiles `source` anchored at the start, with the options `phonenumber`
 /// uses (verbose mode). The crate exposes no way to build a regex other than
 /// through its own cache, so the pattern is built there, cloned out (a cheap
