@@ -17,6 +17,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
 const WAIT: Duration = Duration::from_secs(5);
+/// A spawned gateway binds its ports after compiling every numbering plan:
+/// seconds in a debug build on a loaded machine.
+const START: Duration = Duration::from_secs(60);
 
 async fn gateway(carrier_uri: &str) -> Gateway {
     let toml = format!(
@@ -366,7 +369,7 @@ async fn sigterm_drains_gracefully() {
         .unwrap();
     let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
     let gw_addr: SocketAddr = loop {
-        let line = tokio::time::timeout(WAIT, lines.next_line())
+        let line = tokio::time::timeout(START, lines.next_line())
             .await
             .unwrap()
             .unwrap()
