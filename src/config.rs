@@ -22,6 +22,7 @@ use crate::inventory::{Inventory, InventoryError, Region};
 use crate::proxy::dialog::SealKey;
 use crate::proxy::{Peer, Settings, TrustList};
 use crate::sip::Transport;
+use crate::stir::{check_x5u, Attest, KeyError, Signer};
 
 /// The whole configuration, checked.
 #[derive(Debug, Clone)]
@@ -33,6 +34,8 @@ pub struct Config {
     pub callerid: CallerIdConfig,
     pub reject: RejectConfig,
     pub inventory: InventoryConfig,
+    /// STIR/SHAKEN signing; `None` when the section is absent (no signing).
+    pub stir: Option<StirConfig>,
     /// The file the configuration came from (relative paths are resolved
     /// against its directory); not a TOML key.
     pub source: PathBuf,
@@ -85,6 +88,21 @@ pub struct CallerIdConfig {
     pub pai: PaiForm,
     /// Header names removed from forwarded INVITEs.
     pub strip: Vec<String>,
+    /// Present the CNAM-shaped name for CNAM-eligible numbers (docs/behaviour.md).
+    pub cnam_names: bool,
+}
+
+/// `[stir]`: how forwarded INVITEs are signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StirConfig {
+    /// PEM file of the P-256 private key; read by [`Config::load_signer`].
+    pub key: PathBuf,
+    /// https URL of the certificate, written into the PASSporT and `info`.
+    pub x5u: String,
+    /// Attestation for numbers whose numbers.csv row names none.
+    pub attest: Attest,
+    /// Sign the display name as Rich Call Data.
+    pub rcd: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -189,6 +207,16 @@ struct RawConfig {
     reject: RawReject,
     #[serde(default)]
     inventory: RawInventory,
+    stir: Option<RawStir>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStir {
+    key: Spanned<String>,
+    x5u: Spanned<String>,
+    attest: S<String>,
+    rcd: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -222,6 +250,7 @@ struct RawCallerId {
     default_region: S<String>,
     pai: Option<PaiForm>,
     strip: Option<Vec<Spanned<String>>>,
+    cnam_names: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -378,6 +407,15 @@ impl Config {
                 None => SealKey::random(),
             },
         }
+    }
+
+    /// Reads the `[stir]` key; `None` without `[stir]`. The error names the
+    /// key file and what is wrong with it.
+    pub fn load_signer(&self) -> Result<Option<Signer>, KeyError> {
+        self.stir
+            .as_ref()
+            .map(|s| Signer::from_pem_file(&s.key, &s.x5u))
+            .transpose()
     }
 
     /// Loads the inventory files this configuration names.
@@ -600,6 +638,10 @@ impl Checker<'_> {
             queues: resolve_path(base, raw.inventory.queues, DEFAULT_QUEUES),
             numbers: resolve_path(base, raw.inventory.numbers, DEFAULT_NUMBERS),
         };
+        let stir = match raw.stir {
+            None => Some(None),
+            Some(raw) => self.stir(raw, base).map(Some),
+        };
         let config = (|| {
             Some(Config {
                 server: server?,
@@ -608,6 +650,7 @@ impl Checker<'_> {
                 callerid: callerid?,
                 reject: reject?,
                 inventory: inventory.clone(),
+                stir: stir?,
                 source: source.to_path_buf(),
             })
         })();
@@ -748,6 +791,33 @@ impl Checker<'_> {
             default_region: default_region?,
             pai: raw.pai.unwrap_or_default(),
             strip: strip?,
+            cnam_names: raw.cnam_names.unwrap_or(false),
+        })
+    }
+
+    fn stir(&mut self, raw: RawStir, base: &Path) -> Option<StirConfig> {
+        let key = if raw.key.get_ref().trim().is_empty() {
+            self.fail(
+                &raw.key,
+                "[stir] key: empty; the path of the P-256 private key (PEM)".into(),
+            )
+        } else {
+            Some(resolve_path(base, Some(raw.key), ""))
+        };
+        let x5u = match check_x5u(raw.x5u.get_ref()) {
+            Ok(()) => Some(raw.x5u.into_inner()),
+            Err(why) => self.fail(&raw.x5u, format!("[stir] {why}")),
+        };
+        let attest = match raw.attest {
+            None => Some(Attest::A),
+            Some(a) => Attest::parse(a.get_ref())
+                .or_else(|| self.fail(&a, "[stir] attest: expected \"A\", \"B\" or \"C\"".into())),
+        };
+        Some(StirConfig {
+            key: key?,
+            x5u: x5u?,
+            attest: attest?,
+            rcd: raw.rcd.unwrap_or(false),
         })
     }
 

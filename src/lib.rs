@@ -13,6 +13,7 @@
 
 pub mod admin;
 pub mod callerid;
+pub mod cnam;
 pub mod config;
 pub mod demo;
 pub mod fuzzing;
@@ -21,5 +22,6 @@ pub mod proxy;
 pub mod reload;
 pub mod server;
 pub mod sip;
+pub mod stir;
 pub mod telemetry;
 pub mod transport;

@@ -10,8 +10,9 @@ use std::sync::Arc;
 use csv::{ReaderBuilder, StringRecord, Trim};
 
 use super::{parse_number, InventoryBuilder, Origin, Region};
+use crate::stir::Attest;
 
-const NUMBERS_HEADER: &[&str] = &["number", "region"];
+const NUMBERS_HEADER: &[&str] = &["number", "region", "attest"];
 const NUMBERS_REQUIRED: usize = 1;
 const QUEUES_HEADER: &[&str] = &[
     "queue_id",
@@ -216,7 +217,7 @@ impl<R: Read> Rows<R> {
     }
 }
 
-/// Reads `number[,region]` rows into the claimed set.
+/// Reads `number[,region[,attest]]` rows into the claimed set.
 pub(super) fn read_numbers(builder: &mut InventoryBuilder, input: impl Read, file: &str) {
     let Some(mut rows) = Rows::open(builder, input, file, NUMBERS_HEADER, NUMBERS_REQUIRED) else {
         return;
@@ -226,10 +227,14 @@ pub(super) fn read_numbers(builder: &mut InventoryBuilder, input: impl Read, fil
     while let Some(line) = rows.next(builder) {
         let parsed = region_field(rows.field(1))
             .map(|r| r.unwrap_or(builder.default_region))
-            .and_then(|region| parse_number(rows.field(0), region));
+            .and_then(|region| parse_number(rows.field(0), region))
+            .and_then(|number| Ok((number, attest_field(rows.field(2))?)));
         match parsed {
-            Ok(number) => {
+            Ok((number, attest)) => {
                 builder.claimed.insert(number.key());
+                if let Some(a) = attest {
+                    builder.attest.insert(number.key(), a);
+                }
                 if let Some(&first) = first_seen.get(&number.key()) {
                     let reason = format!(
                         "{number} is listed again (first on line {first}); it is claimed once"
@@ -278,6 +283,16 @@ fn region_field(s: &str) -> Result<Option<Region>, String> {
     Region::parse(s).map(Some).ok_or_else(|| {
         format!("region {s:?} is not an ISO 3166 alpha-2 code with numbering-plan data")
     })
+}
+
+/// Empty means "the `[stir] attest` default".
+fn attest_field(s: &str) -> Result<Option<Attest>, String> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    Attest::parse(s)
+        .map(Some)
+        .ok_or_else(|| format!("attest {s:?} is not A, B or C (or empty for the default)"))
 }
 
 fn anonymous_field(s: &str) -> Result<bool, String> {

@@ -17,6 +17,8 @@ use std::sync::Arc;
 
 use arc_swap::{ArcSwap, Guard};
 
+use crate::stir::Attest;
+
 pub use number::{normalize, parse_e164_strict, syntactic_e164, Region, E164};
 pub use warm::{compiled_patterns, warm_numbering_plans};
 
@@ -43,6 +45,9 @@ pub struct Inventory {
     /// What the load accepted but an operator should fix (a number listed
     /// twice); never a reason to refuse a load.
     warnings: Vec<LineError>,
+    /// STIR attestation of the claimed numbers whose numbers.csv row names one
+    /// (keyed like `claimed`); the others use the configured default.
+    attest: HashMap<u64, Attest>,
 }
 
 impl Inventory {
@@ -52,6 +57,7 @@ impl Inventory {
             queues: HashMap::new(),
             claimed: HashSet::new(),
             warnings: Vec::new(),
+            attest: HashMap::new(),
         }
     }
 
@@ -68,6 +74,15 @@ impl Inventory {
     /// claimed numbers were validated when they were loaded.
     pub fn is_claimed(&self, number: &E164) -> bool {
         self.claimed.contains(&number.key())
+    }
+
+    /// The attestation numbers.csv gives `number`, if any (SPEC: an empty
+    /// cell means the `[stir] attest` default).
+    pub fn attest_of(&self, number: &E164) -> Option<Attest> {
+        if self.attest.is_empty() {
+            return None;
+        }
+        self.attest.get(&number.key()).copied()
     }
 
     pub fn claimed_count(&self) -> usize {
@@ -102,6 +117,7 @@ impl Inventory {
     pub fn edit(&self, default_region: Region) -> InventoryBuilder {
         let mut b = InventoryBuilder::new(default_region);
         b.claimed = self.claimed.clone();
+        b.attest = self.attest.clone();
         let origin: Arc<str> = "<current inventory>".into();
         b.queues = self
             .queues
@@ -190,6 +206,7 @@ struct Origin {
 pub struct InventoryBuilder {
     default_region: Region,
     claimed: HashSet<u64>,
+    attest: HashMap<u64, Attest>,
     queues: HashMap<Arc<str>, (Queue, Origin)>,
     errors: Vec<LineError>,
     warnings: Vec<LineError>,
@@ -205,6 +222,7 @@ impl InventoryBuilder {
         InventoryBuilder {
             default_region,
             claimed: HashSet::new(),
+            attest: HashMap::new(),
             queues: HashMap::new(),
             errors: Vec::new(),
             warnings: Vec::new(),
@@ -219,6 +237,21 @@ impl InventoryBuilder {
         let e = parse_number(number, self.default_region)
             .map_err(|reason| InventoryError::single(BUILDER_FILE.into(), line, reason))?;
         self.claimed.insert(e.key());
+        Ok(self)
+    }
+
+    /// Claims a number with its own STIR attestation (the numbers.csv
+    /// `attest` column).
+    pub fn add_number_attested(
+        &mut self,
+        number: &str,
+        attest: Attest,
+    ) -> Result<&mut Self, InventoryError> {
+        self.add_number(number)?;
+        let key = parse_number(number, self.default_region)
+            .expect("add_number accepted it")
+            .key();
+        self.attest.insert(key, attest);
         Ok(self)
     }
 
@@ -291,6 +324,7 @@ impl InventoryBuilder {
         let line = self.calls;
         let e = parse_number(number, self.default_region)
             .map_err(|reason| InventoryError::single(BUILDER_FILE.into(), line, reason))?;
+        self.attest.remove(&e.key());
         Ok(self.claimed.remove(&e.key()))
     }
 
@@ -323,6 +357,7 @@ impl InventoryBuilder {
             queues: self.queues.into_iter().map(|(k, (q, _))| (k, q)).collect(),
             claimed: self.claimed,
             warnings: self.warnings,
+            attest: self.attest,
         })
     }
 

@@ -2,6 +2,8 @@
 //! the I/O-free proxy core, and message inspection.
 #![allow(dead_code)]
 
+pub mod stir;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -1,0 +1,229 @@
+//! Signing off the proxy's thread: a few threads behind one bounded queue.
+//!
+//! An ES256 signature costs tens of microseconds, as much as the rest of a
+//! call's handling; done on the core's thread it would delay every other
+//! message queued behind it. The core instead asks for a signature (see
+//! `proxy`), the shell submits it here and hands the result back when a
+//! worker is done, and the core keeps serving meanwhile.
+//!
+//! The queue is bounded: when signing cannot keep up, [`SigningPool::try_submit`]
+//! refuses at once instead of letting latency grow without limit, and the
+//! call is answered `503` with `Retry-After` (never sent unsigned).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use super::passport::Claims;
+use super::signer::SignError;
+
+/// What the core asked to be signed, with its token for the answer.
+#[derive(Debug, Clone)]
+pub struct SignJob {
+    pub token: u64,
+    pub claims: Claims,
+}
+
+/// A finished job: the Identity header value, or why there is none.
+#[derive(Debug, Clone)]
+pub struct Signed {
+    pub token: u64,
+    pub result: Result<String, SignError>,
+}
+
+/// The queue was full: the caller must refuse the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("signing queue full")]
+pub struct Overloaded;
+
+/// Default pending-signature bound per signing thread: at about 25 µs a
+/// signature, 256 queued is under 10 ms of work, far below any SIP timer.
+pub const QUEUE_PER_THREAD: usize = 256;
+
+struct Queued {
+    job: SignJob,
+    queued_at: Instant,
+}
+
+/// Threads that sign, fed by one bounded queue. Dropping the pool closes
+/// the queue; the threads finish what is queued and exit.
+pub struct SigningPool {
+    tx: Option<SyncSender<Queued>>,
+    depth: Arc<AtomicUsize>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl SigningPool {
+    /// Starts `threads` workers running `sign` over a queue of `capacity`
+    /// jobs; each result goes to `done` (called on the worker thread).
+    pub fn start<S, D>(threads: usize, capacity: usize, sign: S, done: D) -> SigningPool
+    where
+        S: Fn(&Claims) -> Result<String, SignError> + Send + Sync + 'static,
+        D: Fn(Signed) + Send + Sync + 'static,
+    {
+        let (tx, rx) = mpsc::sync_channel::<Queued>(capacity.max(1));
+        let rx = Arc::new(Mutex::new(rx));
+        let depth = Arc::new(AtomicUsize::new(0));
+        let work = Arc::new((sign, done));
+        let threads = (0..threads.max(1))
+            .map(|i| {
+                let rx = rx.clone();
+                let depth = depth.clone();
+                let work = work.clone();
+                std::thread::Builder::new()
+                    .name(format!("cidgate-sign-{i}"))
+                    .spawn(move || worker(&rx, &depth, &work.0, &work.1))
+                    .expect("spawning a signing thread")
+            })
+            .collect();
+        SigningPool {
+            tx: Some(tx),
+            depth,
+            threads,
+        }
+    }
+
+    /// Queues a job, or refuses at once when the queue is full.
+    pub fn try_submit(&self, job: SignJob) -> Result<(), Overloaded> {
+        let tx = self.tx.as_ref().ok_or(Overloaded)?;
+        let queued = Queued {
+            job,
+            queued_at: Instant::now(),
+        };
+        self.depth.fetch_add(1, Ordering::Relaxed);
+        match tx.try_send(queued) {
+            Ok(()) => {
+                metrics::gauge!("cidgate_stir_queue_depth").increment(1.0);
+                Ok(())
+            }
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.depth.fetch_sub(1, Ordering::Relaxed);
+                metrics::counter!("cidgate_stir_refused_total").increment(1);
+                Err(Overloaded)
+            }
+        }
+    }
+
+    /// Jobs queued and not yet taken by a worker.
+    pub fn depth(&self) -> usize {
+        self.depth.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for SigningPool {
+    fn drop(&mut self) {
+        self.tx = None;
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn worker<S, D>(rx: &Mutex<Receiver<Queued>>, depth: &AtomicUsize, sign: &S, done: &D)
+where
+    S: Fn(&Claims) -> Result<String, SignError>,
+    D: Fn(Signed),
+{
+    loop {
+        // The lock is held only while waiting for one job, never while signing.
+        let next = match rx.lock() {
+            Ok(rx) => rx.recv(),
+            Err(_) => return,
+        };
+        let Ok(Queued { job, queued_at }) = next else {
+            return;
+        };
+        depth.fetch_sub(1, Ordering::Relaxed);
+        metrics::gauge!("cidgate_stir_queue_depth").decrement(1.0);
+        let result = sign(&job.claims);
+        match result {
+            Ok(_) => {
+                metrics::counter!("cidgate_stir_signatures_total").increment(1);
+                metrics::histogram!("cidgate_stir_sign_seconds")
+                    .record(queued_at.elapsed().as_secs_f64());
+            }
+            Err(_) => metrics::counter!("cidgate_stir_failures_total").increment(1),
+        }
+        done(Signed {
+            token: job.token,
+            result,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stir::passport::{Attest, Destination, OrigId};
+    use std::sync::mpsc::channel;
+    use std::sync::Barrier;
+
+    fn job(token: u64) -> SignJob {
+        SignJob {
+            token,
+            claims: Claims {
+                orig_tn: "14155550100".into(),
+                dest: Destination::Tn("14155550199".into()),
+                origid: OrigId::random(),
+                attest: Attest::A,
+                rcd_name: None,
+            },
+        }
+    }
+
+    #[test]
+    fn every_job_is_answered_with_its_token() {
+        let (tx, rx) = channel();
+        let tx = Mutex::new(tx);
+        let pool = SigningPool::start(
+            2,
+            64,
+            |c: &Claims| Ok(format!("signed {}", c.orig_tn)),
+            move |s| tx.lock().unwrap().send(s).unwrap(),
+        );
+        for t in 0..50 {
+            pool.try_submit(job(t)).unwrap();
+        }
+        let mut tokens: Vec<u64> = (0..50).map(|_| rx.recv().unwrap().token).collect();
+        tokens.sort_unstable();
+        assert_eq!(tokens, (0..50).collect::<Vec<_>>());
+        assert_eq!(pool.depth(), 0);
+    }
+
+    #[test]
+    fn a_full_queue_refuses_instead_of_waiting() {
+        // The only worker is held inside its first job; the queue holds two
+        // more; the fourth submission must be refused at once.
+        let gate = Arc::new(Barrier::new(2));
+        let entered = Arc::new(Barrier::new(2));
+        let (g, e) = (gate.clone(), entered.clone());
+        let (tx, rx) = channel();
+        let tx = Mutex::new(tx);
+        let pool = SigningPool::start(
+            1,
+            2,
+            move |c: &Claims| {
+                if c.orig_tn == "1" {
+                    e.wait();
+                    g.wait();
+                }
+                Ok(String::new())
+            },
+            move |s| tx.lock().unwrap().send(s.token).unwrap(),
+        );
+        let mut first = job(0);
+        first.claims.orig_tn = "1".into();
+        pool.try_submit(first).unwrap();
+        entered.wait();
+        pool.try_submit(job(1)).unwrap();
+        pool.try_submit(job(2)).unwrap();
+        assert_eq!(pool.depth(), 2);
+        assert_eq!(pool.try_submit(job(3)), Err(Overloaded));
+        gate.wait();
+        let mut got: Vec<u64> = (0..3).map(|_| rx.recv().unwrap()).collect();
+        got.sort_unstable();
+        assert_eq!(got, vec![0, 1, 2]);
+    }
+}
