@@ -76,6 +76,22 @@ enum Command {
     /// Start the gateway on built-in example data with an in-process PBX and
     /// carrier, place one call per outcome and show what was rewritten.
     Demo,
+    /// CNAM (US calling-name database) enrolment.
+    #[command(subcommand)]
+    Cnam(CnamCommand),
+}
+
+#[derive(Subcommand)]
+enum CnamCommand {
+    /// Write `number,name,cnam_name,eligible,reason` for every claimed number
+    /// a queue presents: the list to hand to a CNAM provider.
+    Export {
+        #[arg(long)]
+        config: PathBuf,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
 }
 
 /// `resolve`'s exit code when the call would be rejected.
@@ -103,6 +119,9 @@ fn main() -> ExitCode {
         },
         Command::Run { config } => report(run(&config)),
         Command::Demo => report(cidgate::demo::run_blocking()),
+        Command::Cnam(CnamCommand::Export { config, output }) => {
+            report(cnam_export(&config, output.as_deref()))
+        }
     }
 }
 
@@ -147,8 +166,32 @@ fn check_config(path: &Path) -> ExitCode {
             None
         }
     };
-    match (check.result, inventory) {
-        (Ok(config), Some(inv)) => {
+    // The key is read only when the settings are right; its problem is
+    // reported with the others, never instead of them.
+    let signer = match &check.result {
+        Ok(config) => match config.load_signer() {
+            Ok(s) => Ok(s),
+            Err(e) => {
+                eprintln!("{}: [stir] key: {e}", path.display());
+                Err(())
+            }
+        },
+        Err(_) => Ok(None),
+    };
+    match (check.result, inventory, signer) {
+        (Ok(config), Some(inv), Ok(signer)) => {
+            for warning in cnam_warnings(&config, &inv) {
+                eprintln!("warning: {warning}");
+            }
+            if let (Some(stir), Some(signer)) = (&config.stir, &signer) {
+                println!(
+                    "stir: signing with {} (P-256), x5u {}, default attest {}, rcd {}",
+                    stir.key.display(),
+                    signer.x5u(),
+                    stir.attest,
+                    stir.rcd
+                );
+            }
             println!(
                 "{}: ok ({} queues, {} claimed numbers, {} carrier(s), listen {})",
                 path.display(),
@@ -175,14 +218,60 @@ fn print_warnings(inv: &cidgate::inventory::Inventory) {
     }
 }
 
+/// One line per queue whose name `[callerid] cnam_names` will change for
+/// CNAM-eligible numbers.
+fn cnam_warnings(config: &Config, inv: &cidgate::inventory::Inventory) -> Vec<String> {
+    if !config.callerid.cnam_names {
+        return Vec::new();
+    }
+    let mut queues: Vec<_> = inv
+        .queues()
+        .filter(|q| !q.name.is_empty() && cidgate::cnam::is_shaped(&q.name))
+        .collect();
+    queues.sort_by(|a, b| a.id.cmp(&b.id));
+    queues
+        .into_iter()
+        .map(|q| {
+            format!(
+                "{}: queue `{}`: name {:?} is presented as {:?} with CNAM-eligible numbers (cnam_names: at most {} characters; letters, digits, space and . , & ' -)",
+                config.inventory.queues.display(),
+                q.id,
+                q.name,
+                cidgate::cnam::shape(&q.name),
+                cidgate::cnam::MAX_LEN
+            )
+        })
+        .collect()
+}
+
+fn cnam_export(path: &Path, output: Option<&Path>) -> anyhow::Result<()> {
+    let config = Config::from_file(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let inv = config
+        .load_inventory()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let rows = match output {
+        Some(file) => {
+            let f = std::fs::File::create(file)
+                .with_context(|| format!("{}: cannot create", file.display()))?;
+            cidgate::cnam::export::write_csv(&inv, std::io::BufWriter::new(f))
+                .with_context(|| format!("{}: cannot write", file.display()))?
+        }
+        None => cidgate::cnam::export::write_csv(&inv, std::io::stdout().lock())
+            .context("writing to standard output")?,
+    };
+    eprintln!("{rows} row(s) exported");
+    Ok(())
+}
+
 /// Prints the decision; whether the call would be forwarded.
 fn resolve(path: &Path, queue: &str, caller_id: Option<&str>) -> anyhow::Result<bool> {
     let config = Config::from_file(path).map_err(|e| anyhow::anyhow!("{e}"))?;
     let inv = config
         .load_inventory()
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let signer = config.load_signer().map_err(|e| anyhow::anyhow!("{e}"))?;
     let mode = config.callerid.dynamic_format;
-    let mut resolver = Resolver::new(mode);
+    let mut resolver = Resolver::new(mode).with_cnam_names(config.callerid.cnam_names);
     match resolver.resolve(&inv, queue, caller_id) {
         Ok(d) => {
             let q = inv
@@ -196,6 +285,10 @@ fn resolve(path: &Path, queue: &str, caller_id: Option<&str>) -> anyhow::Result<
                 if d.name.is_empty() { "(none)" } else { &d.name }
             );
             println!("anonymous: {}", d.anonymous);
+            print_cnam(&inv, queue, &d);
+            if let (Some(stir), Some(signer)) = (&config.stir, &signer) {
+                print_claims(stir, signer, &inv, &d);
+            }
             println!(
                 "why:      {}",
                 cidgate::callerid::explain(&d, q, caller_id, mode)
@@ -212,6 +305,42 @@ fn resolve(path: &Path, queue: &str, caller_id: Option<&str>) -> anyhow::Result<
             Ok(false)
         }
     }
+}
+
+/// The CNAM view of the decision: the shaped name and whether the number
+/// can be enrolled.
+fn print_cnam(inv: &cidgate::inventory::Inventory, queue: &str, d: &cidgate::callerid::Decision) {
+    let original = inv.queue(queue.trim()).map_or("", |q| &q.name);
+    let eligibility = cidgate::cnam::eligibility(&d.number);
+    println!(
+        "cnam:     {:?} ({eligibility})",
+        cidgate::cnam::shape(original)
+    );
+}
+
+/// The claims every call of this decision is signed with; `dest.tn`,
+/// `iat` and `origid` differ per call.
+fn print_claims(
+    stir: &cidgate::config::StirConfig,
+    signer: &cidgate::stir::Signer,
+    inv: &cidgate::inventory::Inventory,
+    d: &cidgate::callerid::Decision,
+) {
+    let attest = inv.attest_of(&d.number).unwrap_or(stir.attest);
+    println!("stir:     orig.tn {}", d.number.digits());
+    println!(
+        "          attest {attest}{}",
+        if inv.attest_of(&d.number).is_some() {
+            " (numbers file)"
+        } else {
+            " ([stir] default)"
+        }
+    );
+    if stir.rcd && !d.name.is_empty() {
+        println!("          rcd.nam {:?}", &*d.name);
+    }
+    println!("          dest.tn from each call's Request-URI; iat and origid per call");
+    println!("          x5u {}", signer.x5u());
 }
 
 fn run(path: &Path) -> anyhow::Result<()> {

@@ -231,3 +231,126 @@ fn certificate_url_must_be_https() {
     }
     assert!(Signer::from_pem(&pem, "HTTPS://c.example/a.pem").is_ok());
 }
+
+fn cidgate(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cidgate"))
+        .args(args)
+        .output()
+        .expect("cidgate runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A config with `[stir]` set to `stir` (TOML lines) next to a small inventory.
+fn config_with(dir: &Path, stir: &str) -> String {
+    std::fs::write(
+        dir.join("queues.csv"),
+        "queue_id,caller_id_number,caller_id_name,region\nsales,+14155550100,Acme Sales,US\nb,+14155550101,Bee,US\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("numbers.csv"),
+        "number,region,attest\n+14155550100,,\n+14155550101,US,B\n",
+    )
+    .unwrap();
+    let cfg = dir.join("cidgate.toml");
+    std::fs::write(&cfg, format!("[server]\nadmin = \"\"\n\n[stir]\n{stir}\n")).unwrap();
+    cfg.display().to_string()
+}
+
+#[test]
+fn check_config_refuses_bad_keys_and_settings_with_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = p256_key();
+    let p384 = dir.path().join("p384.pem");
+    openssl(&[
+        "ecparam",
+        "-name",
+        "secp384r1",
+        "-genkey",
+        "-noout",
+        "-out",
+        p384.to_str().unwrap(),
+    ]);
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(&garbage, "-----BEGIN EC PRIVATE KEY-----\nnot a key\n").unwrap();
+    let x5u = format!("x5u = \"{X5U}\"");
+    let cases = [
+        (
+            format!("key = \"missing.pem\"\n{x5u}"),
+            "missing.pem",
+            "cannot read the key",
+        ),
+        (
+            format!("key = \"{}\"\n{x5u}", p384.display()),
+            "p384.pem",
+            "P-384",
+        ),
+        (
+            format!("key = \"{}\"\n{x5u}", garbage.display()),
+            "garbage.pem",
+            "no END line",
+        ),
+        (
+            format!("key = \"{}\"\nx5u = \"\"", good.key.display()),
+            "cidgate.toml:6",
+            "x5u is empty",
+        ),
+        (
+            format!(
+                "key = \"{}\"\nx5u = \"http://c.example/a.pem\"",
+                good.key.display()
+            ),
+            "cidgate.toml:6",
+            "not an https URL",
+        ),
+        (
+            format!("key = \"{}\"\n{x5u}\nattest = \"D\"", good.key.display()),
+            "cidgate.toml:7",
+            "attest",
+        ),
+        (
+            format!("key = \"{}\"\n{x5u}\nsign = true", good.key.display()),
+            "cidgate.toml:7",
+            "unknown key `sign` in [stir]",
+        ),
+    ];
+    for (stir, file, reason) in cases {
+        let cfg = config_with(dir.path(), &stir);
+        let (ok, out, err) = cidgate(&["check-config", &cfg]);
+        assert!(!ok, "{stir}: must fail\n{out}");
+        assert!(err.contains(file) && err.contains(reason), "{stir}: {err}");
+    }
+    let cfg = config_with(
+        dir.path(),
+        &format!("key = \"{}\"\n{x5u}\nrcd = true", good.key.display()),
+    );
+    let (ok, out, err) = cidgate(&["check-config", &cfg]);
+    assert!(ok, "{err}");
+    assert!(out.contains("stir: signing with"), "{out}");
+}
+
+#[test]
+fn resolve_shows_the_claims_it_would_sign() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = p256_key();
+    let cfg = config_with(
+        dir.path(),
+        &format!(
+            "key = \"{}\"\nx5u = \"{X5U}\"\nattest = \"A\"\nrcd = true",
+            key.key.display()
+        ),
+    );
+    let (ok, out, err) = cidgate(&["resolve", "--config", &cfg, "--queue", "sales"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("orig.tn 14155550100"), "{out}");
+    assert!(out.contains("attest A ([stir] default)"), "{out}");
+    assert!(out.contains("rcd.nam \"Acme Sales\""), "{out}");
+    assert!(out.contains(&format!("x5u {X5U}")), "{out}");
+    // The numbers file's attest column wins over the default.
+    let (_, out, _) = cidgate(&["resolve", "--config", &cfg, "--queue", "b"]);
+    assert!(out.contains("attest B (numbers file)"), "{out}");
+}

@@ -97,6 +97,14 @@ pub struct Resolver {
     /// trimmed input → E.164 if valid. Nested so a lookup needs no allocation.
     cache: HashMap<Option<Region>, HashMap<Box<str>, Option<E164>>>,
     cached: usize,
+    /// `[callerid] cnam_names`: present the CNAM-shaped name for eligible
+    /// numbers.
+    cnam_names: bool,
+    /// Number key → CNAM eligibility (libphonenumber's region lookup runs
+    /// once per number).
+    cnam_eligible: HashMap<u64, bool>,
+    /// Queue name → its CNAM shape, shared so a call costs no allocation.
+    cnam_shaped: HashMap<Arc<str>, Arc<str>>,
 }
 
 impl Resolver {
@@ -105,7 +113,16 @@ impl Resolver {
             mode,
             cache: HashMap::new(),
             cached: 0,
+            cnam_names: false,
+            cnam_eligible: HashMap::new(),
+            cnam_shaped: HashMap::new(),
         }
+    }
+
+    /// Turns `[callerid] cnam_names` on or off.
+    pub fn with_cnam_names(mut self, on: bool) -> Resolver {
+        self.cnam_names = on;
+        self
     }
 
     pub fn mode(&self) -> DynamicFormat {
@@ -115,6 +132,41 @@ impl Resolver {
     /// SPEC §4 steps 1-4 for one call. `per_call` is the raw header value;
     /// surrounding whitespace is ignored and an empty value counts as absent.
     pub fn resolve(
+        &mut self,
+        inv: &Inventory,
+        queue_id: &str,
+        per_call: Option<&str>,
+    ) -> Result<Decision, RejectReason> {
+        let mut d = self.decide(inv, queue_id, per_call)?;
+        if self.cnam_names && !d.name.is_empty() && self.cnam_eligible(&d.number) {
+            d.name = self.cnam_shape(&d.name);
+        }
+        Ok(d)
+    }
+
+    fn cnam_eligible(&mut self, number: &E164) -> bool {
+        if self.cnam_eligible.len() >= CACHE_CAPACITY {
+            self.cnam_eligible.clear();
+        }
+        *self
+            .cnam_eligible
+            .entry(number.key())
+            .or_insert_with(|| crate::cnam::eligibility(number).is_eligible())
+    }
+
+    fn cnam_shape(&mut self, name: &Arc<str>) -> Arc<str> {
+        if let Some(s) = self.cnam_shaped.get(&**name) {
+            return s.clone();
+        }
+        if self.cnam_shaped.len() >= CACHE_CAPACITY {
+            self.cnam_shaped.clear();
+        }
+        let shaped: Arc<str> = crate::cnam::shape(name).into();
+        self.cnam_shaped.insert(name.clone(), shaped.clone());
+        shaped
+    }
+
+    fn decide(
         &mut self,
         inv: &Inventory,
         queue_id: &str,
