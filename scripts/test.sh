@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of cidgate on a fresh Debian machine: installs what the tests
-# need when it is missing (SIPp from the sip-tester package), checks format and
+# need when it is missing (SIPp from the sip-tester package, secsipidx and
+# openssl for the STIR tests), checks format and
 # lints, then runs the unit, integration, RFC 4475 and SIPp suites.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,6 +9,9 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
+# STIR tests: keys made with openssl, signatures checked by secsipidx.
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v secsipidx >/dev/null 2>&1 || missing+=(secsipidx)
 if [ ${#missing[@]} -gt 0 ]; then
   as_root=""
   [ "$(id -u)" = 0 ] || as_root=sudo

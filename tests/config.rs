@@ -194,7 +194,7 @@ fn unknown_key_names_the_key_section_and_line() {
     assert_eq!(
         only_error(text),
         "conf/cidgate.toml:6:1: unknown key `foo` in [callerid] (expected one of `queue_header`, \
-         `dynamic_header`, `dynamic_format`, `default_region`, `pai`, `strip`)"
+         `dynamic_header`, `dynamic_format`, `default_region`, `pai`, `strip`, `cnam_names`)"
     );
     let e = only_error("# comment\nlisten = []\n");
     assert!(

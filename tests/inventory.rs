@@ -324,7 +324,9 @@ fn wrong_or_missing_header_is_refused() {
     let err = load(QUEUES_HEADER, "phone\n+14155550100\n").unwrap_err();
     assert_eq!(places(&err), [("numbers.csv", 1)]);
     assert!(
-        err.lines[0].reason.contains("expected `number[,region]`"),
+        err.lines[0]
+            .reason
+            .contains("expected `number[,region[,attest]]`"),
         "{err}"
     );
 
@@ -517,4 +519,31 @@ fn an_unterminated_quote_is_named_as_such() {
         "+14155550100\n",
     )
     .is_ok());
+}
+
+#[test]
+fn numbers_file_attest_column_is_optional_and_checked() {
+    let q = "queue_id,caller_id_number,caller_id_name,region\nq,+14155550100,Q,US\n";
+    let n =
+        "number,region,attest\n+14155550100,,B\n+14155550101,US,\n4155550102\n+14155550103,US,c\n";
+    let inv = Inventory::from_csv_readers(q.as_bytes(), "q.csv", n.as_bytes(), "n.csv", Region::US)
+        .unwrap();
+    let attest = |s: &str| inv.attest_of(&cidgate::inventory::syntactic_e164(s).unwrap());
+    use cidgate::stir::Attest;
+    assert_eq!(attest("+14155550100"), Some(Attest::B));
+    assert_eq!(attest("+14155550101"), None);
+    assert_eq!(attest("+14155550102"), None);
+    assert_eq!(attest("+14155550103"), Some(Attest::C));
+
+    let bad = "number,region,attest\n+14155550100,,X\n";
+    let err =
+        Inventory::from_csv_readers(q.as_bytes(), "q.csv", bad.as_bytes(), "n.csv", Region::US)
+            .unwrap_err();
+    assert_eq!(err.lines[0].line, 2);
+    assert!(
+        err.lines[0]
+            .reason
+            .contains("attest \"X\" is not A, B or C"),
+        "{err}"
+    );
 }

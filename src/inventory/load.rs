@@ -67,15 +67,17 @@ impl<R: Read> Rows<R> {
             replay: false,
             pending: None,
         };
-        let shape = if required == expected.len() {
-            expected.join(",")
-        } else {
-            format!(
-                "{}[,{}]",
-                expected[..required].join(","),
-                expected[required..].join(",")
-            )
-        };
+        // Optional columns nest: `number[,region[,attest]]`.
+        let optional = &expected[required..];
+        let shape = format!(
+            "{}{}{}",
+            expected[..required].join(","),
+            optional
+                .iter()
+                .map(|c| format!("[,{c}"))
+                .collect::<String>(),
+            "]".repeat(optional.len())
+        );
         let found = match rows.reader.read_record(&mut rows.record) {
             Ok(true) => rows
                 .record
