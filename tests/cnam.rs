@@ -151,6 +151,7 @@ fn check_config_warns_for_each_shaped_name_and_still_passes() {
     let cfg = lab(dir.path(), true);
     let (ok, out, err) = cidgate(&["check-config", cfg.to_str().unwrap()]);
     assert!(ok, "{out}{err}");
+    let out = err;
     let warnings: Vec<&str> = out.lines().filter(|l| l.starts_with("warning:")).collect();
     assert_eq!(warnings.len(), 3, "{out}");
     assert!(
@@ -164,7 +165,7 @@ fn check_config_warns_for_each_shaped_name_and_still_passes() {
     assert!(out.contains("queue `gb`"), "{out}");
     // Off: no warnings.
     let cfg = lab(dir.path(), false);
-    let (ok, out, _) = cidgate(&["check-config", cfg.to_str().unwrap()]);
+    let (ok, _, out) = cidgate(&["check-config", cfg.to_str().unwrap()]);
     assert!(ok && !out.contains("warning"), "{out}");
 }
 
