@@ -737,3 +737,24 @@ fn datagrams_queued_behind_a_slow_one_count_timers_from_when_they_are_handled() 
     let out = h.advance(Duration::from_millis(1));
     assert_eq!(invites_of(&out, "late-b@"), 1, "retransmitted at T1");
 }
+
+/// Defect fixed: a non-INVITE client transaction absorbs retransmissions of
+/// its final response (RFC 3261 §17.1.2.2, Completed); a second 200 to a BYE
+/// from the carrier was relayed to the PBX again.
+#[test]
+fn retransmitted_200_to_a_bye_reaches_the_pbx_once() {
+    let mut h = Harness::new();
+    let (_, _, ok) = established(&mut h, "b2");
+    let rr = header_value(&ok, "Record-Route").unwrap();
+    let bye = in_dialog_from_pbx("BYE", "b2", &rr, 11);
+    let out = h.input(udp(PBX), &bye);
+    let fwd = one(&out, udp(CARRIER)).clone();
+    let ok = respond(&fwd, 200, "OK", None, "");
+    assert_eq!(to(&h.input(udp(CARRIER), &ok), udp(PBX)).len(), 1);
+    assert!(
+        h.input(udp(CARRIER), &ok).is_empty(),
+        "the copy is absorbed"
+    );
+    // The PBX's own BYE copy still gets the 200 again (server Completed).
+    assert_eq!(to(&h.input(udp(PBX), &bye), udp(PBX)).len(), 1);
+}

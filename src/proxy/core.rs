@@ -12,9 +12,9 @@ use super::ids::ServerKey;
 use super::in_dialog::InDialogRoute;
 use super::new_call::CallerIdStage;
 use super::outbox::Outbox;
+use super::relay::{Relay, Transactions};
 use super::rewrite::{self, Restore};
 use super::settings::Settings;
-use super::txn::{Relay, Transactions};
 use super::via::OwnVia;
 use super::{Event, Peer, Transmit};
 use crate::inventory::InventoryHandle;
@@ -84,8 +84,8 @@ impl Proxy {
 
     /// Runs every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(id) = self.txns.pop_due(now) {
-            self.on_timer(now, id);
+        while let Some((id, timer)) = self.txns.pop_due(now) {
+            self.on_timer(now, id, timer);
         }
     }
 
@@ -106,17 +106,11 @@ impl Proxy {
         let key = ServerKey::of(&req, from);
         match req.method() {
             Method::Ack => return self.on_ack(now, from, req, key),
-            Method::Cancel => return self.on_cancel(from, req, key),
+            Method::Cancel => return self.on_cancel(now, from, req, key),
             _ => {}
         }
         if let Some(id) = self.txns.by_key(&key) {
-            // A retransmission: answer with what we answered last.
-            if let Some(txn) = self.txns.get(id) {
-                if let Some(resp) = txn.last_response.clone() {
-                    self.out.send(txn.upstream, resp);
-                }
-            }
-            return;
+            return self.on_retransmission(now, id);
         }
         if req.max_forwards().is_some_and(|m| m.value == 0) {
             return self.refuse(from, &req, 483, "Too Many Hops", b"");

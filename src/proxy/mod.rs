@@ -11,6 +11,7 @@ mod ids;
 mod in_dialog;
 mod new_call;
 mod outbox;
+mod relay;
 mod rewrite;
 mod settings;
 mod trust;

@@ -11,7 +11,7 @@ use super::dialog::DialogState;
 use super::ids::ServerKey;
 use super::rewrite::{self, InitialInvite, Restore};
 use super::settings::Settings;
-use super::txn::{Kind, Txn, TxnId};
+use super::txn::{Class, Kind, Txn, TxnId};
 use super::via::OwnVia;
 use super::{Event, Peer};
 use crate::callerid::policy::Resolver;
@@ -207,7 +207,7 @@ impl Proxy {
             );
             let txn = Txn::new(key, from, None, true, Kind::Local);
             let id = self.txns.insert(txn);
-            return self.txns.finish(now, id, s.reject_code, data);
+            return self.finish(now, id, Class::Failure, data);
         };
         let trying = self.out.respond(&s.key, from, &req, 100, "Trying", b"");
         let c = req.common();
