@@ -196,6 +196,7 @@ pub async fn start(
             }
         }));
     }
+    aux.push(tokio::spawn(crate::telemetry::summarise_untrusted()));
     let core = Core {
         proxy,
         udp,

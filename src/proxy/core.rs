@@ -100,6 +100,16 @@ impl Proxy {
             .refuse(&self.settings.key, from, req, code, phrase, extra);
     }
 
+    /// A 403 for the source alone, reported apart from other refusals: it is
+    /// what a scan or a PBX missing from the trust list looks like.
+    fn refuse_untrusted(&mut self, from: Peer, req: &Request) {
+        if req.method() != Method::Ack {
+            let key = &self.settings.key;
+            self.out.respond(key, from, req, 403, "Forbidden", b"");
+        }
+        self.out.event(Event::Untrusted { from: from.addr });
+    }
+
     /// The checks every request goes through, in order, then the handler
     /// for what it is.
     fn on_request(&mut self, now: Instant, from: Peer, req: Request) {
@@ -125,7 +135,7 @@ impl Proxy {
             return self.answer_options(from, &req);
         }
         if !self.settings.is_trusted(from.addr.ip()) {
-            return self.refuse(from, &req, 403, "Forbidden", b"");
+            return self.refuse_untrusted(from, &req);
         }
         if self.settings.key.is_loop(&req) {
             return self.refuse(from, &req, 482, "Loop Detected", b"");

@@ -62,6 +62,8 @@ pub enum Event {
         code: u16,
         reason: &'static str,
     },
+    /// A request refused (403) because its source is not a trusted PBX.
+    Untrusted { from: SocketAddr },
     /// Input dropped without an answer.
     Dropped {
         from: SocketAddr,
