@@ -86,7 +86,8 @@ enum CnamCommand {
     /// Write `number,name,cnam_name,eligible,reason` for every claimed number
     /// a queue presents: the list to hand to a CNAM provider.
     Export {
-        #[arg(long)]
+        /// Configuration file (TOML) whose inventory is exported.
+        #[arg(long, value_name = "FILE")]
         config: PathBuf,
         /// Write to this file instead of standard output.
         #[arg(long)]
@@ -403,19 +404,23 @@ mod tests {
     fn every_option_has_a_help_text() {
         let cli = super::Cli::command();
         cli.clone().debug_assert();
-        for sub in cli.get_subcommands() {
-            assert!(sub.get_about().is_some(), "{} has no help", sub.get_name());
-            for arg in sub.get_arguments() {
+        let mut checked = 0;
+        let mut todo: Vec<(String, &clap::Command)> = vec![(String::new(), &cli)];
+        while let Some((path, cmd)) = todo.pop() {
+            for sub in cmd.get_subcommands() {
+                let name = format!("{path} {}", sub.get_name());
+                assert!(sub.get_about().is_some(), "{name} has no help");
+                todo.push((name, sub));
+            }
+            for arg in cmd.get_arguments() {
                 let id = arg.get_id().as_str();
-                if id == "help" {
+                if id == "help" || id == "version" {
                     continue;
                 }
-                assert!(
-                    arg.get_help().is_some(),
-                    "{} {id} has no help text",
-                    sub.get_name()
-                );
+                assert!(arg.get_help().is_some(), "{path} {id} has no help text");
+                checked += 1;
             }
         }
+        assert!(checked >= 8, "only {checked} options seen");
     }
 }
