@@ -336,3 +336,59 @@ fn demo_shows_every_outcome() {
         "{out}"
     );
 }
+
+/// The example config with its listen list and admin address replaced; the
+/// lines must be there as shipped, or the test would bind real ports.
+fn listen_and_admin(toml: String, listen: &str, admin: &str) -> String {
+    let listen_line = "listen = [\"udp://127.0.0.1:5060\", \"tcp://127.0.0.1:5060\"]";
+    let admin_line = "admin  = \"127.0.0.1:8080\"";
+    assert!(toml.contains(listen_line) && toml.contains(admin_line));
+    toml.replace(listen_line, listen)
+        .replace(admin_line, &format!("admin = \"{admin}\""))
+}
+
+#[test]
+fn a_listener_that_cannot_bind_is_named_with_its_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken_udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let udp = taken_udp.local_addr().unwrap();
+    let cfg = copy_example(dir.path(), |toml| {
+        listen_and_admin(toml, &format!("listen = [\"udp://{udp}\"]"), "")
+    });
+    let (code, _, err) = cidgate_code(&["run", "--config", &cfg]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "error: SIP UDP listener udp://{udp} ([server] listen): cannot bind: Address already in use"
+        )),
+        "{err}"
+    );
+
+    let taken_tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let tcp = taken_tcp.local_addr().unwrap();
+    let cfg = copy_example(dir.path(), |toml| {
+        listen_and_admin(toml, &format!("listen = [\"tcp://{tcp}\"]"), "")
+    });
+    let (code, _, err) = cidgate_code(&["run", "--config", &cfg]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "error: SIP TCP listener tcp://{tcp} ([server] listen): cannot bind: Address already in use"
+        )),
+        "{err}"
+    );
+
+    // The admin API: SIP on a free port, the admin address taken.
+    let cfg = copy_example(dir.path(), |toml| {
+        listen_and_admin(toml, "listen = [\"udp://127.0.0.1:0\"]", &tcp.to_string())
+    });
+    let (code, _, err) = cidgate_code(&["run", "--config", &cfg]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "error: admin API listener {tcp} ([server] admin): cannot bind: Address already in use"
+        )),
+        "{err}"
+    );
+    drop((taken_udp, taken_tcp));
+}
