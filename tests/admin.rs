@@ -1,5 +1,7 @@
 //! Admin HTTP API and inventory hot reload over real loopback sockets.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -383,5 +385,43 @@ async fn inventory_lists_queues_and_numbers_as_json_pages() {
     let (code, body) = http(addr, "GET", "/inventory?limit=many").await;
     assert_eq!(code, 400, "{body}");
     assert_eq!(body, "limit=\"many\": expected a whole number\n");
+    task.abort();
+}
+
+#[tokio::test]
+async fn readme_admin_examples_answer_as_written() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let config = Config::from_file(&examples.join("cidgate.toml")).unwrap();
+    let handle = Arc::new(InventoryHandle::new(config.load_inventory().unwrap()));
+    let (addr, task) =
+        cidgate::admin::start("127.0.0.1:0".parse().unwrap(), &config, handle.clone())
+            .await
+            .unwrap();
+    let admin = config.server.admin.unwrap().to_string().replace("127.0.0.1", "localhost");
+    for ex in common::readme::examples("admin-examples", "curl") {
+        let words = &ex.words;
+        let flag = |name: &str| {
+            words
+                .iter()
+                .position(|w| w == name)
+                .map(|i| words[i + 1].as_str())
+        };
+        let method = flag("-X").unwrap_or("GET");
+        let body = flag("--data").unwrap_or("");
+        let url = words
+            .iter()
+            .find(|w| w.starts_with(&admin))
+            .unwrap_or_else(|| panic!("no {admin} URL in {}", ex.line));
+        let path = &url[admin.len()..];
+        let expected: u16 = ex.expect.split_whitespace().next().unwrap().parse().unwrap();
+        let (code, answer) = http_with(addr, method, path, body).await;
+        assert_eq!(code, expected, "{}\n{answer}", ex.line);
+        if method == "GET" && path.starts_with("/inventory") {
+            let json: serde_json::Value = serde_json::from_str(&answer).unwrap();
+            assert!(json.is_object(), "{answer}");
+        }
+    }
+    // The edits above went through; the reload put the files back.
+    assert!(handle.snapshot().queue("sales-eu").is_none());
     task.abort();
 }

@@ -1,6 +1,8 @@
 //! The `cidgate` command line as a newcomer uses it: check-config, resolve,
 //! demo. Runs the real binary.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -391,4 +393,30 @@ fn a_listener_that_cannot_bind_is_named_with_its_address() {
         "{err}"
     );
     drop((taken_udp, taken_tcp));
+}
+
+#[test]
+fn readme_cli_examples_run_as_written() {
+    for ex in common::readme::examples("cli-examples", "cidgate") {
+        let args: Vec<&str> = ex.words[1..].iter().map(String::as_str).collect();
+        let out = Command::new(env!("CARGO_BIN_EXE_cidgate"))
+            .args(&args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let all = format!("{}\n{stdout}{}", ex.line, String::from_utf8_lossy(&out.stderr));
+        // `exit N: valid` or `exit N: OUTCOME [→ NUMBER]`
+        let rest = ex.expect.strip_prefix("exit ").expect("`# exit N: …`");
+        let (code, what) = rest.split_once(": ").expect("`exit N: …`");
+        assert_eq!(out.status.code(), Some(code.parse().unwrap()), "{all}");
+        let mut what = what.split(" → ");
+        match what.next().unwrap() {
+            "valid" => assert!(stdout.contains(": ok ("), "{all}"),
+            outcome => assert!(stdout.contains(&format!("outcome:  {outcome}\n")), "{all}"),
+        }
+        if let Some(number) = what.next() {
+            assert!(stdout.contains(&format!("number:   {number}\n")), "{all}");
+        }
+    }
 }

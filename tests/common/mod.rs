@@ -2,6 +2,7 @@
 //! the I/O-free proxy core, and message inspection.
 #![allow(dead_code)]
 
+pub mod readme;
 pub mod stir;
 
 use std::net::SocketAddr;
