@@ -397,7 +397,12 @@ async fn readme_admin_examples_answer_as_written() {
         cidgate::admin::start("127.0.0.1:0".parse().unwrap(), &config, handle.clone())
             .await
             .unwrap();
-    let admin = config.server.admin.unwrap().to_string().replace("127.0.0.1", "localhost");
+    let admin = config
+        .server
+        .admin
+        .unwrap()
+        .to_string()
+        .replace("127.0.0.1", "localhost");
     for ex in common::readme::examples("admin-examples", "curl") {
         let words = &ex.words;
         let flag = |name: &str| {
@@ -413,7 +418,13 @@ async fn readme_admin_examples_answer_as_written() {
             .find(|w| w.starts_with(&admin))
             .unwrap_or_else(|| panic!("no {admin} URL in {}", ex.line));
         let path = &url[admin.len()..];
-        let expected: u16 = ex.expect.split_whitespace().next().unwrap().parse().unwrap();
+        let expected: u16 = ex
+            .expect
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
         let (code, answer) = http_with(addr, method, path, body).await;
         assert_eq!(code, expected, "{}\n{answer}", ex.line);
         if method == "GET" && path.starts_with("/inventory") {

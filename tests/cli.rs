@@ -405,7 +405,11 @@ fn readme_cli_examples_run_as_written() {
             .output()
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
-        let all = format!("{}\n{stdout}{}", ex.line, String::from_utf8_lossy(&out.stderr));
+        let all = format!(
+            "{}\n{stdout}{}",
+            ex.line,
+            String::from_utf8_lossy(&out.stderr)
+        );
         // `exit N: valid` or `exit N: OUTCOME [→ NUMBER]`
         let rest = ex.expect.strip_prefix("exit ").expect("`# exit N: …`");
         let (code, what) = rest.split_once(": ").expect("`exit N: …`");
