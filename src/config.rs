@@ -406,6 +406,11 @@ impl Config {
                 Some(secret) => SealKey::from_secret(secret.as_bytes()),
                 None => SealKey::random(),
             },
+            cnam_names: self.callerid.cnam_names,
+            stir: self.stir.as_ref().map(|s| crate::proxy::StirSigning {
+                attest: s.attest,
+                rcd: s.rcd,
+            }),
         }
     }
 

@@ -18,6 +18,7 @@ use crate::inventory::InventoryHandle;
 use crate::proxy::{Event, Peer, Proxy, Transmit};
 use crate::sip::scan::MAX_MESSAGE;
 use crate::sip::Transport;
+use crate::stir::{Signed, Signer, SigningPool};
 use crate::transport::{spawn_connection, TcpEvent};
 
 /// What the core task is asked to do.
@@ -152,6 +153,7 @@ pub async fn start(
     tokio::task::spawn_blocking(crate::inventory::warm_numbering_plans)
         .await
         .context("numbering-plan warm-up")?;
+    let signer = config.load_signer()?;
     let (udp, tcp, bound) = bind_all(config).await?;
     let mut settings = config.proxy_settings();
     settings.listen = bound.clone();
@@ -197,6 +199,13 @@ pub async fn start(
         }));
     }
     aux.push(tokio::spawn(crate::telemetry::summarise_untrusted()));
+    let (pool, signed_rx) = match signer {
+        Some(signer) => {
+            let (pool, rx) = start_signing(signer);
+            (Some(pool), Some(rx))
+        }
+        None => (None, None),
+    };
     let core = Core {
         proxy,
         udp,
@@ -204,8 +213,9 @@ pub async fn start(
         ids,
         tcp_tx,
         tap,
+        pool,
     };
-    let task = tokio::spawn(core.run(tcp_rx, stop_rx));
+    let task = tokio::spawn(core.run(tcp_rx, signed_rx, stop_rx));
     Ok(Gateway {
         listen: bound,
         inventory,
@@ -215,8 +225,43 @@ pub async fn start(
     })
 }
 
+/// Signing threads: at about 25 µs a signature one thread keeps up with
+/// tens of thousands of calls a second; a second one absorbs bursts while the
+/// first is descheduled. Never more than the machine has cores.
+fn signing_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(2))
+}
+
+/// Starts the signing pool; finished signatures arrive on the returned
+/// channel, which the core task reads like a socket.
+fn start_signing(signer: Signer) -> (SigningPool, mpsc::UnboundedReceiver<Signed>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let threads = signing_threads();
+    let pool = SigningPool::start(
+        threads,
+        threads * crate::stir::pool::QUEUE_PER_THREAD,
+        move |claims| signer.identity(claims, crate::stir::unix_now()),
+        // Unbounded but never long: at most the queue plus one job per
+        // thread is ever in flight.
+        move |signed| {
+            let _ = tx.send(signed);
+        },
+    );
+    (pool, rx)
+}
+
+/// The next finished signature; never resolves when calls are not signed.
+async fn next_signed(rx: &mut Option<mpsc::UnboundedReceiver<Signed>>) -> Option<Signed> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 struct Core {
     proxy: Proxy,
+    /// Signs calls off this task's thread; `None` without `[stir]`.
+    pool: Option<SigningPool>,
     udp: Vec<Arc<UdpSocket>>,
     conns: HashMap<SocketAddr, (u64, mpsc::Sender<Bytes>)>,
     ids: Arc<std::sync::atomic::AtomicU64>,
@@ -225,7 +270,12 @@ struct Core {
 }
 
 impl Core {
-    async fn run(mut self, mut tcp_rx: mpsc::Receiver<TcpEvent>, mut stop: watch::Receiver<Stop>) {
+    async fn run(
+        mut self,
+        mut tcp_rx: mpsc::Receiver<TcpEvent>,
+        mut signed_rx: Option<mpsc::UnboundedReceiver<Signed>>,
+        mut stop: watch::Receiver<Stop>,
+    ) {
         let mut drain_until: Option<Instant> = None;
         // One receive buffer for every datagram; each message is copied out at
         // its exact size, so the buffer never needs to be zeroed or regrown.
@@ -244,6 +294,13 @@ impl Core {
                 // hop and no cross-thread wake-up per datagram.
                 i = udp_readable(&udp) => self.drain_udp(&udp[i], &mut buf),
                 Some(ev) = tcp_rx.recv() => self.on_tcp(ev),
+                Some(signed) = next_signed(&mut signed_rx) => {
+                    self.on_signed(signed);
+                    // Whatever else finished meanwhile, in the same turn.
+                    while let Some(more) = signed_rx.as_mut().and_then(|rx| rx.try_recv().ok()) {
+                        self.on_signed(more);
+                    }
+                }
                 _ = sleep_until(deadline) => self.proxy.handle_timeout(Instant::now()),
                 _ = stop.changed() => match *stop.borrow() {
                     Stop::Run => {}
@@ -318,7 +375,28 @@ impl Core {
         }
     }
 
+    fn on_signed(&mut self, signed: Signed) {
+        self.proxy
+            .handle_signature(Instant::now(), signed.token, signed.result.ok());
+    }
+
+    /// Hands the signatures the core asked for to the pool; a full queue
+    /// answers at once, and the core refuses that call (never unsigned).
+    fn submit_signatures(&mut self) {
+        while let Some(job) = self.proxy.poll_sign() {
+            let token = job.token;
+            let queued = self
+                .pool
+                .as_ref()
+                .is_some_and(|p| p.try_submit(job).is_ok());
+            if !queued {
+                self.proxy.handle_signature(Instant::now(), token, None);
+            }
+        }
+    }
+
     async fn flush(&mut self) {
+        self.submit_signatures();
         while let Some(t) = self.proxy.poll_transmit() {
             self.transmit(t).await;
         }

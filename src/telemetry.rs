@@ -43,12 +43,14 @@ pub fn record(ev: &Event) {
             queue,
             outcome,
             number,
+            origid,
         } => {
             tracing::info!(
                 call_id = %call_id,
                 queue = %queue,
                 outcome = %outcome,
                 number = number.as_deref().unwrap_or(""),
+                origid = origid.as_deref().unwrap_or(""),
                 "caller-id decision"
             );
             metrics::counter!("cidgate_calls_total", "outcome" => *outcome).increment(1);

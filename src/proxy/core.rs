@@ -3,6 +3,7 @@
 //! instance owns all transaction state; the shell serialises input into it,
 //! which keeps the hot path free of locks.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,6 +20,7 @@ use super::via::OwnVia;
 use super::{Event, Peer, Transmit};
 use crate::inventory::InventoryHandle;
 use crate::sip::{self as sipmod, Message, Method, ParseFailure, Request};
+use crate::stir::SignJob;
 
 pub struct Proxy {
     pub(super) settings: Arc<Settings>,
@@ -26,6 +28,8 @@ pub struct Proxy {
     pub(super) txns: Transactions,
     pub(super) out: Outbox,
     pub(super) via: OwnVia,
+    /// Signatures asked for and not yet taken by the shell.
+    pub(super) signs: VecDeque<SignJob>,
     draining: bool,
 }
 
@@ -37,6 +41,7 @@ impl Proxy {
             settings: Arc::new(settings),
             txns: Transactions::default(),
             out: Outbox::default(),
+            signs: VecDeque::new(),
             draining: false,
         }
     }

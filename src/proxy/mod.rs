@@ -14,6 +14,7 @@ mod outbox;
 mod relay;
 mod rewrite;
 mod settings;
+mod signing;
 mod trust;
 mod txn;
 mod via;
@@ -26,6 +27,7 @@ use crate::sip::Transport;
 
 pub use self::core::Proxy;
 pub use settings::Settings;
+pub use signing::StirSigning;
 pub use trust::TrustList;
 
 /// A transport address: where a message came from or goes to. For TCP the shell
@@ -55,6 +57,9 @@ pub enum Event {
         outcome: &'static str,
         /// The presented number; `None` when the call was rejected.
         number: Option<String>,
+        /// The PASSporT `origid` of a signed call (the same in the carrier's
+        /// traceback), `None` when calls are not signed.
+        origid: Option<String>,
     },
     /// A request answered with an error by the gateway itself.
     Refused {

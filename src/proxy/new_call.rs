@@ -11,13 +11,16 @@ use super::dialog::DialogState;
 use super::ids::ServerKey;
 use super::rewrite::{self, InitialInvite, Restore};
 use super::settings::Settings;
+use super::signing::{StirPlan, StirSigning};
 use super::txn::{Class, Kind, Txn, TxnId};
 use super::via::OwnVia;
 use super::{Event, Peer};
 use crate::callerid::policy::Resolver;
 use crate::callerid::render::Presented;
-use crate::inventory::InventoryHandle;
+use crate::callerid::Decision;
+use crate::inventory::{Inventory, InventoryHandle, Region};
 use crate::sip::{syntax, Request, Transport};
+use crate::stir::{Claims, Destination, OrigId};
 
 /// RFC 3261 §18.1.1: a request within 200 bytes of a 1500-byte path MTU goes
 /// over a congestion-controlled transport.
@@ -40,6 +43,8 @@ pub(super) struct CallPlan {
     pub(super) anonymous: bool,
     /// The queue asked for anonymity and the PBX did not: add `Privacy: id`.
     pub(super) add_privacy: bool,
+    /// What the call is signed with, when signing is configured.
+    pub(super) stir: Option<Box<StirPlan>>,
 }
 
 impl CallPlan {
@@ -70,7 +75,7 @@ impl CallerIdStage {
     pub(super) fn new(inventory: Arc<InventoryHandle>, settings: &Settings) -> CallerIdStage {
         CallerIdStage {
             inventory,
-            resolver: Resolver::new(settings.dynamic_format),
+            resolver: Resolver::new(settings.dynamic_format).with_cnam_names(settings.cnam_names),
         }
     }
 
@@ -101,16 +106,21 @@ impl CallerIdStage {
                     queue,
                     outcome: reason.as_str(),
                     number: None,
+                    origid: None,
                 },
                 None,
             ),
             Ok(d) => {
                 let number = d.number.as_str().to_string();
+                let stir = settings
+                    .stir
+                    .map(|signing| stir_plan(signing, &inventory, &queue, &d, req));
                 let event = Event::Decision {
                     call_id,
                     queue,
                     outcome: d.outcome.as_str(),
                     number: Some(number.clone()),
+                    origid: stir.as_ref().map(|s| s.claims.origid.to_string()),
                 };
                 let plan = CallPlan {
                     carrier: 0,
@@ -118,11 +128,49 @@ impl CallerIdStage {
                     name: d.name.to_string(),
                     anonymous: d.anonymous || inputs.privacy_id,
                     add_privacy: d.anonymous && !inputs.privacy_id,
+                    stir,
                 };
                 (event, Some(plan))
             }
         }
     }
+}
+
+/// What a decided call is signed with: the presented (for an anonymous call,
+/// the asserted) number, the called party from the Request-URI (normalised
+/// with the queue's region), the attestation the numbers file or `[stir]`
+/// gives, a fresh origid and, with RCD, the name as presented.
+fn stir_plan(
+    signing: StirSigning,
+    inventory: &Inventory,
+    queue: &str,
+    d: &Decision,
+    req: &Request,
+) -> Box<StirPlan> {
+    // The queue exists: the decision was made from it.
+    let region = inventory
+        .queue(queue.trim())
+        .map_or(Region::US, |q| q.region);
+    let uri = String::from_utf8_lossy(req.uri());
+    Box::new(StirPlan {
+        claims: Claims {
+            orig_tn: d.number.digits().to_string(),
+            dest: Destination::from_request_uri(&uri, region),
+            origid: OrigId::random(),
+            attest: inventory.attest_of(&d.number).unwrap_or(signing.attest),
+            rcd_name: signing
+                .rcd
+                .then(|| presented_name(&d.name))
+                .filter(|n| !n.is_empty()),
+        },
+        signed: None,
+    })
+}
+
+/// The display name as P-Asserted-Identity carries it (control characters are
+/// never written), which is what `rcd.nam` must equal.
+fn presented_name(name: &str) -> String {
+    name.chars().filter(|c| !c.is_control()).collect()
 }
 
 /// Everything an attempt is built from.
@@ -167,6 +215,11 @@ impl AttemptInputs<'_> {
                     anonymous: plan.anonymous,
                 },
                 add_privacy: plan.add_privacy,
+                identity: plan
+                    .stir
+                    .as_ref()
+                    .and_then(|s| s.signed.as_ref())
+                    .map(|(_, identity)| &**identity),
                 via_line: via.as_bytes(),
                 record_route: record_route.as_bytes(),
             };
@@ -225,6 +278,9 @@ impl Proxy {
     /// Sends the call to the carrier its plan points at, or answers upstream
     /// when there is none left.
     pub(super) fn start_call_attempt(&mut self, now: Instant, id: TxnId, allow_tcp: bool) {
+        if self.needs_signature(id) {
+            return; // Resumed by `handle_signature`.
+        }
         let Some(txn) = self.txns.get(id) else {
             return;
         };

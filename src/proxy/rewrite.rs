@@ -63,6 +63,8 @@ pub struct InitialInvite<'a> {
     pub id: Presented<'a>,
     /// The queue asked for anonymity and the PBX did not: add `Privacy: id`.
     pub add_privacy: bool,
+    /// Our `Identity` header value (STIR/SHAKEN), when calls are signed.
+    pub identity: Option<&'a str>,
     pub via_line: &'a [u8],
     pub record_route: &'a [u8],
 }
@@ -85,9 +87,16 @@ pub fn initial_invite(req: &Request, s: &Settings, plan: &InitialInvite<'_>) -> 
     if plan.add_privacy {
         after_from.push_str("Privacy: id\r\n");
     }
+    if let Some(identity) = plan.identity {
+        after_from.push_str("Identity: ");
+        after_from.push_str(identity);
+        after_from.push_str("\r\n");
+    }
     sp.insert(c.from_header().line.end as usize, after_from);
     for i in 0..c.headers().len() {
-        if is_stripped(s, c, i) {
+        // An Identity from the PBX signs an identity the gateway does not
+        // present; a verifier would fail it, so it never goes out.
+        if is_stripped(s, c, i) || c.header(i).name == HeaderName::Identity {
             sp.remove(c.header(i).line);
         }
     }

@@ -6,6 +6,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use super::dialog::SealKey;
+use super::signing::StirSigning;
 use super::trust::TrustList;
 use super::Peer;
 use crate::callerid::{DynamicFormat, PaiForm};
@@ -30,6 +31,10 @@ pub struct Settings {
     /// Reject header lines, each with CRLF (Reason, Warning, extras).
     pub reject_headers: String,
     pub key: SealKey,
+    /// Present CNAM-shaped names for CNAM-eligible numbers.
+    pub cnam_names: bool,
+    /// Sign every forwarded new call (STIR/SHAKEN); `None`: no Identity.
+    pub stir: Option<StirSigning>,
 }
 
 impl Settings {

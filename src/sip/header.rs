@@ -19,6 +19,8 @@ pub enum HeaderName {
     RemotePartyId,
     Privacy,
     Expires,
+    /// RFC 8224 (compact form `y`).
+    Identity,
     Other,
 }
 
@@ -36,6 +38,7 @@ impl HeaderName {
                 b't' => HeaderName::To,
                 b'i' => HeaderName::CallId,
                 b'l' => HeaderName::ContentLength,
+                b'y' => HeaderName::Identity,
                 _ => HeaderName::Other,
             };
         }
@@ -58,6 +61,7 @@ impl HeaderName {
             (15, b'r') => Some((b"remote-party-id", HeaderName::RemotePartyId)),
             (7, b'p') => Some((b"privacy", HeaderName::Privacy)),
             (7, b'e') => Some((b"expires", HeaderName::Expires)),
+            (8, b'i') => Some((b"identity", HeaderName::Identity)),
             _ => None,
         };
         match candidate {

@@ -8,6 +8,8 @@
 
 use std::fmt::{self, Write};
 
+use crate::inventory::Region;
+
 /// How far the signer vouches for the caller's right to the number
 /// (RFC 8588 §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -55,6 +57,73 @@ pub enum Destination {
     /// E.164 digits without `+`.
     Tn(String),
     Uri(String),
+    /// A user part that is not already E.164: normalised with the queue's
+    /// region when signed, which happens on a signing thread, so the slow
+    /// numbering-plan parser never runs on the proxy's thread.
+    Dialled {
+        user: String,
+        region: Region,
+        /// The Request-URI, used when `user` is not a number.
+        uri: String,
+    },
+}
+
+impl Destination {
+    /// From a Request-URI's text: `dest.tn` for an E.164 user part (checked
+    /// without the slow parser), a pending normalisation for other digit
+    /// strings, `dest.uri` for anything else.
+    pub fn from_request_uri(uri: &str, region: Region) -> Destination {
+        let Some(user) = uri_user(uri) else {
+            return Destination::Uri(uri.to_string());
+        };
+        let dial: String = user
+            .chars()
+            .filter(|c| !matches!(c, '-' | '.' | '(' | ')' | ' '))
+            .collect();
+        if dial.starts_with('+') {
+            if let Some(e) = crate::inventory::parse_e164_strict(&dial) {
+                return Destination::Tn(e.digits().to_string());
+            }
+        }
+        let numeric = dial.strip_prefix('+').unwrap_or(&dial);
+        if numeric.is_empty() || !numeric.bytes().all(|b| b.is_ascii_digit()) {
+            return Destination::Uri(uri.to_string());
+        }
+        Destination::Dialled {
+            user: dial,
+            region,
+            uri: uri.to_string(),
+        }
+    }
+
+    /// `Tn` or `Uri`: a dialled number normalised (E.164 with its region),
+    /// or, when it is no valid number, the URI.
+    pub fn resolved(&self) -> Destination {
+        match self {
+            Destination::Dialled { user, region, uri } => {
+                match crate::inventory::normalize(user, *region) {
+                    Some(e) => Destination::Tn(e.digits().to_string()),
+                    None => Destination::Uri(uri.clone()),
+                }
+            }
+            other => other.clone(),
+        }
+    }
+}
+
+/// The user part of a `sip:`/`sips:` URI (parameters after `;` dropped) or
+/// the number of a `tel:` URI.
+fn uri_user(uri: &str) -> Option<&str> {
+    let (scheme, rest) = uri.split_once(':')?;
+    let user = if scheme.eq_ignore_ascii_case("tel") {
+        rest
+    } else if scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips") {
+        rest.split_once('@')?.0
+    } else {
+        return None;
+    };
+    let user = user.split(';').next().unwrap_or("");
+    (!user.is_empty()).then_some(user)
 }
 
 /// A per-call identifier (RFC 8588 §5, `origid`): a random (version 4) UUID,
@@ -124,12 +193,12 @@ pub fn claims_json(c: &Claims, iat: u64) -> String {
     out.push_str(r#"{"attest":"#);
     json_string(&mut out, c.attest.as_str());
     out.push_str(r#","dest":{"#);
-    match &c.dest {
+    match &c.dest.resolved() {
         Destination::Tn(tn) => {
             out.push_str(r#""tn":["#);
             json_string(&mut out, tn);
         }
-        Destination::Uri(uri) => {
+        Destination::Uri(uri) | Destination::Dialled { uri, .. } => {
             out.push_str(r#""uri":["#);
             json_string(&mut out, uri);
         }
@@ -201,6 +270,35 @@ mod tests {
         assert!(json.contains(r#""dest":{"uri":["sip:support@example.com"]}"#));
         assert!(json.contains(r#""attest":"B""#));
         assert!(!json.contains("rcd"));
+    }
+
+    #[test]
+    fn destination_from_the_request_uri() {
+        let us = Region::US;
+        let d = |u: &str| Destination::from_request_uri(u, us).resolved();
+        let tn = |s: &str| Destination::Tn(s.into());
+        assert_eq!(
+            d("sip:+14155550199@carrier.example;user=phone"),
+            tn("14155550199")
+        );
+        assert_eq!(d("tel:+1-415-555-0199"), tn("14155550199"));
+        assert_eq!(d("sip:4155550199@carrier.example"), tn("14155550199"));
+        assert_eq!(
+            d("sip:(415)%20555-0199@c"),
+            Destination::Uri("sip:(415)%20555-0199@c".into())
+        );
+        assert_eq!(
+            d("sip:support@example.com"),
+            Destination::Uri("sip:support@example.com".into())
+        );
+        assert_eq!(
+            d("sip:example.com"),
+            Destination::Uri("sip:example.com".into())
+        );
+        assert_eq!(d("sip:123@pbx"), Destination::Uri("sip:123@pbx".into()));
+        let gb = Destination::from_request_uri("sip:020 7183 8750@c", Region::GB);
+        assert!(matches!(gb, Destination::Dialled { .. }));
+        assert_eq!(gb.resolved(), tn("442071838750"));
     }
 
     #[test]

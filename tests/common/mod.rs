@@ -91,6 +91,8 @@ pub fn settings() -> Settings {
         reject_phrase: "Forbidden".into(),
         reject_headers: "Reason: Q.850;cause=21;text=\"no outbound caller ID\"\r\nWarning: 399 gw.example.net \"no outbound caller ID\"\r\n".into(),
         key: SealKey::from_bytes([7; 32]),
+        cnam_names: false,
+        stir: None,
     }
 }
 
