@@ -148,12 +148,13 @@ pub async fn start(
     inventory: Arc<InventoryHandle>,
     tap: Option<mpsc::UnboundedSender<Event>>,
 ) -> anyhow::Result<Gateway> {
+    // First, so that an unusable key stops the start at once, naming the file.
+    let signer = config.load_signer()?;
     // Before the listeners exist, so that a gateway that answers is warm:
     // a number of a country not seen before must not stall the core thread.
     tokio::task::spawn_blocking(crate::inventory::warm_numbering_plans)
         .await
         .context("numbering-plan warm-up")?;
-    let signer = config.load_signer()?;
     let (udp, tcp, bound) = bind_all(config).await?;
     let mut settings = config.proxy_settings();
     settings.listen = bound.clone();

@@ -354,3 +354,25 @@ fn resolve_shows_the_claims_it_would_sign() {
     let (_, out, _) = cidgate(&["resolve", "--config", &cfg, "--queue", "b"]);
     assert!(out.contains("attest B (numbers file)"), "{out}");
 }
+
+#[test]
+fn run_refuses_to_start_with_an_unusable_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let p384 = dir.path().join("p384.pem");
+    openssl(&[
+        "ecparam",
+        "-name",
+        "secp384r1",
+        "-genkey",
+        "-noout",
+        "-out",
+        p384.to_str().unwrap(),
+    ]);
+    let cfg = config_with(
+        dir.path(),
+        &format!("key = \"{}\"\nx5u = \"{X5U}\"", p384.display()),
+    );
+    let (ok, _, err) = cidgate(&["run", "--config", &cfg]);
+    assert!(!ok);
+    assert!(err.contains("p384.pem") && err.contains("P-384"), "{err}");
+}
