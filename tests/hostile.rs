@@ -1,10 +1,10 @@
-//! Hostile input: seeded mutations of the RFC 4475 messages and of a real call,
-//! over UDP and TCP framing. Nothing may panic, and everything the gateway sends
-//! must itself be a well-formed SIP message (never garbage onward).
+//! Hostile input: seeded mutations of the RFC 4475 messages (tests/data/rfc4475)
+//! and of a real call, fed to the proxy core as datagrams and as byte streams cut
+//! up by the TCP framer, on virtual time and without sockets (tests/rfc4475.rs
+//! sends the unmutated messages over real sockets). Nothing may panic, and
+//! everything the core sends must itself be a well-formed SIP message.
 
 mod common;
-
-use std::path::Path;
 
 use bytes::Bytes;
 use cidgate::sip::framing::{Frame, Framer};
@@ -83,8 +83,7 @@ fn mutate(rng: &mut Rng, base: &[u8]) -> Vec<u8> {
 }
 
 fn corpus() -> Vec<Vec<u8>> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/rfc4475");
-    let mut out: Vec<Vec<u8>> = std::fs::read_dir(dir)
+    let mut out: Vec<Vec<u8>> = std::fs::read_dir(rfc4475_dir())
         .unwrap()
         .filter_map(|e| {
             let p = e.ok()?.path();
@@ -120,7 +119,7 @@ fn assert_sane(out: &[cidgate::proxy::Transmit], input: &[u8]) {
 }
 
 #[test]
-fn mutated_messages_over_udp_never_panic_or_emit_garbage() {
+fn mutated_datagrams_through_the_core_never_panic_or_emit_garbage() {
     let mut s = settings();
     s.trust = cidgate::proxy::TrustList::new(vec!["127.0.0.0/8".parse().unwrap()]);
     let mut rng = Rng(0x00C1_D6A7_E5EE_D001);
@@ -150,7 +149,7 @@ fn respond_lenient(req: &Bytes) -> Vec<u8> {
 }
 
 #[test]
-fn mutated_streams_over_tcp_never_panic() {
+fn mutated_streams_through_the_tcp_framer_and_core_never_panic() {
     let mut s = settings();
     s.trust = cidgate::proxy::TrustList::new(vec!["127.0.0.0/8".parse().unwrap()]);
     let mut rng = Rng(0x7C9_51DE_0BAD_F00D);

@@ -1,5 +1,5 @@
-//! Every RFC 4475 torture message (../shared/rfc4475) through the gateway, over
-//! UDP and TCP, with the handling its README describes. Choices where the RFC
+//! Every RFC 4475 torture message (tests/data/rfc4475) through the gateway, over
+//! UDP and TCP sockets, with the handling its README describes. Choices where the RFC
 //! leaves one are written next to the file name below.
 
 mod common;
@@ -102,7 +102,7 @@ fn tcp_expect(name: &str, udp: Expect) -> Expect {
 }
 
 fn dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/rfc4475")
+    rfc4475_dir()
 }
 
 fn load(name: &str) -> Vec<u8> {
@@ -112,7 +112,7 @@ fn load(name: &str) -> Vec<u8> {
 #[test]
 fn table_covers_every_file() {
     let mut files: Vec<String> = std::fs::read_dir(dir())
-        .expect("shared/rfc4475 next to the repo")
+        .expect("tests/data/rfc4475")
         .filter_map(|e| {
             let p = e.ok()?.path();
             if p.extension()? != "dat" {

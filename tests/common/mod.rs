@@ -17,6 +17,11 @@ use cidgate::proxy::dialog::SealKey;
 use cidgate::proxy::{Event, Peer, Proxy, Settings, Transmit, TrustList};
 use cidgate::sip::{parse, HeaderName, Message, Transport};
 
+/// The RFC 4475 torture messages, one `.dat` file each (see the README there).
+pub fn rfc4475_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/rfc4475")
+}
+
 pub const PBX: &str = "127.0.0.10:5070";
 pub const CARRIER: &str = "127.0.0.20:5080";
 pub const CARRIER2: &str = "127.0.0.21:5080";
