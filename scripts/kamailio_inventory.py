@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Convert the cidgate inventory (queues.csv, numbers.csv; SPEC section 6) into
+"""Convert the cidgate inventory (queues.csv, numbers.csv; docs/behaviour.md §6) into
 Kamailio htable tables in db_text format, for kamailio/kamailio.cfg.
 
 Tables written into OUTDIR (one file each, plus db_text's `version` table):

@@ -1,12 +1,12 @@
-//! Configuration (TOML, SPEC §7).
+//! Configuration (TOML, docs/behaviour.md §7).
 //!
 //! The file is read in two steps: serde into "raw" structs that keep each
 //! value's position (`toml::Spanned`), then a check that turns every value
 //! into its typed form. Keeping positions lets every complaint, including
 //! ones found after deserialisation (a bad address, an out-of-range code),
 //! name the file, line and key, which is what an operator needs at 3 a.m.
-//! Every key has the SPEC §7 example as its default, so an empty file is the
-//! example configuration.
+//! Every key has a default (examples/cidgate.toml shows them all; see
+//! docs/behaviour.md §7), so an empty file is the example configuration.
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
@@ -189,7 +189,7 @@ const DEFAULT_QUEUES: &str = "queues.csv";
 const DEFAULT_NUMBERS: &str = "numbers.csv";
 
 // Raw shapes: what serde reads. Every value is optional (absent means the
-// SPEC default) and spanned (so later checks can point at it).
+// default) and spanned (so later checks can point at it).
 
 type S<T> = Option<Spanned<T>>;
 
@@ -271,8 +271,8 @@ struct RawInventory {
 }
 
 impl Default for Config {
-    /// The SPEC §7 example, as if read from `cidgate.toml` in the current
-    /// directory.
+    /// The example configuration (every default, docs/behaviour.md §7), as if
+    /// read from `cidgate.toml` in the current directory.
     fn default() -> Config {
         Config::from_toml_str("", Path::new("cidgate.toml"))
             .expect("the built-in defaults are a valid configuration")

@@ -1,4 +1,4 @@
-//! Configuration parsing and checking (SPEC §7).
+//! Configuration parsing and checking (docs/behaviour.md §7).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};

@@ -1,4 +1,4 @@
-//! Inventory loading, number normalisation and the reload handle (SPEC §6).
+//! Inventory loading, number normalisation and the reload handle (docs/behaviour.md §6).
 
 use std::path::Path;
 

@@ -1,4 +1,4 @@
-//! The caller-ID decision (SPEC §4) in both per-call formats.
+//! The caller-ID decision (docs/behaviour.md §4) in both per-call formats.
 
 use cidgate::callerid::policy::{Decision, DynamicFormat, Outcome, RejectReason, Resolver};
 use cidgate::inventory::{parse_e164_strict, syntactic_e164, Inventory, Region, E164};
@@ -153,7 +153,7 @@ fn valid_but_unclaimed_e164_falls_back_to_the_queue_number() {
 #[test]
 fn normalize_mode_reads_national_forms_with_the_queue_region() {
     let norm = DynamicFormat::Normalize;
-    // SPEC §4 examples.
+    // docs/behaviour.md §4 examples.
     assert_eq!(
         decide(norm, "us", Some("(415) 555-0123")),
         Ok((Outcome::Dynamic, "+14155550123".into()))

@@ -1,5 +1,5 @@
 //! The proxy core driven directly with virtual time: no sockets, every rule of
-//! SPEC §3–§5 checked on the bytes the core asks to send.
+//! docs/behaviour.md §3–§5 checked on the bytes the core asks to send.
 
 mod common;
 

@@ -35,7 +35,7 @@ use Expect::*;
 const TABLE: &[(&str, Expect)] = &[
     // Well formed.
     // wsinv carries a To tag and a Route that is not ours: a dialog the gateway
-    // never created, refused per SPEC §3 (no relay of fake dialogs).
+    // never created, refused per docs/behaviour.md §3 (no relay of fake dialogs).
     ("wsinv", Reply(403)),
     ("intmeth", Forward),
     ("esc01", CallerIdReject),

@@ -1,6 +1,7 @@
 //! Real SIPp traffic through the real `cidgate` binary: the PBX scenario places
-//! every outcome of SPEC §4, the carrier scenario checks From, P-Asserted-Identity,
-//! the From tag and the stripped headers per call and fails any call that is off.
+//! every outcome of docs/behaviour.md §4, the carrier scenario checks From,
+//! P-Asserted-Identity, the From tag and the stripped headers per call and
+//! fails any call that is off.
 //! Needs `sipp` (Debian package sip-tester); the README's test command installs it.
 
 use std::net::UdpSocket;

@@ -1,5 +1,5 @@
-//! The caller-ID decision of SPEC §4: which number and name a call presents,
-//! or why it must be refused.
+//! The caller-ID decision of docs/behaviour.md §4: which number and name a
+//! call presents, or why it must be refused.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -49,7 +49,7 @@ impl fmt::Display for Outcome {
     }
 }
 
-/// Why no caller ID may be shown; the call is refused (SPEC §5).
+/// Why no caller ID may be shown; the call is refused (docs/behaviour.md §5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RejectReason {
     UnknownQueue,
@@ -129,8 +129,9 @@ impl Resolver {
         self.mode
     }
 
-    /// SPEC §4 steps 1-4 for one call. `per_call` is the raw header value;
-    /// surrounding whitespace is ignored and an empty value counts as absent.
+    /// Steps 1-4 of docs/behaviour.md §4 for one call. `per_call` is the raw
+    /// header value; surrounding whitespace is ignored and an empty value
+    /// counts as absent.
     pub fn resolve(
         &mut self,
         inv: &Inventory,

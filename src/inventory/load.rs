@@ -1,4 +1,4 @@
-//! CSV reading for the inventory files (SPEC §6).
+//! CSV reading for the inventory files (docs/behaviour.md §6).
 //!
 //! Errors are collected per line instead of stopping at the first, so an
 //! operator sees every problem of a refused reload at once.

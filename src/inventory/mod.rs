@@ -2,7 +2,7 @@
 //!
 //! An [`Inventory`] is immutable once built; a reload builds a whole new one
 //! and swaps it into the [`InventoryHandle`], so every call sees one
-//! consistent inventory and readers never take a lock (SPEC §6).
+//! consistent inventory and readers never take a lock (docs/behaviour.md §6).
 
 mod load;
 pub mod number;
@@ -138,8 +138,8 @@ impl Inventory {
         InventoryBuilder::new(default_region)
     }
 
-    /// Reads `queues.csv` and `numbers.csv` (SPEC §6). The names are only used
-    /// in error messages. Every bad line of both files is reported.
+    /// Reads `queues.csv` and `numbers.csv` (docs/behaviour.md §6). The names
+    /// are only used in error messages. Every bad line of both files is reported.
     pub fn from_csv_readers(
         queues: impl Read,
         queues_name: &str,
