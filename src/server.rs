@@ -100,36 +100,72 @@ fn listener_error(transport: Transport, addr: SocketAddr) -> String {
     format!("SIP {name} listener {transport}://{addr} ([server] listen): cannot bind")
 }
 
+/// The bound listeners: UDP sockets, TCP listeners, and where each ended up.
+type Bound = (Vec<Arc<UdpSocket>>, Vec<TcpListener>, Vec<Peer>);
+
+/// Tries at binding a configuration with port 0. The port the kernel gives the
+/// first listener on an IP is free for that transport only; the other one may
+/// find it taken (by any socket on the machine) and then every listener is
+/// bound again on a new port.
+const PORT_ZERO_ATTEMPTS: usize = 64;
+
 /// Binds every listener; a port 0 is shared by UDP and TCP on the same IP so
 /// that one port serves both transports, as SIP expects.
-async fn bind_all(
-    config: &Config,
-) -> anyhow::Result<(Vec<Arc<UdpSocket>>, Vec<TcpListener>, Vec<Peer>)> {
+async fn bind_all(config: &Config) -> anyhow::Result<Bound> {
+    let mut attempt = 1;
+    loop {
+        match bind_once(config).await {
+            Ok(bound) => return Ok(bound),
+            Err(BindFailure::SharedPortTaken(e)) if attempt < PORT_ZERO_ATTEMPTS => {
+                tracing::debug!(error = %e, attempt, "port 0: the shared port was taken; binding again");
+                attempt += 1;
+            }
+            Err(BindFailure::SharedPortTaken(e) | BindFailure::Other(e)) => return Err(e),
+        }
+    }
+}
+
+enum BindFailure {
+    /// A port-0 listener could not have the port its sibling got: worth a retry.
+    SharedPortTaken(anyhow::Error),
+    Other(anyhow::Error),
+}
+
+async fn bind_once(config: &Config) -> Result<Bound, BindFailure> {
     let mut udp = Vec::new();
     let mut tcp = Vec::new();
     let mut bound: Vec<Peer> = Vec::new();
     let mut chosen: HashMap<std::net::IpAddr, u16> = HashMap::new();
     for l in &config.server.listen {
         let mut addr = l.addr;
+        let mut shared = false;
         if addr.port() == 0 {
             if let Some(p) = chosen.get(&addr.ip()) {
                 addr.set_port(*p);
+                shared = true;
             }
         }
-        let local = match l.transport {
-            Transport::Udp => {
-                let s = bind_udp(addr).with_context(|| listener_error(Transport::Udp, addr))?;
+        let result = match l.transport {
+            Transport::Udp => bind_udp(addr).and_then(|s| {
                 let local = s.local_addr()?;
                 udp.push(Arc::new(s));
-                local
-            }
-            Transport::Tcp => {
-                let s = TcpListener::bind(addr)
-                    .await
-                    .with_context(|| listener_error(Transport::Tcp, addr))?;
-                let local = s.local_addr()?;
-                tcp.push(s);
-                local
+                Ok(local)
+            }),
+            Transport::Tcp => match TcpListener::bind(addr).await {
+                Ok(s) => s.local_addr().inspect(|_| tcp.push(s)),
+                Err(e) => Err(e),
+            },
+        };
+        let local = match result {
+            Ok(local) => local,
+            Err(e) => {
+                let taken = shared && e.kind() == std::io::ErrorKind::AddrInUse;
+                let e = anyhow::Error::new(e).context(listener_error(l.transport, addr));
+                return Err(if taken {
+                    BindFailure::SharedPortTaken(e)
+                } else {
+                    BindFailure::Other(e)
+                });
             }
         };
         chosen.entry(local.ip()).or_insert(local.port());

@@ -431,3 +431,19 @@ async fn sigterm_drains_gracefully() {
         .unwrap();
     assert!(code.success(), "{code:?}");
 }
+
+/// Port 0 in the config: UDP and TCP must end up on one port every time, even
+/// when the port the kernel picks for UDP is busy for TCP (the start then binds
+/// again on a new port instead of failing with `Address already in use`).
+#[tokio::test]
+async fn port_zero_start_binds_udp_and_tcp_on_one_port_every_time() {
+    for start in 0..50 {
+        let gw = gateway("sip:127.0.0.1:9;transport=udp").await;
+        let (udp, tcp) = (gw.udp_addr().unwrap(), gw.tcp_addr().unwrap());
+        assert_ne!(udp.port(), 0, "start {start}");
+        assert_eq!(udp, tcp, "start {start}: one port for both transports");
+        // Both really listen: a TCP connect succeeds on that port.
+        TcpStream::connect(tcp).await.expect("TCP listener accepts");
+        gw.shutdown().await;
+    }
+}
