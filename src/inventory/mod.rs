@@ -76,7 +76,7 @@ impl Inventory {
         self.claimed.contains(&number.key())
     }
 
-    /// The attestation numbers.csv gives `number`, if any (SPEC: an empty
+    /// The attestation numbers.csv gives `number`, if any (an empty
     /// cell means the `[stir] attest` default).
     pub fn attest_of(&self, number: &E164) -> Option<Attest> {
         if self.attest.is_empty() {

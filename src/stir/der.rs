@@ -101,7 +101,7 @@ mod tests {
     #[test]
     fn reads_short_and_long_lengths() {
         let mut long = vec![OCTET_STRING, 0x81, 200];
-        long.extend(std::iter::repeat(7).take(200));
+        long.extend(std::iter::repeat_n(7, 200));
         let mut r = Reader::new(&long);
         assert_eq!(r.next().unwrap().body.len(), 200);
         assert!(r.is_empty());
