@@ -9,6 +9,10 @@
 #                 what SIPp itself manages on this machine
 #       kamailio  kamailio/kamailio.cfg on 127.0.0.1:5062
 #       cidgate   "<cidgate> run --config <generated toml>" on 127.0.0.1:5060
+#       kamailio-stir, cidgate-stir (with --stir): the same two, each also
+#                 signing every forwarded INVITE (STIR/SHAKEN, ES256 key made
+#                 here with openssl): kamailio/kamailio-stir.cfg with the
+#                 secsipid module, cidgate with a [stir] section
 #     a fixed-rate run (--rate, --run-calls) reporting gateway CPU us per call,
 #     then a ramp (--ramp rates, each --ramp-seconds long) up to the highest
 #     rate with < 0.1 % failed calls.
@@ -26,6 +30,7 @@
 #   --no-ramp            fixed-rate runs only
 #   --transports "udp tcp"                                          (udp tcp)
 #   --targets "baseline kamailio cidgate"                           (all available)
+#   --stir               add the signing targets kamailio-stir and cidgate-stir
 #   --queues Q --numbers N --calls C --seed S   lab size           (2000 20000 20000 1)
 #   --mode strict|normalize                                         (strict)
 #   --kamailio-shm MB    Kamailio shared memory (1024; tm keeps every finished
@@ -34,7 +39,7 @@
 set -u
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 CIDGATE=""; RATE=1000; RUNCALLS=10000; RAMP="250 500 1000 1500 2000 3000 4000"; RAMPSEC=5; DORAMP=1
-KSHM=1024; TRANSPORTS="udp tcp"; TARGETS=""; QUEUES=2000; NUMBERS=20000; CALLS=20000; SEED=1; MODE=strict; OUT=""
+KSHM=1024; TRANSPORTS="udp tcp"; TARGETS=""; STIR=0; QUEUES=2000; NUMBERS=20000; CALLS=20000; SEED=1; MODE=strict; OUT=""
 die() { echo "compare.sh: $*" >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -46,6 +51,7 @@ while [ $# -gt 0 ]; do
     --no-ramp) DORAMP=0; shift;;
     --transports) TRANSPORTS=$2; shift 2;;
     --targets) TARGETS=$2; shift 2;;
+    --stir) STIR=1; shift;;
     --queues) QUEUES=$2; shift 2;;
     --numbers) NUMBERS=$2; shift 2;;
     --calls) CALLS=$2; shift 2;;
@@ -61,11 +67,25 @@ done
 mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
 if [ -z "$TARGETS" ]; then
   TARGETS="baseline kamailio"; [ -n "$CIDGATE" ] && TARGETS="$TARGETS cidgate"
+  if [ "$STIR" = 1 ]; then
+    TARGETS="$TARGETS kamailio-stir"; [ -n "$CIDGATE" ] && TARGETS="$TARGETS cidgate-stir"
+  fi
 fi
-case " $TARGETS " in *" cidgate "*) [ -x "$CIDGATE" ] || die "--cidgate PATH (executable) needed for target cidgate";; esac
+case " $TARGETS " in *" cidgate"*) [ -x "$CIDGATE" ] || die "--cidgate PATH (executable) needed for target cidgate";; esac
 case "$MODE" in strict) CALLSFILE=calls.csv; KDEF=();; normalize) CALLSFILE=calls-normalize.csv; KDEF=(-A NORMALIZE);;
   *) die "--mode strict|normalize";; esac
 command -v sipp >/dev/null && command -v kamailio >/dev/null || die "needs sipp and kamailio"
+# Kamailio modules the configurations load, from Debian, when missing.
+KMOD=/usr/lib/x86_64-linux-gnu/kamailio/modules
+kpkgs=()
+[ -e "$KMOD/phonenum.so" ] || kpkgs+=(kamailio-phonenum-modules)
+case " $TARGETS " in *" kamailio-stir "*) [ -e "$KMOD/secsipid.so" ] || kpkgs+=(kamailio-secsipid-modules);; esac
+if [ ${#kpkgs[@]} -gt 0 ]; then
+  as_root=""; [ "$(id -u)" = 0 ] || as_root=sudo
+  echo "installing: ${kpkgs[*]}"
+  $as_root apt-get update -qq && DEBIAN_FRONTEND=noninteractive $as_root apt-get install -y -qq "${kpkgs[@]}" >/dev/null \
+    || die "could not install ${kpkgs[*]}"
+fi
 
 GW_PID=""; LOAD_PID=""
 stop_gw() {
@@ -90,6 +110,15 @@ python3 "$HERE/scripts/kamailio_inventory.py" "$OUT/lab/queues.csv" "$OUT/lab/nu
 sed 's/transport=udp/transport=tcp/' "$OUT/lab/cidgate.toml" > "$OUT/lab/cidgate-tcp.toml"
 sed 's/transport=udp/transport=tcp/' "$OUT/lab/cidgate-normalize.toml" > "$OUT/lab/cidgate-normalize-tcp.toml"
 { echo SEQUENTIAL; grep ';accept;' "$OUT/lab/$CALLSFILE"; } > "$OUT/lab/calls-accept-only.csv"
+# Signing: one P-256 key for both signing gateways (never kept: $OUT is scratch).
+STIR_KEY="$OUT/stir-key.pem"; STIR_X5U="https://certs.example.net/cidgate.pem"
+case " $TARGETS " in *"-stir "*)
+  openssl ecparam -name prime256v1 -genkey -noout -out "$STIR_KEY" || die "openssl could not make the signing key"
+  for t in cidgate cidgate-tcp cidgate-normalize cidgate-normalize-tcp; do
+    { cat "$OUT/lab/$t.toml"; printf '\n[stir]\nkey = "%s"\nx5u = "%s"\nattest = "A"\nrcd = true\n' "$STIR_KEY" "$STIR_X5U"; } \
+      > "$OUT/lab/$t-stir.toml"
+  done;;
+esac
 
 # start_gw TARGET TRANSPORT -> sets GW_PID, GW_ADDR, EXTRA (load.sh options)
 start_gw() {
@@ -98,19 +127,23 @@ start_gw() {
   case "$target" in
     baseline)
       GW_ADDR=127.0.0.1:5080; EXTRA=(--no-verify --calls-file "$OUT/lab/calls-accept-only.csv"); return 0;;
-    kamailio)
+    kamailio|kamailio-stir)
       GW_ADDR=127.0.0.1:5062; EXTRA=(--bye-display ignore --calls-file "$OUT/lab/$CALLSFILE")
-      kamailio -f "$HERE/kamailio/kamailio.cfg" -DD -E -m "$KSHM" -M 32 \
+      local kcfg="$HERE/kamailio/kamailio.cfg" kstir=()
+      [ "$target" = kamailio-stir ] && kcfg="$HERE/kamailio/kamailio-stir.cfg" \
+        && kstir=(-A "STIR_KEY=\"$STIR_KEY\"" -A "STIR_X5U=\"$STIR_X5U\"")
+      kamailio -f "$kcfg" ${kstir[@]+"${kstir[@]}"} -DD -E -m "$KSHM" -M 32 \
         -A "DBURL=\"text://$OUT/kamailio-db\"" -A "CTL_SOCK=\"unix:$OUT/kamailio-ctl\"" \
         -A "CARRIER=\"sip:127.0.0.1:5080;transport=$tr\"" ${KDEF[@]+"${KDEF[@]}"} \
-        >"$OUT/kamailio-$tr.log" 2>&1 &
+        >"$OUT/$target-$tr.log" 2>&1 &
       GW_PID=$!;;
-    cidgate)
+    cidgate|cidgate-stir)
       GW_ADDR=127.0.0.1:5060; EXTRA=(--calls-file "$OUT/lab/$CALLSFILE")
       local cfg="$OUT/lab/cidgate.toml"
       [ "$MODE" = normalize ] && cfg="$OUT/lab/cidgate-normalize.toml"
       [ "$tr" = tcp ] && cfg="${cfg%.toml}-tcp.toml"
-      "$CIDGATE" run --config "$cfg" >"$OUT/cidgate-$tr.log" 2>&1 &
+      [ "$target" = cidgate-stir ] && cfg="${cfg%.toml}-stir.toml"
+      "$CIDGATE" run --config "$cfg" >"$OUT/$target-$tr.log" 2>&1 &
       GW_PID=$!;;
   esac
   local port=${GW_ADDR##*:}
@@ -177,14 +210,19 @@ for tr in transports:
         ramp = [(int(k.rsplit("-", 1)[1]), v) for k, v in res.items() if k.startswith("%s-%s-ramp-" % (t, tr))]
         best = max([r_ for r_, v in ramp if v.get("verdict") == "PASS"], default=None)
         top = max([r_ for r_, v in ramp], default=None)
-        print("  %-4s %-9s fixed %s cps: %s ok / %s failed, %s us CPU per call;  highest clean ramp rate: %s%s"
+        print("  %-4s %-13s fixed %s cps: %s ok / %s failed, %s us CPU per call;  highest clean ramp rate: %s%s"
               % (tr, t, rate, r.get("ok", "-"), r.get("failed", "-"), cpu[t],
                  "%s cps" % best if best else "none",
                  " (ramp stopped at %s)" % top if top and top != best else (" (top of ramp)" if best else "")))
-    k, c = cpu.get("kamailio", "-"), cpu.get("cidgate", "-")
-    try:
-        print("  %-4s cidgate / kamailio CPU per call = %.2f" % (tr, float(c) / float(k)))
-    except ValueError:
-        pass
+    for a, b in (("cidgate", "kamailio"), ("cidgate-stir", "kamailio-stir")):
+        try:
+            print("  %-4s %s / %s CPU per call = %.2f" % (tr, a, b, float(cpu.get(a, "-")) / float(cpu.get(b, "-"))))
+        except ValueError:
+            pass
+    for signed, plain in (("cidgate-stir", "cidgate"), ("kamailio-stir", "kamailio")):
+        try:
+            print("  %-4s signing adds %.0f us CPU per call to %s" % (tr, float(cpu.get(signed, "-")) - float(cpu.get(plain, "-")), plain))
+        except ValueError:
+            pass
 PY
 echo "(details: $OUT)"

@@ -263,3 +263,32 @@ fn anonymous_calls_sign_the_asserted_number_and_without_stir_nothing_is_signed()
     assert!(header_value(fwd, "Identity").is_none());
     assert!(h.proxy.poll_sign().is_none());
 }
+
+#[test]
+fn after_a_failed_tcp_connect_large_invites_go_straight_to_udp() {
+    let mut r = Rig::new(stir_settings());
+    r.h.input(udp(PBX), invite("t1", "X-Queue-Id: sales\r\n"));
+    let job = r.jobs().remove(0);
+    let out = r.sign(&job);
+    assert_eq!(
+        to(&out, tcp(CARRIER)).len(),
+        1,
+        "a signed INVITE outgrows UDP"
+    );
+    r.h.proxy.handle_unreachable(r.h.now, tcp(CARRIER));
+    let out = r.h.advance(Duration::ZERO);
+    assert_eq!(to(&out, udp(CARRIER)).len(), 1, "falls back to UDP");
+
+    // The next call does not try TCP again (for a while).
+    r.h.input(udp(PBX), invite("t2", "X-Queue-Id: sales\r\n"));
+    let job = r.jobs().remove(0);
+    let out = r.sign(&job);
+    assert!(to(&out, tcp(CARRIER)).is_empty());
+    assert_eq!(to(&out, udp(CARRIER)).len(), 1);
+    // Later it does.
+    r.h.advance(Duration::from_secs(31));
+    r.h.input(udp(PBX), invite("t3", "X-Queue-Id: sales\r\n"));
+    let job = r.jobs().remove(0);
+    let out = r.sign(&job);
+    assert_eq!(to(&out, tcp(CARRIER)).len(), 1);
+}

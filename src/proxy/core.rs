@@ -3,9 +3,10 @@
 //! instance owns all transaction state; the shell serialises input into it,
 //! which keeps the hot path free of locks.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -22,6 +23,11 @@ use crate::inventory::InventoryHandle;
 use crate::sip::{self as sipmod, Message, Method, ParseFailure, Request};
 use crate::stir::SignJob;
 
+/// How long a failed TCP connect keeps a next hop on UDP.
+const TCP_DOWN_FOR: Duration = Duration::from_secs(30);
+/// Next hops remembered at most (only addresses the gateway connects to).
+const MAX_TCP_DOWN: usize = 1024;
+
 pub struct Proxy {
     pub(super) settings: Arc<Settings>,
     pub(super) caller_id: CallerIdStage,
@@ -30,6 +36,10 @@ pub struct Proxy {
     pub(super) via: OwnVia,
     /// Signatures asked for and not yet taken by the shell.
     pub(super) signs: VecDeque<SignJob>,
+    /// Next hops whose TCP connect failed, until when: an INVITE that
+    /// outgrows UDP goes to them over UDP at once instead of trying TCP
+    /// (and failing) for every call.
+    pub(super) tcp_down: HashMap<SocketAddr, Instant>,
     draining: bool,
 }
 
@@ -42,6 +52,7 @@ impl Proxy {
             txns: Transactions::default(),
             out: Outbox::default(),
             signs: VecDeque::new(),
+            tcp_down: HashMap::new(),
             draining: false,
         }
     }
@@ -97,7 +108,20 @@ impl Proxy {
     /// The shell could not reach `peer` (TCP connect failed): every call
     /// waiting on it without an answer fails over now instead of at Timer B.
     pub fn handle_unreachable(&mut self, now: Instant, peer: Peer) {
+        if peer.transport == crate::sip::Transport::Tcp {
+            if self.tcp_down.len() >= MAX_TCP_DOWN {
+                self.tcp_down.retain(|_, until| *until > now);
+            }
+            if self.tcp_down.len() < MAX_TCP_DOWN {
+                self.tcp_down.insert(peer.addr, now + TCP_DOWN_FOR);
+            }
+        }
         self.fail_unreachable(now, peer);
+    }
+
+    /// Whether a TCP connect to `addr` failed recently.
+    pub(super) fn tcp_is_down(&self, now: Instant, addr: SocketAddr) -> bool {
+        self.tcp_down.get(&addr).is_some_and(|until| *until > now)
     }
 
     fn refuse(&mut self, from: Peer, req: &Request, code: u16, phrase: &'static str, extra: &[u8]) {

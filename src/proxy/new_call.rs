@@ -287,6 +287,12 @@ impl Proxy {
         let (Kind::Call(plan), Some(req)) = (&txn.kind, txn.request.as_ref()) else {
             return;
         };
+        let allow_tcp = allow_tcp
+            && self
+                .settings
+                .carriers
+                .get(plan.carrier)
+                .map_or(true, |c| !self.tcp_is_down(now, c.addr));
         let inputs = AttemptInputs {
             req,
             plan,
