@@ -292,7 +292,7 @@ impl Proxy {
                 .settings
                 .carriers
                 .get(plan.carrier)
-                .map_or(true, |c| !self.tcp_is_down(now, c.addr));
+                .is_none_or(|c| !self.tcp_is_down(now, c.addr));
         let inputs = AttemptInputs {
             req,
             plan,
