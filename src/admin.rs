@@ -3,7 +3,9 @@
 //!
 //! Upserts and deletes change the running inventory only (atomically, checked
 //! like a file load); the next reload from the files replaces them, so the files
-//! stay the source of truth.
+//! stay the source of truth. With a shared store (`[inventory] redis`) they are
+//! checked the same way, written to the store and reach every instance, and
+//! `/healthz` also says whether the store is reachable.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -20,7 +22,10 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
-use crate::inventory::{InventoryBuilder, InventoryError, InventoryHandle, Queue, Region, E164};
+use crate::inventory::{
+    Edit, Inventory, InventoryBuilder, InventoryError, InventoryHandle, Queue, Region, E164,
+};
+use crate::store::{Edited, Store};
 
 #[derive(Clone)]
 struct AppState {
@@ -31,6 +36,8 @@ struct AppState {
     numbers: PathBuf,
     region: Region,
     prometheus: PrometheusHandle,
+    /// The shared store, when the inventory comes from Redis.
+    store: Option<Arc<Store>>,
 }
 
 /// The process-wide Prometheus recorder (installed once).
@@ -53,6 +60,17 @@ pub async fn start(
     config: &Config,
     inventory: Arc<InventoryHandle>,
 ) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
+    start_with_store(addr, config, inventory, None).await
+}
+
+/// [`start`] for an instance whose inventory is shared through `store`:
+/// edits and reloads go through the store.
+pub async fn start_with_store(
+    addr: SocketAddr,
+    config: &Config,
+    inventory: Arc<InventoryHandle>,
+    store: Option<Arc<Store>>,
+) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
     let state = AppState {
         inventory,
         edits: Arc::new(tokio::sync::Mutex::new(())),
@@ -60,9 +78,10 @@ pub async fn start(
         numbers: config.inventory.numbers.clone(),
         region: config.callerid.default_region,
         prometheus: prometheus(),
+        store,
     };
     let app = Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .route("/inventory", get(list_all))
         .route("/inventory/queues", get(list_queues))
@@ -86,6 +105,14 @@ pub async fn start(
         let _ = axum::serve(listener, app).await;
     });
     Ok((bound, task))
+}
+
+/// Always 200 while the gateway serves: a degraded store does not stop calls.
+async fn healthz(State(s): State<AppState>) -> String {
+    match &s.store {
+        Some(store) => store.health().report().1,
+        None => "ok\n".into(),
+    }
 }
 
 async fn metrics_text(State(s): State<AppState>) -> String {
@@ -292,36 +319,56 @@ async fn queue(State(s): State<AppState>, Path(id): Path<String>) -> Response {
     }
 }
 
-/// Applies one edit to a copy of the running inventory and swaps it in when the
-/// result checks out; the edit runs on the blocking pool (it copies the sets).
+/// Applies one edit: `edit` changes a copy of the running inventory (or
+/// refuses) and says what it did; the result must check out like a load.
+/// With a shared store the edit is written there and reaches every instance;
+/// without, the copy is swapped in here. The work runs off the core thread
+/// (it copies the sets).
 async fn apply_edit(
     s: AppState,
-    edit: impl FnOnce(&mut InventoryBuilder) -> Result<(), Refusal> + Send + 'static,
+    edit: impl Fn(&mut InventoryBuilder) -> Result<Edit, Refusal> + Send + Sync + 'static,
 ) -> Response {
-    let _turn = s.edits.lock().await;
-    let handle = s.inventory.clone();
     let region = s.region;
-    let r = tokio::task::spawn_blocking(move || {
-        let mut b = handle.snapshot().edit(region);
-        edit(&mut b)?;
-        let inv = b
+    let apply = move |inv: &Inventory| {
+        let mut b = inv.edit(region);
+        let done = edit(&mut b)?;
+        let next = b
             .build()
             .map_err(|e| Refusal::from_inventory(StatusCode::CONFLICT, &e))?;
-        let summary = format!(
-            "ok: {} queues, {} numbers\n",
-            inv.queue_count(),
-            inv.claimed_count()
-        );
-        handle.replace(inv);
-        Ok::<_, Refusal>(summary)
-    })
-    .await;
-    match r {
-        Ok(Ok(summary)) => (StatusCode::OK, summary).into_response(),
-        Ok(Err(refusal)) => refusal.into_response(),
-        Err(_) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "edit task failed\n".to_string(),
+        Ok::<_, Refusal>((next, done))
+    };
+    let edited = match &s.store {
+        Some(store) => store.edit(apply).await,
+        None => {
+            let _turn = s.edits.lock().await;
+            let handle = s.inventory.clone();
+            tokio::task::spawn_blocking(move || match apply(&handle.snapshot()) {
+                Ok((next, _)) => {
+                    let counts = (next.queue_count(), next.claimed_count());
+                    handle.replace(next);
+                    Edited::Done(counts)
+                }
+                Err(refusal) => Edited::Refused(refusal),
+            })
+            .await
+            .unwrap_or(Edited::Busy)
+        }
+    };
+    match edited {
+        Edited::Done((queues, numbers)) => (
+            StatusCode::OK,
+            format!("ok: {queues} queues, {numbers} numbers\n"),
+        )
+            .into_response(),
+        Edited::Refused(refusal) => refusal.into_response(),
+        Edited::Unavailable(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("inventory store unreachable, nothing changed: {why}\n"),
+        )
+            .into_response(),
+        Edited::Busy => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the inventory kept changing under this edit; nothing changed, try again\n".to_string(),
         )
             .into_response(),
     }
@@ -373,7 +420,9 @@ async fn upsert_queue(State(s): State<AppState>, Path(id): Path<String>, body: S
             Some(n) => Err(Refusal::conflict(format!(
                 "queue `{id}`: caller_id_number {n} is not a claimed number; claim it first (PUT /inventory/numbers/{n})"
             ))),
-            None => Ok(()),
+            None => Ok(Edit::PutQueue(
+                b.queue(&id).cloned().expect("the queue was just added"),
+            )),
         }
     })
     .await
@@ -382,7 +431,7 @@ async fn upsert_queue(State(s): State<AppState>, Path(id): Path<String>, body: S
 async fn delete_queue(State(s): State<AppState>, Path(id): Path<String>) -> Response {
     apply_edit(s, move |b| {
         if b.remove_queue(&id) {
-            Ok(())
+            Ok(Edit::delete_queue(&id))
         } else {
             Err(Refusal::not_found(format!(
                 "no queue `{id}` in the inventory"
@@ -408,7 +457,7 @@ async fn claim_number(
     };
     apply_edit(s, move |b| {
         b.claim_number(&number, region)
-            .map(|_| ())
+            .map(Edit::ClaimNumber)
             .map_err(Refusal::invalid)
     })
     .await
@@ -462,7 +511,7 @@ async fn release_number(
             )));
         }
         if was_claimed {
-            Ok(())
+            Ok(Edit::ReleaseNumber(e))
         } else {
             Err(Refusal::not_found(format!("{e} is not a claimed number")))
         }
@@ -471,6 +520,16 @@ async fn release_number(
 }
 
 async fn reload(State(s): State<AppState>) -> Response {
+    if let Some(store) = &s.store {
+        return match store.reload().await {
+            Ok((q, n)) => (
+                StatusCode::OK,
+                format!("reloaded from the store: {q} queues, {n} numbers\n"),
+            )
+                .into_response(),
+            Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
+        };
+    }
     let _turn = s.edits.clone().lock_owned().await;
     let handle = s.inventory.clone();
     let r =

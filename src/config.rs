@@ -120,8 +120,36 @@ pub struct RejectConfig {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InventoryConfig {
+    /// The two files; not read when `redis` is set.
     pub queues: PathBuf,
     pub numbers: PathBuf,
+    /// Set when the inventory is shared by several instances through Redis
+    /// instead of read from the two files.
+    pub redis: Option<RedisInventoryConfig>,
+}
+
+/// `[inventory] redis`, `key_prefix`, `snapshot`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisInventoryConfig {
+    /// `redis://[user:password@]host:port/db` (also `redis+unix:///path`).
+    pub url: String,
+    /// Prepended to every key, so several gateway groups can share one Redis.
+    pub key_prefix: String,
+    /// Last-good copy written after every change and served at start when
+    /// Redis cannot be reached; without it such a start is refused.
+    pub snapshot: Option<PathBuf>,
+}
+
+impl RedisInventoryConfig {
+    /// The URL without its password, for logs and messages.
+    pub fn display_url(&self) -> String {
+        match (self.url.find("://"), self.url.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                format!("{}://***@{}", &self.url[..scheme], &self.url[at + 1..])
+            }
+            _ => self.url.clone(),
+        }
+    }
 }
 
 /// One thing wrong with a configuration file, with its position.
@@ -187,6 +215,7 @@ const DEFAULT_REJECT_CODE: u16 = 403;
 const DEFAULT_REJECT_REASON: &str = "Q.850;cause=21;text=\"no outbound caller ID\"";
 const DEFAULT_QUEUES: &str = "queues.csv";
 const DEFAULT_NUMBERS: &str = "numbers.csv";
+const DEFAULT_KEY_PREFIX: &str = "cidgate:";
 
 // Raw shapes: what serde reads. Every value is optional (absent means the
 // default) and spanned (so later checks can point at it).
@@ -268,6 +297,9 @@ struct RawReject {
 struct RawInventory {
     queues: S<String>,
     numbers: S<String>,
+    redis: S<String>,
+    key_prefix: S<String>,
+    snapshot: S<String>,
 }
 
 impl Default for Config {
@@ -349,10 +381,13 @@ impl Config {
         };
         let base = source.parent().unwrap_or(Path::new(""));
         let config = ck.check(raw, source, base);
-        let inventory = ck.default_region.map(|region| InventorySource {
-            files: config.inventory.clone(),
-            default_region: region,
-        });
+        let inventory = ck
+            .default_region
+            .zip(config.inventory.clone())
+            .map(|(region, files)| InventorySource {
+                files,
+                default_region: region,
+            });
         let result = match config.config {
             Some(c) if ck.issues.is_empty() => Ok(c),
             _ => Err(ConfigError::Invalid { issues: ck.issues }),
@@ -423,13 +458,14 @@ impl Config {
             .transpose()
     }
 
-    /// Loads the inventory files this configuration names.
+    /// Loads the inventory this configuration names: the two files, or the
+    /// shared store's current version (blocking; not from within a runtime).
     pub fn load_inventory(&self) -> Result<Inventory, InventoryError> {
-        Inventory::load(
-            &self.inventory.queues,
-            &self.inventory.numbers,
-            self.callerid.default_region,
-        )
+        InventorySource {
+            files: self.inventory.clone(),
+            default_region: self.callerid.default_region,
+        }
+        .load()
     }
 }
 
@@ -452,8 +488,13 @@ pub struct InventorySource {
 }
 
 impl InventorySource {
+    /// The files, or with `[inventory] redis` the store's current version
+    /// read once (blocking; an unreachable store is an error naming it).
     pub fn load(&self) -> Result<Inventory, InventoryError> {
-        Inventory::load(&self.files.queues, &self.files.numbers, self.default_region)
+        match &self.files.redis {
+            Some(redis) => crate::store::load_blocking(redis, self.default_region),
+            None => Inventory::load(&self.files.queues, &self.files.numbers, self.default_region),
+        }
     }
 }
 
@@ -513,7 +554,7 @@ fn table_statement(t: &toml_edit::Table, at: usize) -> Option<Range<usize>> {
 /// were good, and the inventory files in any case.
 struct Checked {
     config: Option<Config>,
-    inventory: InventoryConfig,
+    inventory: Option<InventoryConfig>,
 }
 
 /// Collects issues while turning raw values into checked ones.
@@ -639,10 +680,7 @@ impl Checker<'_> {
             .as_ref()
             .map_or(DEFAULT_DOMAIN, |s| s.domain.as_str());
         let reject = self.reject(raw.reject, domain);
-        let inventory = InventoryConfig {
-            queues: resolve_path(base, raw.inventory.queues, DEFAULT_QUEUES),
-            numbers: resolve_path(base, raw.inventory.numbers, DEFAULT_NUMBERS),
-        };
+        let inventory = self.inventory(raw.inventory, base);
         let stir = match raw.stir {
             None => Some(None),
             Some(raw) => self.stir(raw, base).map(Some),
@@ -654,12 +692,99 @@ impl Checker<'_> {
                 carrier: carrier?,
                 callerid: callerid?,
                 reject: reject?,
-                inventory: inventory.clone(),
+                inventory: inventory.clone()?,
                 stir: stir?,
                 source: source.to_path_buf(),
             })
         })();
         Checked { config, inventory }
+    }
+
+    /// Exactly one source: the two files (the default) or Redis.
+    fn inventory(&mut self, raw: RawInventory, base: &Path) -> Option<InventoryConfig> {
+        let redis = match (raw.redis, raw.queues.as_ref().or(raw.numbers.as_ref())) {
+            (Some(url), Some(file)) => {
+                let (line, _) = self.position(file.span().start);
+                self.fail(
+                    &url,
+                    format!(
+                        "[inventory] redis: two sources; the inventory comes either from Redis or from \
+                         `queues`/`numbers` (line {line}), not both: remove one"
+                    ),
+                )
+            }
+            (Some(url), None) => self
+                .redis(url, raw.key_prefix, raw.snapshot, base)
+                .map(Some),
+            (None, _) => {
+                // Redis settings without `redis`: neither source is what was meant.
+                for (key, value) in [("key_prefix", &raw.key_prefix), ("snapshot", &raw.snapshot)] {
+                    if let Some(v) = value {
+                        self.fail::<()>(
+                            v,
+                            format!(
+                                "[inventory] {key}: only used with `redis`, which is not set; \
+                                 set `redis = \"redis://host:port/db\"` (then leave out queues and numbers) or remove {key}"
+                            ),
+                        );
+                    }
+                }
+                if raw.key_prefix.is_some() || raw.snapshot.is_some() {
+                    return None;
+                }
+                Some(None)
+            }
+        };
+        Some(InventoryConfig {
+            queues: resolve_path(base, raw.queues, DEFAULT_QUEUES),
+            numbers: resolve_path(base, raw.numbers, DEFAULT_NUMBERS),
+            redis: redis?,
+        })
+    }
+
+    fn redis(
+        &mut self,
+        url: Spanned<String>,
+        key_prefix: S<String>,
+        snapshot: S<String>,
+        base: &Path,
+    ) -> Option<RedisInventoryConfig> {
+        let checked_url = match redis::Client::open(url.get_ref().trim()) {
+            Ok(_) => Some(url.get_ref().trim().to_string()),
+            Err(e) => self.fail(
+                &url,
+                format!("[inventory] redis: not a usable Redis URL, expected redis://host:port/db ({e})"),
+            ),
+        };
+        let key_prefix = match key_prefix {
+            None => Some(DEFAULT_KEY_PREFIX.to_string()),
+            Some(p)
+                if !p.get_ref().is_empty()
+                    && !p
+                        .get_ref()
+                        .chars()
+                        .any(|c| c.is_control() || c.is_whitespace()) =>
+            {
+                Some(p.into_inner())
+            }
+            Some(p) => self.fail(
+                &p,
+                "[inventory] key_prefix: must not be empty or contain spaces or control characters"
+                    .into(),
+            ),
+        };
+        let snapshot = match snapshot {
+            Some(s) if s.get_ref().trim().is_empty() => {
+                self.fail::<()>(&s, "[inventory] snapshot: empty path".into());
+                return None;
+            }
+            s => s.map(|s| resolve_path(base, Some(s), "")),
+        };
+        Some(RedisInventoryConfig {
+            url: checked_url?,
+            key_prefix: key_prefix?,
+            snapshot,
+        })
     }
 
     fn server(&mut self, raw: RawServer) -> Option<ServerConfig> {

@@ -23,5 +23,6 @@ pub mod reload;
 pub mod server;
 pub mod sip;
 pub mod stir;
+pub mod store;
 pub mod telemetry;
 pub mod transport;

@@ -79,6 +79,25 @@ enum Command {
     /// CNAM (US calling-name database) enrolment.
     #[command(subcommand)]
     Cnam(CnamCommand),
+    /// The inventory shared by several instances (`[inventory] redis`).
+    #[command(subcommand)]
+    Inventory(InventoryCommand),
+}
+
+#[derive(Subcommand)]
+enum InventoryCommand {
+    /// Check QUEUES.csv and NUMBERS.csv like a load, then make them the
+    /// inventory of every instance in one atomic switch. Any bad line refuses
+    /// the whole push and changes nothing.
+    Push {
+        /// The configuration naming the store (`[inventory] redis`).
+        #[arg(long)]
+        config: PathBuf,
+        /// queues.csv to push.
+        queues: PathBuf,
+        /// numbers.csv to push.
+        numbers: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -123,6 +142,11 @@ fn main() -> ExitCode {
         Command::Cnam(CnamCommand::Export { config, output }) => {
             report(cnam_export(&config, output.as_deref()))
         }
+        Command::Inventory(InventoryCommand::Push {
+            config,
+            queues,
+            numbers,
+        }) => report(push(&config, &queues, &numbers)),
     }
 }
 
@@ -344,12 +368,53 @@ fn print_claims(
     println!("          x5u {}", signer.x5u());
 }
 
+/// `inventory push`: the files are checked exactly like a load (every bad
+/// line printed, nothing written on any) before anything reaches the store.
+fn push(path: &Path, queues: &Path, numbers: &Path) -> anyhow::Result<()> {
+    let config = Config::from_file(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let Some(redis) = &config.inventory.redis else {
+        anyhow::bail!(
+            "{}: [inventory] redis is not set; push writes to the shared inventory store",
+            path.display()
+        );
+    };
+    let inventory =
+        cidgate::inventory::Inventory::load(queues, numbers, config.callerid.default_region)
+            .map_err(|e| anyhow::anyhow!("nothing pushed:\n{e}"))?;
+    print_warnings(&inventory);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let pushed = rt.block_on(cidgate::store::push(redis, &inventory))?;
+    println!(
+        "pushed version {} to {} ({} queues, {} numbers){}",
+        pushed.version,
+        redis.display_url(),
+        inventory.queue_count(),
+        inventory.claimed_count(),
+        pushed
+            .previous
+            .map(|p| format!("; replaced version {p}"))
+            .unwrap_or_default()
+    );
+    Ok(())
+}
+
 fn run(path: &Path) -> anyhow::Result<()> {
     let config = Config::from_file(path).map_err(|e| anyhow::anyhow!("{e}"))?;
     cidgate::telemetry::init_logging(config.server.log == cidgate::config::LogFormat::Json);
-    let inventory = config
-        .load_inventory()
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    // With a shared store, the store's thread loads and follows the inventory.
+    let store = match config.inventory.redis {
+        Some(_) => Some(Arc::new(cidgate::store::Store::new(&config)?)),
+        None => None,
+    };
+    let inventory = match &store {
+        Some(store) => store.load_at_start()?,
+        None => config
+            .load_inventory()
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+    };
     for w in inventory.warnings() {
         tracing::warn!("inventory: {w}");
     }
@@ -368,13 +433,21 @@ fn run(path: &Path) -> anyhow::Result<()> {
         }
         let admin = match config.server.admin {
             Some(addr) => Some(
-                cidgate::admin::start(addr, &config, gw.inventory.clone())
-                    .await?
-                    .1,
+                cidgate::admin::start_with_store(
+                    addr,
+                    &config,
+                    gw.inventory.clone(),
+                    store.clone(),
+                )
+                .await?
+                .1,
             ),
             None => None,
         };
-        cidgate::reload::spawn_watchers(&config, gw.inventory.clone());
+        match &store {
+            Some(store) => store.follow(gw.inventory.clone()),
+            None => cidgate::reload::spawn_watchers(&config, gw.inventory.clone()),
+        }
         wait_for_termination().await;
         tracing::info!("shutting down");
         if let Some(a) = admin {

@@ -278,7 +278,7 @@ pub(super) fn read_queues(builder: &mut InventoryBuilder, input: impl Read, file
 }
 
 /// Empty means "use the default region".
-fn region_field(s: &str) -> Result<Option<Region>, String> {
+pub(super) fn region_field(s: &str) -> Result<Option<Region>, String> {
     if s.is_empty() {
         return Ok(None);
     }
@@ -288,7 +288,7 @@ fn region_field(s: &str) -> Result<Option<Region>, String> {
 }
 
 /// Empty means "the `[stir] attest` default".
-fn attest_field(s: &str) -> Result<Option<Attest>, String> {
+pub(super) fn attest_field(s: &str) -> Result<Option<Attest>, String> {
     if s.is_empty() {
         return Ok(None);
     }
@@ -297,7 +297,7 @@ fn attest_field(s: &str) -> Result<Option<Attest>, String> {
         .ok_or_else(|| format!("attest {s:?} is not A, B or C (or empty for the default)"))
 }
 
-fn anonymous_field(s: &str) -> Result<bool, String> {
+pub(super) fn anonymous_field(s: &str) -> Result<bool, String> {
     match s.to_ascii_lowercase().as_str() {
         "" | "false" | "no" | "0" => Ok(false),
         "true" | "yes" | "1" => Ok(true),

@@ -4,9 +4,12 @@
 //! and swaps it into the [`InventoryHandle`], so every call sees one
 //! consistent inventory and readers never take a lock (docs/behaviour.md §6).
 
+mod edit;
 mod load;
 pub mod number;
+mod records;
 mod rules;
+pub mod snapshot;
 mod warm;
 
 use std::collections::{HashMap, HashSet};
@@ -19,7 +22,9 @@ use arc_swap::{ArcSwap, Guard};
 
 use crate::stir::Attest;
 
+pub use edit::{Edit, EditError};
 pub use number::{normalize, parse_e164_strict, syntactic_e164, Region, E164};
+pub use records::queue_row;
 pub use warm::{compiled_patterns, warm_numbering_plans};
 
 /// A queue as the caller-ID policy sees it.
@@ -109,6 +114,12 @@ impl Inventory {
             (k * 10u64.pow(number::MAX_DIGITS as u32 - digits), digits)
         });
         keys.into_iter().map(E164::from_key).collect()
+    }
+
+    /// Every claimed number, in no particular order (to write the inventory
+    /// out: to the shared store, to a snapshot).
+    pub fn numbers(&self) -> impl Iterator<Item = E164> + '_ {
+        self.claimed.iter().map(|&key| E164::from_key(key))
     }
 
     /// A builder holding this inventory, for edits (admin upsert/delete) that
@@ -290,7 +301,7 @@ impl InventoryBuilder {
     /// the number and whether it was claimed.
     pub fn release_number(&mut self, number: &str, region: Region) -> Result<(E164, bool), String> {
         let e = parse_number(number, region)?;
-        Ok((e, self.claimed.remove(&e.key())))
+        Ok((e, self.release(e)))
     }
 
     /// Ids of the queues presenting `number`, sorted.
@@ -310,6 +321,31 @@ impl InventoryBuilder {
     pub fn unclaimed_number_of(&self, id: &str) -> Option<E164> {
         let (q, _) = self.queues.get(id)?;
         q.number.filter(|n| !self.claimed.contains(&n.key()))
+    }
+
+    /// Adds or replaces a queue that is already checked (an [`Edit`]).
+    pub(crate) fn put_queue(&mut self, queue: Queue) {
+        let origin = Origin {
+            file: BUILDER_FILE.into(),
+            line: 0,
+        };
+        self.queues.insert(queue.id.clone(), (queue, origin));
+    }
+
+    /// Claims a number that is already checked; whether it was new.
+    pub(crate) fn claim(&mut self, number: E164) -> bool {
+        self.claimed.insert(number.key())
+    }
+
+    /// Releases a number (and its attestation); whether it was claimed.
+    pub(crate) fn release(&mut self, number: E164) -> bool {
+        self.attest.remove(&number.key());
+        self.claimed.remove(&number.key())
+    }
+
+    /// The queue `id` as added so far (to describe an edit after making it).
+    pub fn queue(&self, id: &str) -> Option<&Queue> {
+        self.queues.get(id).map(|(q, _)| q)
     }
 
     /// Drops a queue; whether there was one.

@@ -1,0 +1,311 @@
+//! The Redis commands and scripts behind the data model in `keys`: reading a
+//! version whole, polling for changes, writing a version, the atomic switch
+//! and the atomic edit. Everything that must not interleave with another
+//! client runs as one Lua script or one MULTI/EXEC.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use redis::aio::ConnectionManager;
+use redis::{RedisResult, Script};
+
+use super::keys::Keys;
+use crate::inventory::snapshot::Stamp;
+use crate::inventory::{queue_row, Inventory};
+
+/// Edits kept per version for instances that follow by replaying them; an
+/// instance further behind reads the version whole.
+pub const LOG_KEEP: usize = 1000;
+
+/// A version's keys live this long while being written: a push that dies
+/// half-way leaves nothing behind for long. The switch makes them permanent.
+const STAGING_TTL_SECS: i64 = 3600;
+
+/// Fields per HSET in a push.
+const CHUNK: usize = 5000;
+
+/// KEYS: current, log of the caller's version. ARGV: caller's version and
+/// revision. Returns {} for an empty store, else {version, revision, edits…}
+/// where the edits (revision-ordered log entries) are included only when
+/// the caller is on the same version and the log still covers the gap.
+const POLL: &str = r#"
+local cur = redis.call('HMGET', KEYS[1], 'version', 'revision')
+if not cur[1] then return {} end
+local v, r = tonumber(cur[1]), tonumber(cur[2] or '0')
+local out = {v, r}
+local have = tonumber(ARGV[2])
+if v == tonumber(ARGV[1]) and r > have then
+  local need = r - have
+  if redis.call('LLEN', KEYS[2]) >= need then
+    local entries = redis.call('LRANGE', KEYS[2], -need, -1)
+    for i = 1, #entries do out[#out + 1] = entries[i] end
+  end
+end
+return out
+"#;
+
+/// KEYS: current, queues, numbers, log (all of the expected version).
+/// ARGV: prefix, expected version, expected revision, operation, key, row,
+/// log length kept, now. Applies the edit only if the store is still at the
+/// expected version and revision (the edit was checked against exactly that
+/// inventory). Returns {1, version, revision} or {0, version, revision}.
+const EDIT: &str = r#"
+local cur = redis.call('HMGET', KEYS[1], 'version', 'revision')
+local v, r = tonumber(cur[1] or '0'), tonumber(cur[2] or '0')
+if v ~= tonumber(ARGV[2]) or r ~= tonumber(ARGV[3]) then return {0, v, r} end
+local op, key, row = ARGV[4], ARGV[5], ARGV[6]
+if op == 'put_queue' then redis.call('HSET', KEYS[2], key, row)
+elseif op == 'delete_queue' then redis.call('HDEL', KEYS[2], key)
+elseif op == 'claim_number' then redis.call('HSETNX', KEYS[3], key, row)
+elseif op == 'release_number' then redis.call('HDEL', KEYS[3], key)
+else return redis.error_reply('unknown edit operation ' .. op) end
+r = r + 1
+redis.call('HSET', KEYS[1], 'version', v, 'revision', r, 'updated_at', ARGV[8])
+redis.call('RPUSH', KEYS[4], r .. '\t' .. op .. '\t' .. key .. '\t' .. row)
+redis.call('LTRIM', KEYS[4], -tonumber(ARGV[7]), -1)
+redis.call('PUBLISH', ARGV[1] .. 'changes', v .. ':' .. r)
+return {1, v, r}
+"#;
+
+/// KEYS: current, queues and numbers of the new version. ARGV: prefix, new
+/// version, queue count, number count, "1" to switch only into an empty
+/// store (a restore), now. Checks the new version is complete, makes it
+/// current, deletes the previous one and announces it. Returns
+/// {1, previous version or ""} or {0, why}.
+const SWITCH: &str = r#"
+if redis.call('HLEN', KEYS[2]) ~= tonumber(ARGV[3])
+   or redis.call('HLEN', KEYS[3]) ~= tonumber(ARGV[4]) then
+  return {0, 'incomplete'}
+end
+local old = redis.call('HGET', KEYS[1], 'version')
+if ARGV[5] == '1' and old then
+  redis.call('UNLINK', KEYS[2], KEYS[3])
+  return {0, 'taken'}
+end
+redis.call('PERSIST', KEYS[2])
+redis.call('PERSIST', KEYS[3])
+redis.call('HSET', KEYS[1], 'version', ARGV[2], 'revision', 0, 'updated_at', ARGV[6])
+if old and old ~= ARGV[2] then
+  local b = ARGV[1] .. 'v' .. old .. ':'
+  redis.call('UNLINK', b .. 'queues', b .. 'numbers', b .. 'log')
+end
+redis.call('PUBLISH', ARGV[1] .. 'changes', ARGV[2] .. ':0')
+return {1, old or ''}
+"#;
+
+fn script(cell: &'static OnceLock<Script>, code: &str) -> &'static Script {
+    cell.get_or_init(|| Script::new(code))
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// What the store holds now, and the edits since `have` when they can be
+/// replayed.
+#[derive(Debug)]
+pub struct Polled {
+    /// `None`: nothing was ever pushed or edited (or Redis lost its data).
+    pub stamp: Option<Stamp>,
+    /// Log entries after `have`, oldest first; empty when not replayable.
+    pub entries: Vec<String>,
+}
+
+pub async fn poll(conn: &mut ConnectionManager, keys: &Keys, have: Stamp) -> RedisResult<Polled> {
+    static CELL: OnceLock<Script> = OnceLock::new();
+    let reply: Vec<redis::Value> = script(&CELL, POLL)
+        .key(keys.current())
+        .key(keys.log(have.version))
+        .arg(have.version)
+        .arg(have.revision)
+        .invoke_async(conn)
+        .await?;
+    if reply.len() < 2 {
+        return Ok(Polled {
+            stamp: None,
+            entries: Vec::new(),
+        });
+    }
+    let stamp = Stamp {
+        version: redis::from_redis_value(&reply[0])?,
+        revision: redis::from_redis_value(&reply[1])?,
+    };
+    let entries = reply[2..]
+        .iter()
+        .map(redis::from_redis_value)
+        .collect::<RedisResult<Vec<String>>>()?;
+    Ok(Polled {
+        stamp: Some(stamp),
+        entries,
+    })
+}
+
+/// One version read whole and consistently.
+#[derive(Debug)]
+pub struct Whole {
+    pub stamp: Stamp,
+    pub queues: HashMap<String, String>,
+    /// Number → attestation (`""`: the configured default).
+    pub numbers: HashMap<String, String>,
+}
+
+/// `current`'s version and revision, the queues hash, the numbers hash.
+type WholeReply = (
+    (Option<u64>, Option<u64>),
+    HashMap<String, String>,
+    HashMap<String, String>,
+);
+
+/// Reads `version` in one MULTI/EXEC with `current`, so no edit can land
+/// between the parts; `None` when `current` no longer names that version (a
+/// push switched meanwhile: the caller polls again).
+pub async fn read_whole(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    version: u64,
+) -> RedisResult<Option<Whole>> {
+    let (cur, queues, numbers): WholeReply = redis::pipe()
+        .atomic()
+        .cmd("HMGET")
+        .arg(keys.current())
+        .arg("version")
+        .arg("revision")
+        .cmd("HGETALL")
+        .arg(keys.queues(version))
+        .cmd("HGETALL")
+        .arg(keys.numbers(version))
+        .query_async(conn)
+        .await?;
+    let (v, r) = cur;
+    if v.unwrap_or(0) != version {
+        return Ok(None);
+    }
+    Ok(Some(Whole {
+        stamp: Stamp {
+            version,
+            revision: r.unwrap_or(0),
+        },
+        queues,
+        numbers,
+    }))
+}
+
+/// Writes `inventory` as a new version (not yet current); returns it.
+pub async fn write_version(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    inventory: &Inventory,
+) -> RedisResult<u64> {
+    let version: u64 = redis::cmd("INCR")
+        .arg(keys.next_version())
+        .query_async(conn)
+        .await?;
+    let (qkey, nkey) = (keys.queues(version), keys.numbers(version));
+    let mut pipe = redis::pipe();
+    let queues: Vec<_> = inventory.queues().collect();
+    for (i, chunk) in queues.chunks(CHUNK).enumerate() {
+        let mut cmd = redis::cmd("HSET");
+        cmd.arg(&qkey);
+        for q in chunk {
+            cmd.arg(&*q.id).arg(queue_row(q));
+        }
+        pipe.add_command(cmd).ignore();
+        if i == 0 {
+            pipe.expire(&qkey, STAGING_TTL_SECS).ignore();
+        }
+    }
+    let numbers: Vec<(String, &str)> = inventory
+        .number_records()
+        .map(|(n, attest)| (n.to_string(), attest))
+        .collect();
+    for (i, chunk) in numbers.chunks(CHUNK).enumerate() {
+        pipe.hset_multiple(&nkey, chunk).ignore();
+        if i == 0 {
+            pipe.expire(&nkey, STAGING_TTL_SECS).ignore();
+        }
+    }
+    let () = pipe.query_async(conn).await?;
+    Ok(version)
+}
+
+/// How a switch ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Switched {
+    /// `version` is current; the previous one (if any) is deleted.
+    Done { previous: Option<u64> },
+    /// A restore found the store no longer empty; its version was dropped.
+    Taken,
+    /// The version's keys do not hold what was written (expired, deleted).
+    Incomplete,
+}
+
+pub async fn switch(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    version: u64,
+    inventory: &Inventory,
+    only_into_empty: bool,
+) -> RedisResult<Switched> {
+    static CELL: OnceLock<Script> = OnceLock::new();
+    let (ok, detail): (u8, String) = script(&CELL, SWITCH)
+        .key(keys.current())
+        .key(keys.queues(version))
+        .key(keys.numbers(version))
+        .arg(keys.prefix())
+        .arg(version)
+        .arg(inventory.queue_count())
+        .arg(inventory.claimed_count())
+        .arg(if only_into_empty { "1" } else { "0" })
+        .arg(now_secs())
+        .invoke_async(conn)
+        .await?;
+    Ok(match (ok, detail.as_str()) {
+        (1, previous) => Switched::Done {
+            previous: previous.parse().ok(),
+        },
+        (_, "taken") => Switched::Taken,
+        _ => Switched::Incomplete,
+    })
+}
+
+/// Applies one encoded edit if the store is still at `expected`; returns the
+/// store's stamp afterwards and whether the edit was applied.
+pub async fn edit(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    expected: Stamp,
+    (op, key, row): (&str, &str, &str),
+) -> RedisResult<(bool, Stamp)> {
+    static CELL: OnceLock<Script> = OnceLock::new();
+    let v = expected.version;
+    let (ok, version, revision): (u8, u64, u64) = script(&CELL, EDIT)
+        .key(keys.current())
+        .key(keys.queues(v))
+        .key(keys.numbers(v))
+        .key(keys.log(v))
+        .arg(keys.prefix())
+        .arg(v)
+        .arg(expected.revision)
+        .arg(op)
+        .arg(key)
+        .arg(row)
+        .arg(LOG_KEEP)
+        .arg(now_secs())
+        .invoke_async(conn)
+        .await?;
+    Ok((ok == 1, Stamp { version, revision }))
+}
+
+/// Splits a log entry into (revision, operation, key, row).
+pub fn parse_entry(entry: &str) -> Option<(u64, &str, &str, &str)> {
+    let mut parts = entry.splitn(4, '\t');
+    let revision = parts.next()?.parse().ok()?;
+    Some((
+        revision,
+        parts.next()?,
+        parts.next()?,
+        parts.next().unwrap_or(""),
+    ))
+}
