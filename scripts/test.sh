@@ -14,6 +14,9 @@ needs=(
   # STIR tests: keys made with openssl, signatures checked by secsipidx.
   "openssl openssl"
   "secsipidx secsipidx"
+  # Shared-inventory tests: each starts a redis-server of its own on a free
+  # loopback port (never the system service).
+  "redis-server redis-server"
 )
 missing=()
 for need in "${needs[@]}"; do

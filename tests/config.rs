@@ -465,3 +465,47 @@ fn check_file_locates_the_inventory_even_when_other_keys_are_wrong() {
     std::fs::write(&path, "[callerid]\ndefault_region = \"XX\"\n").unwrap();
     assert!(Config::check_file(&path).inventory.is_none());
 }
+
+#[test]
+fn inventory_comes_from_the_files_or_from_redis_never_both_or_neither() {
+    let c = parse(
+        "[inventory]\nredis = \"redis://127.0.0.1:6379/2\"\nkey_prefix = \"edge-a:\"\nsnapshot = \"state/last-good.txt\"\n",
+    )
+    .unwrap();
+    let r = c.inventory.redis.unwrap();
+    assert_eq!(r.url, "redis://127.0.0.1:6379/2");
+    assert_eq!(r.key_prefix, "edge-a:");
+    assert_eq!(r.snapshot, Some(PathBuf::from("conf/state/last-good.txt")));
+    let r = parse("[inventory]\nredis = \"redis://:pw@10.0.0.5:6380/0\"\n")
+        .unwrap()
+        .inventory
+        .redis
+        .unwrap();
+    assert_eq!((r.key_prefix.as_str(), &r.snapshot), ("cidgate:", &None));
+    assert_eq!(r.display_url(), "redis://***@10.0.0.5:6380/0");
+    assert!(parse("").unwrap().inventory.redis.is_none());
+
+    // Both: the error points at `redis` and names the file key's line.
+    let e = only_error("[inventory]\nqueues = \"q.csv\"\nredis = \"redis://127.0.0.1/0\"\n");
+    assert!(e.starts_with("conf/cidgate.toml:3:"), "{e}");
+    assert!(e.contains("not both") && e.contains("(line 2)"), "{e}");
+    // Neither: Redis settings without `redis`.
+    let e = only_error("[inventory]\nkey_prefix = \"edge-a:\"\n");
+    assert!(e.starts_with("conf/cidgate.toml:2:"), "{e}");
+    assert!(
+        e.contains("key_prefix: only used with `redis`, which is not set"),
+        "{e}"
+    );
+    let e = only_error("[inventory]\nsnapshot = \"x\"\n");
+    assert!(e.contains("snapshot: only used with `redis`"), "{e}");
+    // Not a Redis URL; an unknown key.
+    let e = only_error("[inventory]\nredis = \"http://127.0.0.1:6379\"\n");
+    assert!(
+        e.contains("[inventory] redis: not a usable Redis URL"),
+        "{e}"
+    );
+    let e = only_error("[inventory]\nredis = \"redis://127.0.0.1/0\"\nkey_prefix = \"a b\"\n");
+    assert!(e.contains("key_prefix"), "{e}");
+    let e = only_error("[inventory]\nredis_url = \"redis://127.0.0.1/0\"\n");
+    assert!(e.contains("unknown key `redis_url` in [inventory]"), "{e}");
+}

@@ -363,7 +363,7 @@ fn invalid_utf8_is_reported_and_later_lines_still_checked() {
 #[test]
 fn builder_checks_queue_numbers_against_claimed_ones() {
     let mut b = Inventory::builder(Region::GB);
-    b.add_number("020 7183 8750").unwrap();
+    b.add_number("+442071838750").unwrap();
     b.add_queue("london", Some("+442071838750"), "London", None, true)
         .unwrap();
     b.add_queue("none", None, "", Some(Region::US), false)
@@ -546,4 +546,109 @@ fn numbers_file_attest_column_is_optional_and_checked() {
             .contains("attest \"X\" is not A, B or C"),
         "{err}"
     );
+}
+
+#[test]
+fn records_and_snapshot_round_trip_and_are_checked_like_a_load() {
+    use cidgate::inventory::{queue_row, snapshot, Edit};
+    let us = Region::parse("US").unwrap();
+    let mut b = Inventory::builder(us);
+    b.add_number("+14155550100").unwrap();
+    b.add_number_attested("+442071838750", cidgate::stir::Attest::B)
+        .unwrap();
+    b.add_queue("q1", Some("+14155550100"), "Say \"hi\", bye", None, true)
+        .unwrap();
+    b.add_queue("uk", Some("+442071838750"), "", Region::parse("GB"), false)
+        .unwrap();
+    b.add_queue("none", None, "No number", None, false).unwrap();
+    let inv = b.build().unwrap();
+
+    // Canonical rows name their region and read back identically.
+    let q1 = inv.queue("q1").unwrap();
+    assert_eq!(
+        queue_row(q1),
+        "+14155550100,\"Say \"\"hi\"\", bye\",US,true"
+    );
+    let rows: Vec<(String, String)> = inv
+        .queues()
+        .map(|q| (q.id.to_string(), queue_row(q)))
+        .collect();
+    let numbers: Vec<(String, &str)> = inv
+        .number_records()
+        .map(|(n, a)| (n.to_string(), a))
+        .collect();
+    assert!(numbers.contains(&("+442071838750".into(), "B")));
+    assert!(numbers.contains(&("+14155550100".into(), "")));
+    let back = Inventory::from_records(
+        numbers.iter().map(|(n, a)| (n.as_str(), *a)),
+        "k:numbers",
+        rows.iter().map(|(k, r)| (k.as_str(), r.as_str())),
+        "k:queues",
+        Region::parse("GB").unwrap(),
+    )
+    .unwrap();
+    assert_eq!(back.queue("q1"), Some(q1));
+    assert_eq!(back.queue("uk"), inv.queue("uk"));
+    assert_eq!(back.claimed_count(), 2);
+    let uk = syntactic_e164("+442071838750").unwrap();
+    assert_eq!(back.attest_of(&uk), Some(cidgate::stir::Attest::B));
+
+    // Bad records are all named, with where they came from.
+    let e = Inventory::from_records(
+        [("+14155550100", ""), ("garbage", ""), ("+14155550101", "D")],
+        "k:numbers",
+        [
+            ("q1", "+14155550199,X,US,false"),
+            ("q2", "+14155550100,X,ZZ"),
+        ],
+        "k:queues",
+        us,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("k:numbers: number \"garbage\""), "{e}");
+    assert!(e.contains("attest \"D\""), "{e}");
+    assert!(e.contains("k:queues: queue \"q2\""), "{e}");
+    assert!(e.contains("+14155550199 is not a claimed number"), "{e}");
+
+    // Edits encode to log fields and decode to the same edit.
+    for edit in [
+        Edit::put_queue("q9", "+14155550100,Nine,,yes", us).unwrap(),
+        Edit::delete_queue("q1"),
+        Edit::claim_number("(415) 555-0101", us).unwrap(),
+        Edit::release_number("+14155550100", us).unwrap(),
+    ] {
+        let (op, key, row) = edit.encode();
+        assert_eq!(Edit::decode(op, &key, &row, Region::GB), Ok(edit));
+    }
+    // Releasing a number in use is a conflict; deleting the absent, not found.
+    let release = Edit::release_number("+14155550100", us).unwrap();
+    assert!(matches!(
+        release.apply(&inv),
+        Err(cidgate::inventory::EditError::Conflict(_))
+    ));
+    assert_eq!(
+        Edit::delete_queue("nope").apply(&inv).unwrap_err(),
+        cidgate::inventory::EditError::NotFound
+    );
+
+    // The snapshot file holds the same inventory and its stamp.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("last-good.txt");
+    let stamp = snapshot::Stamp {
+        version: 7,
+        revision: 3,
+    };
+    snapshot::write(&path, &inv, stamp).unwrap();
+    let (read, read_stamp) = snapshot::read(&path, us).unwrap();
+    assert_eq!(read_stamp, stamp);
+    assert_eq!(read.queue("q1"), Some(q1));
+    assert_eq!(read.queue("none"), inv.queue("none"));
+    assert_eq!(read.claimed_count(), 2);
+    assert_eq!(read.attest_of(&uk), Some(cidgate::stir::Attest::B));
+    // A damaged snapshot is refused line by line like a file.
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace("+14155550100,,\n", "+1415555,,\n")).unwrap();
+    let e = snapshot::read(&path, us).unwrap_err().to_string();
+    assert!(e.contains("last-good.txt [numbers]:"), "{e}");
 }
