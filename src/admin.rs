@@ -26,6 +26,7 @@ use crate::inventory::{
     Edit, Inventory, InventoryBuilder, InventoryError, InventoryHandle, Queue, Region, E164,
 };
 use crate::store::{Edited, Store};
+use crate::transport::tls::TlsHandle;
 
 #[derive(Clone)]
 struct AppState {
@@ -38,6 +39,8 @@ struct AppState {
     prometheus: PrometheusHandle,
     /// The shared store, when the inventory comes from Redis.
     store: Option<Arc<Store>>,
+    /// Reloaded with the inventory when `[tls]` is configured.
+    tls: Option<Arc<TlsHandle>>,
 }
 
 /// The process-wide Prometheus recorder (installed once).
@@ -60,7 +63,7 @@ pub async fn start(
     config: &Config,
     inventory: Arc<InventoryHandle>,
 ) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
-    start_with_store(addr, config, inventory, None).await
+    start_with(addr, config, inventory, None, None).await
 }
 
 /// [`start`] for an instance whose inventory is shared through `store`:
@@ -71,7 +74,20 @@ pub async fn start_with_store(
     inventory: Arc<InventoryHandle>,
     store: Option<Arc<Store>>,
 ) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
+    start_with(addr, config, inventory, store, None).await
+}
+
+/// [`start_with_store`], with the TLS certificate and key reloaded by
+/// `/inventory/reload` too (a bad one is refused and the running one stays).
+pub async fn start_with(
+    addr: SocketAddr,
+    config: &Config,
+    inventory: Arc<InventoryHandle>,
+    store: Option<Arc<Store>>,
+    tls: Option<Arc<TlsHandle>>,
+) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
     let state = AppState {
+        tls,
         inventory,
         edits: Arc::new(tokio::sync::Mutex::new(())),
         queues: config.inventory.queues.clone(),
@@ -520,6 +536,20 @@ async fn release_number(
 }
 
 async fn reload(State(s): State<AppState>) -> Response {
+    if let Some(tls) = s.tls.clone() {
+        let r = tokio::task::spawn_blocking(move || tls.reload()).await;
+        if let Ok(Err(e)) = r {
+            tracing::error!(key = e.key(), error = %e, "tls reload refused; the running certificate stays");
+            return (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!(
+                    "[tls] {}: {e} (the running certificate stays; inventory not reloaded)\n",
+                    e.key()
+                ),
+            )
+                .into_response();
+        }
+    }
     if let Some(store) = &s.store {
         return match store.reload().await {
             Ok((q, n)) => (

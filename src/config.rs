@@ -36,6 +36,7 @@ pub struct Config {
     pub inventory: InventoryConfig,
     /// STIR/SHAKEN signing; `None` when the section is absent (no signing).
     pub stir: Option<StirConfig>,
+    pub tls: TlsConfig,
     /// The file the configuration came from (relative paths are resolved
     /// against its directory); not a TOML key.
     pub source: PathBuf,
@@ -68,12 +69,18 @@ pub struct ServerConfig {
     /// restarted (or a second) gateway, it keeps routing dialogs set up before;
     /// `None` means a random key per process.
     pub dialog_secret: Option<String>,
+    /// The secret before the last rotation: route state it sealed is still
+    /// opened (calls set up before the rotation keep working), never sealed.
+    pub dialog_secret_previous: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CarrierConfig {
     /// As written in the configuration, for logs.
     pub uri: String,
+    /// The URI host as written: the identity a TLS carrier's certificate must
+    /// carry (RFC 5922 §7.2).
+    pub host: String,
     pub transport: Transport,
     /// Resolved when the configuration is loaded.
     pub addr: SocketAddr,
@@ -116,6 +123,30 @@ pub struct RejectConfig {
     pub warning: String,
     /// Extra header lines (`Name: value`), without CRLF.
     pub headers: Vec<String>,
+}
+
+/// `[tls]`: files and checks for SIP over TLS. Paths are resolved against the
+/// configuration file's directory; `None` when not configured.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TlsConfig {
+    /// Certificate chain (PEM) the gateway presents, to the PBX and, as a
+    /// client certificate, to carriers that ask for one.
+    pub cert: Option<PathBuf>,
+    /// Private key (PEM) of `cert`.
+    pub key: Option<PathBuf>,
+    /// Trust anchors (PEM) for carrier certificates and PBX client certificates.
+    pub ca: Option<PathBuf>,
+    /// A carrier's certificate must chain to `ca` and name the URI host.
+    pub verify_carrier: bool,
+    /// PBX connections must present a certificate chaining to `ca`.
+    pub require_client_cert: bool,
+}
+
+impl TlsConfig {
+    /// Whether any TLS is configured at all (a listener or a carrier needs it).
+    pub fn has_identity(&self) -> bool {
+        self.cert.is_some() && self.key.is_some()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -237,6 +268,8 @@ struct RawConfig {
     #[serde(default)]
     inventory: RawInventory,
     stir: Option<RawStir>,
+    #[serde(default)]
+    tls: RawTls,
 }
 
 #[derive(Debug, Deserialize)]
@@ -256,6 +289,17 @@ struct RawServer {
     admin: S<String>,
     log: Option<LogFormat>,
     dialog_secret: S<String>,
+    dialog_secret_previous: S<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: S<String>,
+    key: S<String>,
+    ca: S<String>,
+    verify_carrier: Option<bool>,
+    require_client_cert: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -685,8 +729,10 @@ impl Checker<'_> {
             None => Some(None),
             Some(raw) => self.stir(raw, base).map(Some),
         };
+        let tls = self.tls(raw.tls, base, server.as_ref(), carrier.as_deref());
         let config = (|| {
             Some(Config {
+                tls: tls?,
                 server: server?,
                 trust: trust?,
                 carrier: carrier?,
@@ -805,7 +851,7 @@ impl Checker<'_> {
                         parse_listen(entry.get_ref()).or_else(|| {
                             self.fail(
                                 &entry,
-                                "[server] listen: not a listen address; expected udp://IP:PORT or tcp://IP:PORT".into(),
+                                "[server] listen: not a listen address; expected udp://IP:PORT, tcp://IP:PORT or tls://IP:PORT".into(),
                             )
                         })
                     })
@@ -831,21 +877,102 @@ impl Checker<'_> {
                 ),
             },
         };
-        let dialog_secret = match raw.dialog_secret {
-            None => Some(None),
-            Some(k) if k.get_ref().len() >= 16 => Some(Some(k.into_inner())),
-            Some(k) => self.fail(
-                &k,
-                "[server] dialog_secret: at least 16 characters (it keys the dialog seals)".into(),
-            ),
-        };
+        let dialog_secret = self.secret(raw.dialog_secret, "dialog_secret");
+        let dialog_secret_previous =
+            self.secret(raw.dialog_secret_previous, "dialog_secret_previous");
+        if let (Some(None), Some(Some(_))) = (&dialog_secret, &dialog_secret_previous) {
+            self.issue(
+                None,
+                "[server] dialog_secret_previous: only meaningful with dialog_secret (the current secret)".into(),
+            );
+        }
         Some(ServerConfig {
             listen: listen?,
             domain: domain?,
             admin: admin?,
             log: raw.log.unwrap_or_default(),
             dialog_secret: dialog_secret?,
+            dialog_secret_previous: dialog_secret_previous?,
         })
+    }
+
+    fn secret(&mut self, raw: S<String>, key: &str) -> Option<Option<String>> {
+        match raw {
+            None => Some(None),
+            Some(k) if k.get_ref().len() >= 16 => Some(Some(k.into_inner())),
+            Some(k) => self.fail(
+                &k,
+                format!("[server] {key}: at least 16 characters (it keys the route state)"),
+            ),
+        }
+    }
+
+    /// `[tls]`: what the listeners and carriers need must be there, and the
+    /// files must load (a certificate and key that do not match, a CA file
+    /// without certificates), each reported at its key.
+    fn tls(
+        &mut self,
+        raw: RawTls,
+        base: &Path,
+        server: Option<&ServerConfig>,
+        carriers: Option<&[CarrierConfig]>,
+    ) -> Option<TlsConfig> {
+        let spans = [&raw.cert, &raw.key, &raw.ca].map(|v| v.as_ref().map(Spanned::span));
+        let path = |v: S<String>| v.map(|p| resolve_path(base, Some(p), ""));
+        let tls = TlsConfig {
+            cert: path(raw.cert),
+            key: path(raw.key),
+            ca: path(raw.ca),
+            verify_carrier: raw.verify_carrier.unwrap_or(true),
+            require_client_cert: raw.require_client_cert.unwrap_or(false),
+        };
+        let listens_tls =
+            server.is_some_and(|s| s.listen.iter().any(|l| l.transport == Transport::Tls));
+        let tls_carrier = carriers
+            .and_then(|cs| cs.iter().find(|c| c.transport == Transport::Tls))
+            .map(|c| c.uri.clone());
+        let before = self.issues.len();
+        if listens_tls && !tls.has_identity() {
+            self.issue(
+                spans[0].clone().or(spans[1].clone()),
+                "[tls] cert and key: needed by the tls:// listen address".into(),
+            );
+        }
+        if tls.cert.is_some() != tls.key.is_some() {
+            let missing = if tls.cert.is_none() { "cert" } else { "key" };
+            self.issue(
+                spans[0].clone().or(spans[1].clone()),
+                format!("[tls] {missing}: cert and key go together"),
+            );
+        }
+        if tls.require_client_cert && tls.ca.is_none() {
+            self.issue(
+                None,
+                "[tls] ca: needed by require_client_cert = true (client certificates chain to it)"
+                    .into(),
+            );
+        }
+        if let (Some(uri), true, None) = (&tls_carrier, tls.verify_carrier, &tls.ca) {
+            self.issue(
+                None,
+                format!("[tls] ca: needed to verify the TLS carrier {uri} (or set verify_carrier = false)"),
+            );
+        }
+        if self.issues.len() > before {
+            return None;
+        }
+        if tls.has_identity() || tls.ca.is_some() {
+            if let Err(e) = crate::transport::tls::TlsContext::load(&tls) {
+                let span = match e.key() {
+                    "cert" => spans[0].clone(),
+                    "key" => spans[1].clone(),
+                    _ => spans[2].clone(),
+                };
+                self.issue(span, format!("[tls] {}: {e}", e.key()));
+                return None;
+            }
+        }
+        Some(tls)
     }
 
     fn trust(&mut self, raw: RawTrust) -> Option<TrustList> {
@@ -1033,7 +1160,8 @@ fn resolve_path(base: &Path, raw: S<String>, default: &str) -> PathBuf {
     }
 }
 
-/// `udp://127.0.0.1:5060`, `tcp://[::1]:5060`; the scheme is case-insensitive.
+/// `udp://127.0.0.1:5060`, `tcp://[::1]:5060`, `tls://127.0.0.1:5061`; the
+/// scheme is case-insensitive.
 fn parse_listen(s: &str) -> Option<ListenAddr> {
     let (scheme, addr) = s.trim().split_once("://")?;
     Some(ListenAddr {
@@ -1050,35 +1178,48 @@ fn parse_net(s: &str) -> Option<IpNet> {
         .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
 }
 
-/// `sip:HOST[:PORT][;transport=udp|tcp][;lr]`. A host name is resolved now,
-/// once: the proxy core routes by address and must not block on DNS per call.
+/// `sip:HOST[:PORT][;transport=udp|tcp|tls][;lr]` or `sips:HOST[:PORT]` (TLS,
+/// port 5061 by default). A host name is resolved now, once: the proxy core
+/// routes by address and must not block on DNS per call.
 fn parse_carrier(uri: &str) -> Result<CarrierConfig, String> {
     let trimmed = uri.trim();
-    let rest = match trimmed.split_once(':') {
-        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("sip") => rest,
-        Some((scheme, _)) if scheme.eq_ignore_ascii_case("sips") => {
-            return Err("sips: (TLS) is not supported yet".into())
+    let (rest, sips) = match trimmed.split_once(':') {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("sip") => (rest, false),
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("sips") => (rest, true),
+        _ => {
+            return Err(
+                "expected sip:HOST[:PORT][;transport=udp|tcp|tls] or sips:HOST[:PORT]".into(),
+            )
         }
-        _ => return Err("expected sip:HOST[:PORT][;transport=udp|tcp]".into()),
     };
     let mut parts = rest.split(';');
     let hostport = parts.next().unwrap_or("");
     if hostport.contains('@') {
         return Err("a carrier URI names a next hop: no user part".into());
     }
-    let mut transport = Transport::Udp;
+    let mut transport = if sips { Transport::Tls } else { Transport::Udp };
     for param in parts {
         let (name, value) = param.split_once('=').unwrap_or((param, ""));
         if name.eq_ignore_ascii_case("transport") {
             transport = Transport::from_token(value.as_bytes())
-                .ok_or_else(|| format!("transport={value}: only udp and tcp are supported"))?;
+                .ok_or_else(|| format!("transport={value}: only udp, tcp and tls are supported"))?;
+            if sips && transport != Transport::Tls {
+                return Err(format!(
+                    "sips: means TLS; transport={value} would send it in the clear"
+                ));
+            }
         } else if !name.eq_ignore_ascii_case("lr") {
             return Err(format!(
                 "unknown URI parameter `{name}` (supported: transport, lr)"
             ));
         }
     }
-    let (host, port) = split_host_port(hostport)?;
+    let default_port = if transport == Transport::Tls {
+        5061
+    } else {
+        5060
+    };
+    let (host, port) = split_host_port(hostport, default_port)?;
     let addr = match host.parse::<IpAddr>() {
         Ok(ip) => SocketAddr::new(ip, port),
         Err(_) if is_host(host) => (host, port)
@@ -1090,13 +1231,14 @@ fn parse_carrier(uri: &str) -> Result<CarrierConfig, String> {
     };
     Ok(CarrierConfig {
         uri: trimmed.to_string(),
+        host: host.to_string(),
         transport,
         addr,
     })
 }
 
-/// Splits `host[:port]` / `[v6][:port]`; the port defaults to 5060.
-fn split_host_port(s: &str) -> Result<(&str, u16), String> {
+/// Splits `host[:port]` / `[v6][:port]`; the port defaults to `default_port`.
+fn split_host_port(s: &str, default_port: u16) -> Result<(&str, u16), String> {
     let (host, port) = if let Some(v6) = s.strip_prefix('[') {
         let (host, after) = v6.split_once(']').ok_or("unclosed `[` in host")?;
         (host, after.strip_prefix(':'))
@@ -1110,7 +1252,7 @@ fn split_host_port(s: &str) -> Result<(&str, u16), String> {
         return Err("missing host".into());
     }
     let port = match port {
-        None => 5060,
+        None => default_port,
         Some(p) => p
             .parse::<u16>()
             .ok()

@@ -433,11 +433,12 @@ fn run(path: &Path) -> anyhow::Result<()> {
         }
         let admin = match config.server.admin {
             Some(addr) => Some(
-                cidgate::admin::start_with_store(
+                cidgate::admin::start_with(
                     addr,
                     &config,
                     gw.inventory.clone(),
                     store.clone(),
+                    gw.tls.clone(),
                 )
                 .await?
                 .1,
@@ -447,6 +448,9 @@ fn run(path: &Path) -> anyhow::Result<()> {
         match &store {
             Some(store) => store.follow(gw.inventory.clone()),
             None => cidgate::reload::spawn_watchers(&config, gw.inventory.clone()),
+        }
+        if let Some(tls) = gw.tls.clone() {
+            cidgate::reload::spawn_tls_reload(tls);
         }
         wait_for_termination().await;
         tracing::info!("shutting down");

@@ -35,6 +35,21 @@ fn mtime(p: &Path) -> Option<SystemTime> {
     std::fs::metadata(p).and_then(|m| m.modified()).ok()
 }
 
+/// Reloads the TLS certificate and key on SIGHUP (with the inventory); a set
+/// that does not load is refused and the running one stays.
+pub fn spawn_tls_reload(tls: Arc<crate::transport::tls::TlsHandle>) {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let tls = tls.clone();
+            let _ = tokio::task::spawn_blocking(move || tls.reload_logged()).await;
+        }
+    });
+}
+
 pub fn spawn_watchers(config: &Config, handle: Arc<InventoryHandle>) {
     let queues: PathBuf = config.inventory.queues.clone();
     let numbers: PathBuf = config.inventory.numbers.clone();

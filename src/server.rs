@@ -19,7 +19,8 @@ use crate::proxy::{Event, Peer, Proxy, Transmit};
 use crate::sip::scan::MAX_MESSAGE;
 use crate::sip::Transport;
 use crate::stir::{Signed, Signer, SigningPool};
-use crate::transport::{spawn_connection, TcpEvent};
+use crate::transport::tls::TlsHandle;
+use crate::transport::{spawn_connection, Origin, TcpEvent};
 
 /// What the core task is asked to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +35,9 @@ pub struct Gateway {
     /// The addresses actually bound (port 0 in the config is resolved here).
     pub listen: Vec<Peer>,
     pub inventory: Arc<InventoryHandle>,
+    /// The running certificate and key, when `[tls]` is configured; reloaded
+    /// with the inventory.
+    pub tls: Option<Arc<TlsHandle>>,
     stop: watch::Sender<Stop>,
     task: JoinHandle<()>,
     aux: Vec<JoinHandle<()>>,
@@ -50,6 +54,12 @@ impl Gateway {
         self.listen
             .iter()
             .find(|p| p.transport == Transport::Tcp)
+            .map(|p| p.addr)
+    }
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.listen
+            .iter()
+            .find(|p| p.transport == Transport::Tls)
             .map(|p| p.addr)
     }
 
@@ -101,7 +111,11 @@ fn listener_error(transport: Transport, addr: SocketAddr) -> String {
 }
 
 /// The bound listeners: UDP sockets, TCP listeners, and where each ended up.
-type Bound = (Vec<Arc<UdpSocket>>, Vec<TcpListener>, Vec<Peer>);
+type Bound = (
+    Vec<Arc<UdpSocket>>,
+    Vec<(TcpListener, Transport)>,
+    Vec<Peer>,
+);
 
 /// Tries at binding a configuration with port 0. The port the kernel gives the
 /// first listener on an IP is free for that transport only; the other one may
@@ -151,10 +165,18 @@ async fn bind_once(config: &Config) -> Result<Bound, BindFailure> {
                 udp.push(Arc::new(s));
                 Ok(local)
             }),
-            Transport::Tcp => match TcpListener::bind(addr).await {
-                Ok(s) => s.local_addr().inspect(|_| tcp.push(s)),
-                Err(e) => Err(e),
-            },
+            Transport::Tcp | Transport::Tls => {
+                // TLS has its own port (5061 by convention), so a port 0 is
+                // not shared with UDP and TCP.
+                if l.transport == Transport::Tls {
+                    addr.set_port(l.addr.port());
+                    shared = false;
+                }
+                match TcpListener::bind(addr).await {
+                    Ok(s) => s.local_addr().inspect(|_| tcp.push((s, l.transport))),
+                    Err(e) => Err(e),
+                }
+            }
         };
         let local = match result {
             Ok(local) => local,
@@ -168,7 +190,9 @@ async fn bind_once(config: &Config) -> Result<Bound, BindFailure> {
                 });
             }
         };
-        chosen.entry(local.ip()).or_insert(local.port());
+        if l.transport != Transport::Tls {
+            chosen.entry(local.ip()).or_insert(local.port());
+        }
         bound.push(Peer {
             transport: l.transport,
             addr: local,
@@ -196,44 +220,39 @@ pub async fn start(
     settings.listen = bound.clone();
     let proxy = Proxy::new(settings, inventory.clone());
 
+    let tls = match (
+        config.tls.has_identity() || config.tls.ca.is_some(),
+        config.carrier.iter().any(|c| c.transport == Transport::Tls),
+    ) {
+        (false, false) => None,
+        _ => Some(Arc::new(
+            TlsHandle::new(config.tls.clone())
+                .map_err(|e| anyhow::anyhow!("[tls] {}: {e}", e.key()))?,
+        )),
+    };
     let (stop_tx, stop_rx) = watch::channel(Stop::Run);
     let (tcp_tx, tcp_rx) = mpsc::channel::<TcpEvent>(8192);
     let mut aux = Vec::new();
     let ids = Arc::new(std::sync::atomic::AtomicU64::new(1));
-    for listener in tcp {
-        let tx = tcp_tx.clone();
-        let ids = ids.clone();
-        aux.push(tokio::spawn(async move {
-            let slots = Arc::new(());
-            loop {
-                let (stream, peer) = match listener.accept().await {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        // Out of descriptors or similar: back off instead of
-                        // spinning on an accept that keeps failing.
-                        tracing::warn!(error = %e, "tcp accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                if Arc::strong_count(&slots) > MAX_TCP_CONNECTIONS {
-                    tracing::warn!(%peer, "too many TCP connections; refusing one");
-                    drop(stream);
-                    continue;
-                }
-                let (otx, orx) = mpsc::channel(crate::transport::OUTBOX);
-                let id = ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                spawn_connection(
-                    Some(stream),
-                    peer,
-                    id,
-                    tx.clone(),
-                    orx,
-                    otx,
-                    Some(slots.clone()),
-                );
-            }
-        }));
+    let admission = Arc::new(Admission {
+        trust: config.trust.clone(),
+        carriers: config.carrier.iter().map(|c| c.addr.ip()).collect(),
+    });
+    for (listener, transport) in tcp {
+        let tls = match transport {
+            Transport::Tls => Some(
+                tls.clone()
+                    .context("a tls:// listener needs [tls] cert and key")?,
+            ),
+            _ => None,
+        };
+        aux.push(tokio::spawn(accept_loop(
+            listener,
+            tls,
+            admission.clone(),
+            tcp_tx.clone(),
+            ids.clone(),
+        )));
     }
     aux.push(tokio::spawn(crate::telemetry::summarise_untrusted()));
     let (pool, signed_rx) = match signer {
@@ -243,6 +262,12 @@ pub async fn start(
         }
         None => (None, None),
     };
+    let tls_hosts = config
+        .carrier
+        .iter()
+        .filter(|c| c.transport == Transport::Tls)
+        .map(|c| (c.addr, c.host.clone()))
+        .collect();
     let core = Core {
         proxy,
         udp,
@@ -251,11 +276,15 @@ pub async fn start(
         tcp_tx,
         tap,
         pool,
+        tls: tls.clone(),
+        tls_hosts,
+        sources: bound.clone(),
     };
     let task = tokio::spawn(core.run(tcp_rx, signed_rx, stop_rx));
     Ok(Gateway {
         listen: bound,
         inventory,
+        tls,
         stop: stop_tx,
         task,
         aux,
@@ -295,15 +324,103 @@ async fn next_signed(rx: &mut Option<mpsc::UnboundedReceiver<Signed>>) -> Option
     }
 }
 
+/// Who may open a connection to a TLS listener: the PBX (the trust list) and
+/// the carriers (in-dialog requests from the callee's side). Anyone else is
+/// closed before the handshake, so an unknown host cannot make the gateway do
+/// public-key work.
+struct Admission {
+    trust: crate::proxy::TrustList,
+    carriers: Vec<std::net::IpAddr>,
+}
+
+impl Admission {
+    fn is_pbx(&self, ip: std::net::IpAddr) -> bool {
+        self.trust.is_trusted(ip)
+    }
+    fn admits(&self, ip: std::net::IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.is_pbx(ip) || self.carriers.contains(&ip)
+    }
+}
+
+/// Accepts connections on a TCP or (with `tls`) TLS listener and hands each
+/// to its own task.
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<Arc<TlsHandle>>,
+    admission: Arc<Admission>,
+    events: mpsc::Sender<TcpEvent>,
+    ids: Arc<std::sync::atomic::AtomicU64>,
+) {
+    let slots = Arc::new(());
+    let transport = if tls.is_some() {
+        Transport::Tls
+    } else {
+        Transport::Tcp
+    };
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of descriptors or similar: back off instead of
+                // spinning on an accept that keeps failing.
+                tracing::warn!(error = %e, "{transport} accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if Arc::strong_count(&slots) > MAX_TCP_CONNECTIONS {
+            tracing::warn!(%peer, "too many connections; refusing one");
+            drop(stream);
+            continue;
+        }
+        let origin = match &tls {
+            None => Origin::Tcp(stream),
+            Some(_) if !admission.admits(peer.ip()) => {
+                tracing::warn!(%peer, "tls connection from an address neither trusted nor a carrier; closed before the handshake");
+                metrics::counter!("cidgate_tls_handshake_failures_total", "side" => "untrusted")
+                    .increment(1);
+                continue;
+            }
+            Some(handle) => Origin::Tls {
+                stream,
+                ctx: handle.current(),
+                is_pbx: admission.is_pbx(peer.ip()),
+            },
+        };
+        let (otx, orx) = mpsc::channel(crate::transport::OUTBOX);
+        let id = ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let peer = Peer {
+            transport,
+            addr: peer,
+        };
+        spawn_connection(
+            origin,
+            peer,
+            id,
+            events.clone(),
+            orx,
+            otx,
+            Some(slots.clone()),
+        );
+    }
+}
+
 struct Core {
     proxy: Proxy,
     /// Signs calls off this task's thread; `None` without `[stir]`.
     pool: Option<SigningPool>,
     udp: Vec<Arc<UdpSocket>>,
-    conns: HashMap<SocketAddr, (u64, mpsc::Sender<Bytes>)>,
+    /// Stream connections (TCP and TLS) by transport and remote address.
+    conns: HashMap<Peer, (u64, mpsc::Sender<Bytes>)>,
     ids: Arc<std::sync::atomic::AtomicU64>,
     tcp_tx: mpsc::Sender<TcpEvent>,
     tap: Option<mpsc::UnboundedSender<Event>>,
+    tls: Option<Arc<TlsHandle>>,
+    /// The name a TLS carrier's certificate must carry, by carrier address.
+    tls_hosts: HashMap<SocketAddr, String>,
+    /// The bound listeners: the source address of outgoing connections.
+    sources: Vec<Peer>,
 }
 
 impl Core {
@@ -380,14 +497,7 @@ impl Core {
 
     fn on_tcp(&mut self, ev: TcpEvent) {
         match ev {
-            TcpEvent::Message { from, data } => self.proxy.handle(
-                Instant::now(),
-                Peer {
-                    transport: Transport::Tcp,
-                    addr: from,
-                },
-                data,
-            ),
+            TcpEvent::Message { from, data } => self.proxy.handle(Instant::now(), from, data),
             TcpEvent::Up { peer, tx, id } => {
                 self.conns.entry(peer).or_insert((id, tx));
             }
@@ -400,13 +510,7 @@ impl Core {
                     self.conns.remove(&peer);
                 }
                 if connect_failed {
-                    self.proxy.handle_unreachable(
-                        Instant::now(),
-                        Peer {
-                            transport: Transport::Tcp,
-                            addr: peer,
-                        },
-                    );
+                    self.proxy.handle_unreachable(Instant::now(), peer);
                 }
             }
         }
@@ -466,30 +570,59 @@ impl Core {
                     Err(e) => tracing::debug!(to = %t.to.addr, error = %e, "udp send failed"),
                 }
             }
-            Transport::Tcp => {
-                let tx = match self.conns.get(&t.to.addr) {
+            Transport::Tcp | Transport::Tls => {
+                let tx = match self.conns.get(&t.to) {
                     Some((_, tx)) => tx.clone(),
                     None => {
+                        let Some(origin) = self.dial_origin(t.to) else {
+                            tracing::warn!(to = %t.to.addr, "tls next hop but no [tls] configured; message dropped");
+                            self.proxy.handle_unreachable(Instant::now(), t.to);
+                            return;
+                        };
                         let (otx, orx) = mpsc::channel(crate::transport::OUTBOX);
                         let id = self.ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         spawn_connection(
-                            None,
-                            t.to.addr,
+                            origin,
+                            t.to,
                             id,
                             self.tcp_tx.clone(),
                             orx,
                             otx.clone(),
                             None,
                         );
-                        self.conns.insert(t.to.addr, (id, otx.clone()));
+                        self.conns.insert(t.to, (id, otx.clone()));
                         otx
                     }
                 };
                 if tx.try_send(t.data).is_err() {
-                    tracing::warn!(to = %t.to.addr, "tcp send queue full or closed; message dropped");
+                    tracing::warn!(to = %t.to.addr, "stream send queue full or closed; message dropped");
                 }
             }
         }
+    }
+
+    /// How to reach `to` over a new connection: from the listen address of
+    /// its transport and, for TLS, checking the name configured for that
+    /// carrier (else the address itself). `None`: TLS without `[tls]`.
+    fn dial_origin(&self, to: Peer) -> Option<Origin> {
+        let source = self
+            .sources
+            .iter()
+            .find(|p| p.transport == to.transport && p.addr.is_ipv4() == to.addr.is_ipv4())
+            .map(|p| p.addr.ip());
+        let tls = match to.transport {
+            Transport::Tls => {
+                let ctx = self.tls.as_ref()?.current();
+                let host = self
+                    .tls_hosts
+                    .get(&to.addr)
+                    .cloned()
+                    .unwrap_or_else(|| to.addr.ip().to_string());
+                Some((ctx, host))
+            }
+            _ => None,
+        };
+        Some(Origin::Dial { source, tls })
     }
 }
 

@@ -102,6 +102,7 @@ impl SealKey {
         p.push(match state.pbx.transport {
             Transport::Udp => 0,
             Transport::Tcp => 1,
+            Transport::Tls => 2,
         });
         match state.pbx.addr.ip() {
             IpAddr::V4(ip) => {
@@ -155,6 +156,7 @@ impl SealKey {
         let transport = match r.u8()? {
             0 => Transport::Udp,
             1 => Transport::Tcp,
+            2 => Transport::Tls,
             _ => return None,
         };
         let ip = match r.u8()? {

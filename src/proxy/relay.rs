@@ -258,6 +258,7 @@ impl Proxy {
         let hit = self.txns.waiting_on(peer);
         for &(id, _) in hit.iter().filter(|(_, back_to_udp)| !back_to_udp) {
             if let Some(cl) = self.txns.get_mut(id).and_then(|t| t.client.as_mut()) {
+                cl.transport_failed = true;
                 let actions = cl.machine.on_transport_error();
                 self.run_client(now, id, actions, None);
             }
@@ -379,13 +380,17 @@ impl Proxy {
             return;
         };
         let cancelled = txn.cancelled;
+        let unreachable = txn.client.as_ref().is_some_and(|cl| cl.transport_failed);
+        let code = if unreachable { 503 } else { 408 };
         if let Kind::Call(plan) = &mut txn.kind {
-            if plan.fail_over(408, cancelled, carriers) {
+            if plan.fail_over(code, cancelled, carriers) {
                 return self.start_call_attempt(now, id, true);
             }
         }
         if cancelled {
             self.final_upstream_local(now, id, 487, "Request Terminated");
+        } else if unreachable {
+            self.final_upstream_local(now, id, 503, "Service Unavailable");
         } else {
             self.final_upstream_local(now, id, 408, "Request Timeout");
         }

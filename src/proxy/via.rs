@@ -7,16 +7,17 @@ use crate::sip::Transport;
 /// usize`): the listener's address, or the domain when it listens on every
 /// address.
 pub(super) struct OwnVia {
-    sent_by: [String; 2],
+    sent_by: [String; 3],
 }
 
 impl OwnVia {
     pub(super) fn new(settings: &Settings) -> OwnVia {
-        let sent_by = [Transport::Udp, Transport::Tcp].map(|t| match settings.local(t) {
-            Some(p) if !p.addr.ip().is_unspecified() => p.addr.to_string(),
-            Some(p) => format!("{}:{}", settings.domain, p.addr.port()),
-            None => settings.domain.clone(),
-        });
+        let sent_by =
+            [Transport::Udp, Transport::Tcp, Transport::Tls].map(|t| match settings.local(t) {
+                Some(p) if !p.addr.ip().is_unspecified() => p.addr.to_string(),
+                Some(p) => format!("{}:{}", settings.domain, p.addr.port()),
+                None => settings.domain.clone(),
+            });
         OwnVia { sent_by }
     }
 

@@ -431,7 +431,7 @@ fn check(raw: &RawMessage, transport: Transport) -> Result<Checked, Defect> {
     let body_len = match content_length {
         Some(n) if n > available => return Err((400, "Content-Length larger than message")),
         Some(n) => n,
-        None if transport == Transport::Tcp => 0,
+        None if transport.is_stream() => 0,
         None => available,
     };
 

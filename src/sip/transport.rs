@@ -6,6 +6,9 @@ use std::fmt;
 pub enum Transport {
     Udp,
     Tcp,
+    /// SIP over TLS over TCP (RFC 3261 §26, RFC 5630: `sip:` with
+    /// `transport=tls`, or `sips:`); framed like TCP.
+    Tls,
 }
 
 impl Transport {
@@ -14,6 +17,7 @@ impl Transport {
         match self {
             Transport::Udp => "UDP",
             Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
         }
     }
 
@@ -22,6 +26,7 @@ impl Transport {
         match self {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
         }
     }
 
@@ -31,9 +36,19 @@ impl Transport {
             Some(Transport::Udp)
         } else if token.eq_ignore_ascii_case(b"tcp") {
             Some(Transport::Tcp)
+        } else if token.eq_ignore_ascii_case(b"tls") {
+            Some(Transport::Tls)
         } else {
             None
         }
+    }
+}
+
+impl Transport {
+    /// Whether messages travel over a byte stream (RFC 3261 §18.3 framing,
+    /// Content-Length required, connections reused).
+    pub fn is_stream(self) -> bool {
+        !matches!(self, Transport::Udp)
     }
 }
 

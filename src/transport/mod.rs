@@ -1,6 +1,7 @@
 //! Tokio shells around the proxy core: sockets, connections and timers.
 
 mod tcp;
+pub mod tls;
 pub mod udp;
 
-pub use tcp::{spawn_connection, TcpEvent, OUTBOX};
+pub use tcp::{spawn_connection, Origin, TcpEvent, OUTBOX};

@@ -1,15 +1,18 @@
-//! One task per TCP connection: frames inbound bytes for the core and writes
-//! what the core sends. Connections are keyed by remote address so the core can
-//! reuse them in both directions.
+//! One task per TCP or TLS connection: frames inbound bytes for the core and
+//! writes what the core sends. Connections are keyed by transport and remote
+//! address so the core can reuse them in both directions.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 
+use super::tls::{self, TlsContext};
+use crate::proxy::Peer;
 use crate::sip::framing::{Frame, Framer};
 use crate::sip::scan::MAX_MESSAGE;
 
@@ -17,18 +20,38 @@ use crate::sip::scan::MAX_MESSAGE;
 #[derive(Debug)]
 pub enum TcpEvent {
     /// A framed message from `from`.
-    Message { from: SocketAddr, data: Bytes },
+    Message { from: Peer, data: Bytes },
     /// The connection to `peer` is up; send through `tx`.
     Up {
-        peer: SocketAddr,
+        peer: Peer,
         tx: mpsc::Sender<Bytes>,
         id: u64,
     },
     /// The connection to `peer` is gone (or never came up).
     Down {
-        peer: SocketAddr,
+        peer: Peer,
         id: u64,
         connect_failed: bool,
+    },
+}
+
+/// How a connection comes to be.
+pub enum Origin {
+    /// Accepted by a TCP listener.
+    Tcp(TcpStream),
+    /// Accepted by a TLS listener; the handshake is still to be done.
+    /// `is_pbx`: the peer is on the trust list.
+    Tls {
+        stream: TcpStream,
+        ctx: Arc<TlsContext>,
+        is_pbx: bool,
+    },
+    /// To be dialled from `source` (the listen address of the connection's
+    /// transport, so the peer sees the address our Via names); with TLS, the
+    /// context and the name the peer's certificate must carry.
+    Dial {
+        source: Option<IpAddr>,
+        tls: Option<(Arc<TlsContext>, String)>,
     },
 }
 
@@ -43,12 +66,32 @@ const WRITE_BATCH: usize = 256 * 1024;
 /// How long a connection may stay silent before it is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// Runs a connection: `stream` is an accepted one, or `None` to dial `peer`.
-/// `outbox` receives what the core wants written (queued while dialling);
-/// `slot` is the acceptor's connection-count token, released on close.
+/// How long a TCP connect may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A TCP connection to `peer` made from `source` (port chosen by the kernel).
+async fn dial(source: Option<IpAddr>, peer: SocketAddr) -> std::io::Result<TcpStream> {
+    let sock = if peer.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    if let Some(ip) = source.filter(|ip| !ip.is_unspecified() && ip.is_ipv4() == peer.is_ipv4()) {
+        sock.bind(SocketAddr::new(ip, 0))?;
+    }
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, sock.connect(peer))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// Runs a connection to or from `peer`. `outbox` receives what the core wants
+/// written (queued while dialling); `slot` is the acceptor's connection-count
+/// token, released on close.
 pub fn spawn_connection(
-    stream: Option<TcpStream>,
-    peer: SocketAddr,
+    origin: Origin,
+    peer: Peer,
     id: u64,
     events: mpsc::Sender<TcpEvent>,
     outbox: mpsc::Receiver<Bytes>,
@@ -58,25 +101,90 @@ pub fn spawn_connection(
     tokio::spawn(async move {
         // Held for the life of the connection: the acceptor counts these.
         let _slot = slot;
-        let stream = match stream {
-            Some(s) => s,
-            None => {
-                match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(peer)).await {
-                    Ok(Ok(s)) => s,
-                    _ => {
-                        let _ = events
-                            .send(TcpEvent::Down {
-                                peer,
-                                id,
-                                connect_failed: true,
-                            })
-                            .await;
-                        return;
+        let link = Link {
+            peer,
+            id,
+            events,
+            outbox,
+            outbox_tx,
+        };
+        match origin {
+            Origin::Tcp(stream) => {
+                let _ = stream.set_nodelay(true);
+                link.serve(stream).await
+            }
+            Origin::Tls {
+                stream,
+                ctx,
+                is_pbx,
+            } => {
+                let _ = stream.set_nodelay(true);
+                match tls::accept(&ctx, stream, peer.addr, is_pbx).await {
+                    Ok(tls) => link.serve(tls).await,
+                    Err(e) => {
+                        tracing::warn!(peer = %peer.addr, error = %e, "tls handshake refused; connection closed");
+                        metrics::counter!("cidgate_tls_handshake_failures_total", "side" => "accept")
+                            .increment(1);
                     }
                 }
             }
-        };
-        let _ = stream.set_nodelay(true);
+            Origin::Dial { source, tls: None } => match dial(source, peer.addr).await {
+                Ok(stream) => link.serve(stream).await,
+                Err(e) => link.failed(&e.to_string(), "tcp connect failed").await,
+            },
+            Origin::Dial {
+                source,
+                tls: Some((ctx, host)),
+            } => {
+                let stream = match dial(source, peer.addr).await {
+                    Ok(s) => s,
+                    Err(e) => return link.failed(&e.to_string(), "tcp connect failed").await,
+                };
+                match tls::connect(&ctx, stream, &host).await {
+                    Ok(tls) => link.serve(tls).await,
+                    Err(e) => {
+                        metrics::counter!("cidgate_tls_handshake_failures_total", "side" => "connect")
+                            .increment(1);
+                        let why = format!("{host}: {e}");
+                        link.failed(&why, "tls to next hop failed (certificate or handshake); no plaintext fallback")
+                            .await
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// One connection's identity and its channels to the core.
+struct Link {
+    peer: Peer,
+    id: u64,
+    events: mpsc::Sender<TcpEvent>,
+    outbox: mpsc::Receiver<Bytes>,
+    outbox_tx: mpsc::Sender<Bytes>,
+}
+
+impl Link {
+    async fn failed(self, error: &str, what: &'static str) {
+        tracing::warn!(peer = %self.peer.addr, transport = %self.peer.transport, error, "{what}");
+        let _ = self
+            .events
+            .send(TcpEvent::Down {
+                peer: self.peer,
+                id: self.id,
+                connect_failed: true,
+            })
+            .await;
+    }
+
+    async fn serve<S: AsyncRead + AsyncWrite + Send + 'static>(self, stream: S) {
+        let Link {
+            peer,
+            id,
+            events,
+            outbox,
+            outbox_tx,
+        } = self;
         let _ = events
             .send(TcpEvent::Up {
                 peer,
@@ -92,16 +200,16 @@ pub fn spawn_connection(
                 connect_failed: false,
             })
             .await;
-    });
+    }
 }
 
-async fn run(
-    stream: TcpStream,
-    peer: SocketAddr,
+async fn run<S: AsyncRead + AsyncWrite + Send + 'static>(
+    stream: S,
+    peer: Peer,
     events: &mpsc::Sender<TcpEvent>,
     mut outbox: mpsc::Receiver<Bytes>,
 ) {
-    let (mut rd, mut wr) = stream.into_split();
+    let (mut rd, mut wr) = tokio::io::split(stream);
     let (pong_tx, mut pong_rx) = mpsc::channel::<()>(4);
     let writer = async move {
         let mut batch: Vec<u8> = Vec::with_capacity(64 * 1024);
@@ -119,14 +227,15 @@ async fn run(
                                 Err(_) => break,
                             }
                         }
-                        if wr.write_all(&batch).await.is_err() {
+                        // TLS keeps records it could not write yet until a flush.
+                        if wr.write_all(&batch).await.is_err() || wr.flush().await.is_err() {
                             break;
                         }
                     }
                     None => break,
                 },
                 p = pong_rx.recv() => match p {
-                    Some(()) => if wr.write_all(b"\r\n").await.is_err() { break },
+                    Some(()) => if wr.write_all(b"\r\n").await.is_err() || wr.flush().await.is_err() { break },
                     None => break,
                 },
             }
@@ -157,7 +266,7 @@ async fn run(
                     }
                     Ok(None) => break,
                     Err(e) => {
-                        tracing::debug!(%peer, error = %e, "closing unframeable TCP stream");
+                        tracing::debug!(peer = %peer.addr, error = %e, "closing unframeable stream");
                         return;
                     }
                 }

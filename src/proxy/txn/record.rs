@@ -146,6 +146,10 @@ pub(in crate::proxy) struct Client {
     pub(in crate::proxy) machine: ClientMachine,
     /// Sent over TCP only because it outgrew UDP: retry over UDP if TCP fails.
     pub(in crate::proxy) udp_fallback: bool,
+    /// The next hop could not be reached (connection refused, TLS handshake
+    /// or certificate failure): the machine's timeout stands for a 503 from
+    /// that hop, not a 408 (RFC 3261 §16.7 step 6).
+    pub(in crate::proxy) transport_failed: bool,
 }
 
 impl Client {
@@ -162,6 +166,7 @@ impl Client {
             hop: None,
             machine,
             udp_fallback: false,
+            transport_failed: false,
         }
     }
 
