@@ -222,7 +222,7 @@ fn bad_listen_addresses() {
     );
     assert!(e.contains("\"udp//x\""), "{e}");
     for bad in [
-        "tls://127.0.0.1:5061",
+        "sctp://127.0.0.1:5061",
         "udp://localhost:5060",
         "udp://127.0.0.1",
         "udp://[::1]",
@@ -261,7 +261,7 @@ fn all_problems_are_reported_at_once() {
 #[test]
 fn bad_carriers() {
     for (uri, why) in [
-        ("sips:192.0.2.1", "TLS"),
+        ("sips:192.0.2.1;transport=udp", "sips: means TLS"),
         ("http://192.0.2.1", "expected sip:"),
         ("sip:192.0.2.1;transport=sctp", "transport=sctp"),
         (
