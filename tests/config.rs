@@ -431,9 +431,9 @@ fn every_refused_key_is_reported_not_just_the_first() {
     assert_eq!(
         found,
         [
-            (2, "unknown key `lisne` in [server] (expected one of `listen`, `domain`, `admin`, `log`, `dialog_secret`)"),
+            (2, "unknown key `lisne` in [server] (expected one of `listen`, `domain`, `admin`, `log`, `dialog_secret`, `dialog_secret_previous`)"),
             (3, "[server] log"),
-            (5, "unknown section `extra` (expected one of `server`, `trust`, `carrier`, `callerid`, `reject`, `inventory`, `stir`)"),
+            (5, "unknown section `extra` (expected one of `server`, `trust`, `carrier`, `callerid`, `reject`, `inventory`, `stir`, `tls`)"),
             (11, "[callerid] strip"),
             (12, "unknown key `queue_heder` in [callerid] (expected one of `queue_header`, `dynamic_header`, `dynamic_format`, `default_region`, `pai`, `strip`, `cnam_names`)"),
             (16, "unknown key `port` in [[carrier]] (expected one of `uri`)"),
