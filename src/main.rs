@@ -167,30 +167,7 @@ fn check_config(path: &Path) -> ExitCode {
     if let Err(e) = &check.result {
         eprintln!("{e}");
     }
-    let inventory = match &check.inventory {
-        Some(source) => match source.load() {
-            Ok(inv) => {
-                print_warnings(&inv);
-                Some(inv)
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                for w in &e.warnings {
-                    eprintln!("warning: {w}");
-                }
-                None
-            }
-        },
-        None => {
-            if matches!(check.result, Err(ConfigError::Invalid { .. })) {
-                eprintln!(
-                    "{}: inventory not checked: the settings that locate or read it are wrong",
-                    path.display()
-                );
-            }
-            None
-        }
-    };
+    let inventory = check_inventory(path, &check);
     // The key is read only when the settings are right; its problem is
     // reported with the others, never instead of them.
     let signer = match &check.result {
@@ -234,6 +211,36 @@ fn check_config(path: &Path) -> ExitCode {
             ExitCode::SUCCESS
         }
         _ => ExitCode::FAILURE,
+    }
+}
+
+/// Loads the inventory the configuration names, even when other keys are
+/// wrong, printing its errors and warnings; the inventory when it loads.
+fn check_inventory(
+    path: &Path,
+    check: &cidgate::config::ConfigCheck,
+) -> Option<cidgate::inventory::Inventory> {
+    let Some(source) = &check.inventory else {
+        if matches!(check.result, Err(ConfigError::Invalid { .. })) {
+            eprintln!(
+                "{}: inventory not checked: the settings that locate or read it are wrong",
+                path.display()
+            );
+        }
+        return None;
+    };
+    match source.load() {
+        Ok(inv) => {
+            print_warnings(&inv);
+            Some(inv)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            for w in &e.warnings {
+                eprintln!("warning: {w}");
+            }
+            None
+        }
     }
 }
 
