@@ -59,6 +59,8 @@ struct Rig {
 }
 
 async fn rig() -> Rig {
+    // The process-wide metrics recorder, before anything is counted.
+    let _ = cidgate::admin::prometheus();
     let key = p256_key();
     let carrier = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let toml = format!(
@@ -260,6 +262,22 @@ async fn every_outcome_is_signed_and_verified_by_secsipidx() {
         "14155550101"
     );
     r.gw.shutdown().await;
+
+    // Signatures are counted and their latency is a histogram.
+    let text = cidgate::admin::prometheus().render();
+    let signed: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("cidgate_stir_signatures_total "))
+        .expect("signature counter")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(signed >= 7.0, "{signed}");
+    assert!(
+        text.contains("cidgate_stir_sign_seconds_bucket{le=\"0.001\"}"),
+        "{text}"
+    );
+    assert!(text.contains("cidgate_stir_queue_depth"), "{text}");
 }
 
 #[tokio::test]
