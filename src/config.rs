@@ -24,6 +24,9 @@ use crate::proxy::{Peer, Settings, TrustList};
 use crate::sip::Transport;
 use crate::stir::{check_x5u, Attest, KeyError, Signer};
 
+mod limits;
+pub use limits::LimitsConfig;
+
 /// The whole configuration, checked.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -37,6 +40,7 @@ pub struct Config {
     /// STIR/SHAKEN signing; `None` when the section is absent (no signing).
     pub stir: Option<StirConfig>,
     pub tls: TlsConfig,
+    pub limits: LimitsConfig,
     /// The file the configuration came from (relative paths are resolved
     /// against its directory); not a TOML key.
     pub source: PathBuf,
@@ -72,6 +76,20 @@ pub struct ServerConfig {
     /// The secret before the last rotation: route state it sealed is still
     /// opened (calls set up before the rotation keep working), never sealed.
     pub dialog_secret_previous: Option<String>,
+    /// Proxy cores as configured; 0 means one per available core (see
+    /// [`ServerConfig::worker_count`]).
+    pub workers: usize,
+}
+
+impl ServerConfig {
+    /// The number of proxy cores to run: `workers`, or one per core the
+    /// process may use when it is 0.
+    pub fn worker_count(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -244,6 +262,10 @@ const DEFAULT_STRIP: &[&str] = &[
 ];
 const DEFAULT_REJECT_CODE: u16 = 403;
 const DEFAULT_REJECT_REASON: &str = "Q.850;cause=21;text=\"no outbound caller ID\"";
+/// One proxy core by default: it outruns what a PBX sends on most sites and
+/// keeps the path without a dispatcher hop; `workers = 0` uses every core.
+const DEFAULT_WORKERS: usize = 1;
+const MAX_WORKERS: usize = 256;
 const DEFAULT_QUEUES: &str = "queues.csv";
 const DEFAULT_NUMBERS: &str = "numbers.csv";
 const DEFAULT_KEY_PREFIX: &str = "cidgate:";
@@ -270,6 +292,8 @@ struct RawConfig {
     stir: Option<RawStir>,
     #[serde(default)]
     tls: RawTls,
+    #[serde(default)]
+    limits: limits::RawLimits,
 }
 
 #[derive(Debug, Deserialize)]
@@ -290,6 +314,7 @@ struct RawServer {
     log: Option<LogFormat>,
     dialog_secret: S<String>,
     dialog_secret_previous: S<String>,
+    workers: S<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -724,6 +749,7 @@ impl Checker<'_> {
             .as_ref()
             .map_or(DEFAULT_DOMAIN, |s| s.domain.as_str());
         let reject = self.reject(raw.reject, domain);
+        let limits = self.limits(raw.limits);
         let inventory = self.inventory(raw.inventory, base);
         let stir = match raw.stir {
             None => Some(None),
@@ -740,6 +766,7 @@ impl Checker<'_> {
                 reject: reject?,
                 inventory: inventory.clone()?,
                 stir: stir?,
+                limits: limits?,
                 source: source.to_path_buf(),
             })
         })();
@@ -886,7 +913,18 @@ impl Checker<'_> {
                 "[server] dialog_secret_previous: only meaningful with dialog_secret (the current secret)".into(),
             );
         }
+        let workers = match raw.workers {
+            None => Some(DEFAULT_WORKERS),
+            Some(w) if (0..=MAX_WORKERS as i64).contains(w.get_ref()) => {
+                Some(*w.get_ref() as usize)
+            }
+            Some(w) => self.fail(
+                &w,
+                format!("[server] workers: 0 (one per core) to {MAX_WORKERS}"),
+            ),
+        };
         Some(ServerConfig {
+            workers: workers?,
             listen: listen?,
             domain: domain?,
             admin: admin?,

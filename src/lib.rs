@@ -21,6 +21,7 @@ pub mod inventory;
 pub mod proxy;
 pub mod reload;
 pub mod server;
+pub mod shell;
 pub mod sip;
 pub mod stir;
 pub mod store;

@@ -16,6 +16,11 @@ use tokio::task::JoinHandle;
 use crate::config::Config;
 use crate::inventory::InventoryHandle;
 use crate::proxy::{Event, Peer, Proxy, Transmit};
+use crate::shell::accept::AcceptGate;
+use crate::shell::glance::glance;
+use crate::shell::guard::{Class, Guard};
+use crate::shell::throttle::LogThrottle;
+use crate::shell::{Input, WorkerStats};
 use crate::sip::scan::MAX_MESSAGE;
 use crate::sip::Transport;
 use crate::stir::{Signed, Signer, SigningPool};
@@ -24,7 +29,7 @@ use crate::transport::{spawn_connection, Origin, TcpEvent};
 
 /// What the core task is asked to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stop {
+pub(crate) enum Stop {
     Run,
     Drain(Instant),
     Now,
@@ -218,7 +223,12 @@ pub async fn start(
     let (udp, tcp, bound) = bind_all(config).await?;
     let mut settings = config.proxy_settings();
     settings.listen = bound.clone();
-    let proxy = Proxy::new(settings, inventory.clone());
+    if config.server.admin.is_some() {
+        // Install the recorder before the shell takes its metric handles.
+        crate::admin::prometheus();
+    }
+    let carriers: Vec<SocketAddr> = settings.carriers.iter().map(|p| p.addr).collect();
+    let new_guard = || Guard::new(&config.trust, &carriers, &config.limits);
 
     let tls = match (
         config.tls.has_identity() || config.tls.ca.is_some(),
@@ -250,37 +260,69 @@ pub async fn start(
             listener,
             tls,
             admission.clone(),
+            AcceptGate::new(MAX_TCP_CONNECTIONS, config.limits.tcp_per_source),
             tcp_tx.clone(),
             ids.clone(),
         )));
     }
     aux.push(tokio::spawn(crate::telemetry::summarise_untrusted()));
-    let (pool, signed_rx) = match signer {
-        Some(signer) => {
-            let (pool, rx) = start_signing(signer);
-            (Some(pool), Some(rx))
-        }
-        None => (None, None),
-    };
-    let tls_hosts = config
+    let tls_hosts: HashMap<SocketAddr, String> = config
         .carrier
         .iter()
         .filter(|c| c.transport == Transport::Tls)
         .map(|c| (c.addr, c.host.clone()))
         .collect();
-    let core = Core {
-        proxy,
-        udp,
-        conns: HashMap::new(),
-        ids,
-        tcp_tx,
-        tap,
-        pool,
-        tls: tls.clone(),
-        tls_hosts,
-        sources: bound.clone(),
+    let workers = config.server.worker_count();
+    let signer = signer.map(Arc::new);
+    let core = |k: usize, guard: Option<Guard>| {
+        // Each core has its own signing threads, so that a signature comes
+        // back to the core that owns its call.
+        let (pool, signed_rx) = match &signer {
+            Some(signer) => {
+                let (pool, rx) = start_signing(signer.clone(), workers);
+                (Some(pool), Some(rx))
+            }
+            None => (None, None),
+        };
+        let core = Core {
+            proxy: Proxy::new(settings.clone(), inventory.clone()),
+            udp: udp.clone(),
+            conns: HashMap::new(),
+            ids: ids.clone(),
+            tcp_tx: tcp_tx.clone(),
+            tap: tap.clone(),
+            pool,
+            tls: tls.clone(),
+            tls_hosts: tls_hosts.clone(),
+            sources: bound.clone(),
+            guard,
+            io: tokio::runtime::Handle::current(),
+            stats: WorkerStats::new(k),
+            tcp_log: LogThrottle::default(),
+        };
+        (core, signed_rx)
     };
-    let task = tokio::spawn(core.run(tcp_rx, signed_rx, stop_rx));
+    let task = if workers == 1 {
+        // One core: it reads the sockets itself, no dispatcher hop.
+        let (c, signed_rx) = core(0, Some(new_guard()));
+        let inputs = Inputs {
+            udp: udp.clone(),
+            tcp_rx: Some(tcp_rx),
+            inbox: None,
+            signed_rx,
+        };
+        tokio::spawn(c.run(inputs, stop_rx))
+    } else {
+        let cores = (0..workers).map(|k| core(k, None)).collect();
+        crate::shell::pool::spawn(
+            cores,
+            udp.clone(),
+            tcp_rx,
+            stop_rx,
+            new_guard(),
+            &config.limits,
+        )?
+    };
     Ok(Gateway {
         listen: bound,
         inventory,
@@ -293,16 +335,21 @@ pub async fn start(
 
 /// Signing threads: at about 25 µs a signature one thread keeps up with
 /// tens of thousands of calls a second; a second one absorbs bursts while the
-/// first is descheduled. Never more than the machine has cores.
-fn signing_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get().min(2))
+/// first is descheduled. Never more than the machine has cores, shared by
+/// the proxy cores (at least one each).
+fn signing_threads(cores: usize) -> usize {
+    let total = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
+    (total / cores).max(1)
 }
 
-/// Starts the signing pool; finished signatures arrive on the returned
-/// channel, which the core task reads like a socket.
-fn start_signing(signer: Signer) -> (SigningPool, mpsc::UnboundedReceiver<Signed>) {
+/// Starts a signing pool for one of `cores` proxy cores; finished signatures
+/// arrive on the returned channel, which the core task reads like a socket.
+fn start_signing(
+    signer: Arc<Signer>,
+    cores: usize,
+) -> (SigningPool, mpsc::UnboundedReceiver<Signed>) {
     let (tx, rx) = mpsc::unbounded_channel();
-    let threads = signing_threads();
+    let threads = signing_threads(cores);
     let pool = SigningPool::start(
         threads,
         threads * crate::stir::pool::QUEUE_PER_THREAD,
@@ -337,6 +384,15 @@ impl Admission {
     fn is_pbx(&self, ip: std::net::IpAddr) -> bool {
         self.trust.is_trusted(ip)
     }
+    fn class(&self, ip: std::net::IpAddr) -> Class {
+        if self.is_pbx(ip) {
+            Class::Trusted
+        } else if self.carriers.contains(&ip.to_canonical()) {
+            Class::Carrier
+        } else {
+            Class::Untrusted
+        }
+    }
     fn admits(&self, ip: std::net::IpAddr) -> bool {
         let ip = ip.to_canonical();
         self.is_pbx(ip) || self.carriers.contains(&ip)
@@ -349,10 +405,10 @@ async fn accept_loop(
     listener: TcpListener,
     tls: Option<Arc<TlsHandle>>,
     admission: Arc<Admission>,
+    mut gate: AcceptGate,
     events: mpsc::Sender<TcpEvent>,
     ids: Arc<std::sync::atomic::AtomicU64>,
 ) {
-    let slots = Arc::new(());
     let transport = if tls.is_some() {
         Transport::Tls
     } else {
@@ -369,11 +425,10 @@ async fn accept_loop(
                 continue;
             }
         };
-        if Arc::strong_count(&slots) > MAX_TCP_CONNECTIONS {
-            tracing::warn!(%peer, "too many connections; refusing one");
+        let Some(slot) = gate.admit(peer, admission.class(peer.ip())) else {
             drop(stream);
             continue;
-        }
+        };
         let origin = match &tls {
             None => Origin::Tcp(stream),
             Some(_) if !admission.admits(peer.ip()) => {
@@ -394,19 +449,24 @@ async fn accept_loop(
             transport,
             addr: peer,
         };
-        spawn_connection(
-            origin,
-            peer,
-            id,
-            events.clone(),
-            orx,
-            otx,
-            Some(slots.clone()),
-        );
+        spawn_connection(origin, peer, id, events.clone(), orx, otx, Some(slot));
     }
 }
 
-struct Core {
+/// What a core reads: the UDP sockets it serves itself (none behind a
+/// dispatcher), TCP events it takes directly, what a dispatcher hands it,
+/// and finished signatures.
+pub(crate) struct Inputs {
+    pub udp: Vec<Arc<UdpSocket>>,
+    pub tcp_rx: Option<mpsc::Receiver<TcpEvent>>,
+    pub inbox: Option<mpsc::Receiver<Input>>,
+    pub signed_rx: Option<mpsc::UnboundedReceiver<Signed>>,
+}
+
+/// One proxy core and the I/O around it. With one worker it reads the
+/// sockets itself; with several, each runs on its own thread and takes its
+/// messages from the dispatcher (`crate::shell::pool`).
+pub(crate) struct Core {
     proxy: Proxy,
     /// Signs calls off this task's thread; `None` without `[stir]`.
     pool: Option<SigningPool>,
@@ -421,20 +481,27 @@ struct Core {
     tls_hosts: HashMap<SocketAddr, String>,
     /// The bound listeners: the source address of outgoing connections.
     sources: Vec<Peer>,
+    /// Flood guard, when this core reads the sockets itself.
+    guard: Option<Guard>,
+    /// The runtime that runs connection tasks (the main one).
+    io: tokio::runtime::Handle,
+    stats: WorkerStats,
+    tcp_log: LogThrottle,
 }
 
 impl Core {
-    async fn run(
-        mut self,
-        mut tcp_rx: mpsc::Receiver<TcpEvent>,
-        mut signed_rx: Option<mpsc::UnboundedReceiver<Signed>>,
-        mut stop: watch::Receiver<Stop>,
-    ) {
+    /// Serves until stopped.
+    pub(crate) async fn run(mut self, inputs: Inputs, mut stop: watch::Receiver<Stop>) {
+        let Inputs {
+            udp,
+            mut tcp_rx,
+            mut inbox,
+            mut signed_rx,
+        } = inputs;
         let mut drain_until: Option<Instant> = None;
         // One receive buffer for every datagram; each message is copied out at
         // its exact size, so the buffer never needs to be zeroed or regrown.
-        let mut buf = vec![0u8; MAX_MESSAGE];
-        let udp = self.udp.clone();
+        let mut buf = vec![0u8; if udp.is_empty() { 0 } else { MAX_MESSAGE }];
         loop {
             let deadline = match (self.proxy.poll_timeout(), drain_until) {
                 (Some(a), Some(b)) => Some(a.min(b)),
@@ -447,7 +514,8 @@ impl Core {
                 // UDP is read here, in the task that owns the proxy: no channel
                 // hop and no cross-thread wake-up per datagram.
                 i = udp_readable(&udp) => self.drain_udp(&udp[i], &mut buf),
-                Some(ev) = tcp_rx.recv() => self.on_tcp(ev),
+                Some(ev) = recv(&mut tcp_rx) => self.on_tcp(ev),
+                Some(input) = recv(&mut inbox) => self.on_inputs(input, inbox.as_mut()),
                 Some(signed) = next_signed(&mut signed_rx) => {
                     self.on_signed(signed);
                     // Whatever else finished meanwhile, in the same turn.
@@ -456,7 +524,8 @@ impl Core {
                     }
                 }
                 _ = sleep_until(deadline) => self.proxy.handle_timeout(Instant::now()),
-                _ = stop.changed() => match *stop.borrow() {
+                // The gateway handle gone (dropped without a shutdown) means stop.
+                r = stop.changed() => match if r.is_ok() { *stop.borrow() } else { Stop::Now } {
                     Stop::Run => {}
                     Stop::Drain(until) => {
                         self.proxy.start_draining();
@@ -471,6 +540,9 @@ impl Core {
                 self.proxy.handle_timeout(Instant::now());
             }
             self.flush().await;
+            self.stats
+                .transactions
+                .set(self.proxy.transactions() as f64);
             if let Some(until) = drain_until {
                 if self.proxy.pending_transactions() == 0 || Instant::now() >= until {
                     break;
@@ -481,23 +553,63 @@ impl Core {
 
     /// Handles the datagrams already queued on `sock` (a bounded batch).
     fn drain_udp(&mut self, sock: &UdpSocket, buf: &mut [u8]) {
-        let recv = || match sock.try_recv_from(buf) {
-            // Copied out at its exact size: the buffer is reused as is.
-            Ok((n, from)) => Some((from, Bytes::copy_from_slice(&buf[..n]))),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
-            // ICMP errors surface here on some systems: the batch ends, and
-            // the socket, still readable, is served on the next turn.
-            Err(e) => {
-                tracing::debug!(error = %e, "udp receive error");
-                None
+        let guard = &mut self.guard;
+        let messages = &self.stats.messages;
+        let recv = || {
+            // What the flood guard drops costs a glance each; bounded too,
+            // so that one turn stays bounded under a flood.
+            for _ in 0..crate::transport::udp::BATCH {
+                match sock.try_recv_from(buf) {
+                    Ok((n, from)) => {
+                        if !admitted(guard, from, &buf[..n]) {
+                            continue;
+                        }
+                        messages.increment(1);
+                        // Copied out at its exact size: the buffer is reused as is.
+                        return Some((from, Bytes::copy_from_slice(&buf[..n])));
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return None,
+                    // ICMP errors surface here on some systems: the batch ends, and
+                    // the socket, still readable, is served on the next turn.
+                    Err(e) => {
+                        tracing::debug!(error = %e, "udp receive error");
+                        return None;
+                    }
+                }
             }
+            None
         };
         crate::transport::udp::feed(&mut self.proxy, Instant::now, recv);
     }
 
+    /// Handles `first` and whatever else the dispatcher has already queued
+    /// (bounded, so that timers get their turn).
+    fn on_inputs(&mut self, first: Input, mut inbox: Option<&mut mpsc::Receiver<Input>>) {
+        let mut next = Some(first);
+        let mut handled = 0;
+        while let Some(input) = next.take() {
+            match input {
+                Input::Message { from, data } => {
+                    handled += 1;
+                    self.proxy.handle(Instant::now(), from, data);
+                }
+                Input::Tcp(ev) => self.on_tcp(ev),
+            }
+            if handled < crate::transport::udp::BATCH as u64 {
+                next = inbox.as_mut().and_then(|rx| rx.try_recv().ok());
+            }
+        }
+        self.stats.messages.increment(handled);
+    }
+
     fn on_tcp(&mut self, ev: TcpEvent) {
         match ev {
-            TcpEvent::Message { from, data } => self.proxy.handle(Instant::now(), from, data),
+            TcpEvent::Message { from, data } => {
+                if admitted(&mut self.guard, from.addr, &data) {
+                    self.stats.messages.increment(1);
+                    self.proxy.handle(Instant::now(), from, data);
+                }
+            }
             TcpEvent::Up { peer, tx, id } => {
                 self.conns.entry(peer).or_insert((id, tx));
             }
@@ -506,10 +618,13 @@ impl Core {
                 id,
                 connect_failed,
             } => {
-                if self.conns.get(&peer).is_some_and(|(cid, _)| *cid == id) {
+                // Several cores learn of every connection; only the ones that
+                // were sending through this one lose their messages with it.
+                let was_ours = self.conns.get(&peer).is_some_and(|(cid, _)| *cid == id);
+                if was_ours {
                     self.conns.remove(&peer);
                 }
-                if connect_failed {
+                if connect_failed && was_ours {
                     self.proxy.handle_unreachable(Instant::now(), peer);
                 }
             }
@@ -581,6 +696,7 @@ impl Core {
                         };
                         let (otx, orx) = mpsc::channel(crate::transport::OUTBOX);
                         let id = self.ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let _on_main = self.io.enter();
                         spawn_connection(
                             origin,
                             t.to,
@@ -595,7 +711,9 @@ impl Core {
                     }
                 };
                 if tx.try_send(t.data).is_err() {
-                    tracing::warn!(to = %t.to.addr, "stream send queue full or closed; message dropped");
+                    if let Some(n) = self.tcp_log.hit(Instant::now()) {
+                        tracing::warn!(to = %t.to.addr, dropped = n, "stream send queue full or closed; messages dropped (count since the last line)");
+                    }
                 }
             }
         }
@@ -626,8 +744,25 @@ impl Core {
     }
 }
 
+/// The flood guard's verdict on a message a core read itself (no guard:
+/// a dispatcher has checked it already).
+fn admitted(guard: &mut Option<Guard>, from: SocketAddr, data: &[u8]) -> bool {
+    match guard {
+        Some(guard) => guard.admit(Instant::now(), from, &glance(data)).is_some(),
+        None => true,
+    }
+}
+
+/// The next item of an optional channel; pending forever without one.
+async fn recv<T>(rx: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Resolves with the index of the first UDP socket that has data to read.
-async fn udp_readable(socks: &[Arc<UdpSocket>]) -> usize {
+pub(crate) async fn udp_readable(socks: &[Arc<UdpSocket>]) -> usize {
     if socks.is_empty() {
         return std::future::pending().await;
     }

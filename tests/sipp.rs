@@ -13,6 +13,16 @@ use std::time::{Duration, Instant};
 /// one at a time, so that a loaded machine does not turn into retransmissions.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// The `workers` line as in `tests/common` (the SIPp suite does not share
+/// that module: it drives the binary only).
+fn workers_line() -> String {
+    let n: usize = std::env::var("CIDGATE_TEST_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    format!("workers = {n}\n")
+}
+
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -34,7 +44,7 @@ fn start_gateway(dir: &Path, base: u16, mode: &str, carrier_transport: &str) -> 
 listen = ["udp://127.0.0.1:{gw}", "tcp://127.0.0.1:{gw}"]
 domain = "gw.example.net"
 admin = ""
-[trust]
+{workers}[trust]
 pbx = ["127.0.0.1/32"]
 [[carrier]]
 uri = "sip:127.0.0.1:{uas};transport={carrier_transport}"
@@ -45,6 +55,7 @@ queues = "{q}"
 numbers = "{n}"
 "#,
         gw = base,
+        workers = workers_line(),
         uas = base + 20,
         q = data.join("queues.csv").display(),
         n = data.join("numbers.csv").display(),

@@ -96,7 +96,7 @@ pub fn spawn_connection(
     events: mpsc::Sender<TcpEvent>,
     outbox: mpsc::Receiver<Bytes>,
     outbox_tx: mpsc::Sender<Bytes>,
-    slot: Option<std::sync::Arc<()>>,
+    slot: Option<crate::shell::accept::ConnSlot>,
 ) {
     tokio::spawn(async move {
         // Held for the life of the connection: the acceptor counts these.

@@ -28,6 +28,18 @@ pub const CARRIER2: &str = "127.0.0.21:5080";
 pub const STRANGER: &str = "127.0.0.99:5060";
 pub const GW: &str = "127.0.0.1:5060";
 
+/// `workers = N` for the `[server]` section of a test gateway: the suites
+/// that run the gateway run with one core by default and with as many as
+/// `CIDGATE_TEST_WORKERS` says when it is set (`scripts/test.sh` runs them
+/// again with 2), since behaviour must not depend on the number of cores.
+pub fn workers_line() -> String {
+    let n: usize = std::env::var("CIDGATE_TEST_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    format!("workers = {n}\n")
+}
+
 pub fn udp(addr: &str) -> Peer {
     Peer {
         transport: Transport::Udp,

@@ -1,0 +1,270 @@
+//! Several proxy cores, one per worker thread, behind one dispatcher.
+//!
+//! The dispatcher (a task on the main runtime) reads the UDP sockets and the
+//! TCP connections' events, looks at each message before parsing it
+//! ([`glance`](super::glance)), drops what the flood guard refuses, and hands
+//! the rest to the core that owns its Call-ID. Every message of a call
+//! (requests, responses, CANCEL, ACK, in-dialog requests) carries the same
+//! Call-ID, so each core owns its calls' transactions alone: no lock per
+//! message and no shared transaction table. The inventory stays one
+//! lock-free snapshot that every core reads.
+//!
+//! Each worker's queue is bounded. A new call that finds its core's queue
+//! three quarters full is refused with `503` and `Retry-After`; responses and
+//! requests of calls in progress may use the whole queue; messages from
+//! untrusted sources only the lower half.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use super::glance::glance;
+use super::guard::{Class, DropReason, Guard};
+use super::shed::overload_reply;
+use super::Input;
+use crate::proxy::Peer;
+use crate::server::{udp_readable, Core, Inputs, Stop};
+use crate::sip::scan::MAX_MESSAGE;
+use crate::sip::Transport;
+use crate::transport::TcpEvent;
+
+/// Room in each queue beyond the configured size, kept for connection
+/// events, which must never be lost.
+const CONTROL_ROOM: usize = 256;
+
+/// Datagrams read per wake-up before TCP and control get a turn.
+const READ_BATCH: usize = 256;
+
+/// The dispatcher's handle on one worker.
+struct Port {
+    tx: mpsc::Sender<Input>,
+    depth: metrics::Gauge,
+    shed: metrics::Counter,
+}
+
+/// Starts one thread per core and the dispatcher; the returned task ends
+/// when every worker has stopped (see [`Stop`]).
+pub(crate) fn spawn(
+    cores: Vec<(Core, Option<mpsc::UnboundedReceiver<crate::stir::Signed>>)>,
+    udp: Vec<Arc<UdpSocket>>,
+    tcp_rx: mpsc::Receiver<TcpEvent>,
+    stop: watch::Receiver<Stop>,
+    guard: Guard,
+    limits: &crate::config::LimitsConfig,
+) -> std::io::Result<JoinHandle<()>> {
+    let mut ports = Vec::new();
+    let mut threads = Vec::new();
+    for (k, (core, signed_rx)) in cores.into_iter().enumerate() {
+        let (tx, rx) = mpsc::channel(limits.worker_queue + CONTROL_ROOM);
+        let stop = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("cidgate-worker-{k}"))
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a worker runtime starts");
+                let inputs = Inputs {
+                    udp: Vec::new(),
+                    tcp_rx: None,
+                    inbox: Some(rx),
+                    signed_rx,
+                };
+                rt.block_on(core.run(inputs, stop));
+            })?;
+        threads.push(thread);
+        let label = k.to_string();
+        ports.push(Port {
+            tx,
+            depth: metrics::gauge!("cidgate_worker_queue_depth", "worker" => label.clone()),
+            shed: metrics::counter!("cidgate_worker_shed_total", "worker" => label),
+        });
+    }
+    let dispatcher = Dispatcher {
+        ports,
+        guard,
+        udp,
+        conns: HashMap::new(),
+        queue: limits.worker_queue,
+        retry_after: limits.retry_after,
+    };
+    Ok(tokio::spawn(async move {
+        let workers = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        });
+        let routing = tokio::spawn(dispatcher.run(tcp_rx, stop));
+        let _ = workers.await;
+        routing.abort();
+    }))
+}
+
+struct Dispatcher {
+    ports: Vec<Port>,
+    guard: Guard,
+    udp: Vec<Arc<UdpSocket>>,
+    /// TCP connections by peer, to send 503s for shed calls.
+    conns: HashMap<Peer, (u64, mpsc::Sender<Bytes>)>,
+    queue: usize,
+    retry_after: u32,
+}
+
+impl Dispatcher {
+    async fn run(mut self, mut tcp_rx: mpsc::Receiver<TcpEvent>, mut stop: watch::Receiver<Stop>) {
+        let mut buf = vec![0u8; MAX_MESSAGE];
+        let udp = self.udp.clone();
+        loop {
+            tokio::select! {
+                biased;
+                i = udp_readable(&udp) => self.drain_udp(&udp[i], &mut buf),
+                Some(ev) = tcp_rx.recv() => self.on_tcp(ev).await,
+                r = stop.changed() => if r.is_err() || *stop.borrow() == Stop::Now { return },
+            }
+            for p in &self.ports {
+                p.depth.set((p.tx.max_capacity() - p.tx.capacity()) as f64);
+            }
+        }
+    }
+
+    fn drain_udp(&mut self, sock: &UdpSocket, buf: &mut [u8]) {
+        for _ in 0..READ_BATCH {
+            match sock.try_recv_from(buf) {
+                Ok((n, from)) => {
+                    let peer = Peer {
+                        transport: Transport::Udp,
+                        addr: from,
+                    };
+                    self.route(Instant::now(), peer, &buf[..n]);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) => tracing::debug!(error = %e, "udp receive error"),
+            }
+        }
+    }
+
+    async fn on_tcp(&mut self, ev: TcpEvent) {
+        match ev {
+            TcpEvent::Message { from, data } => self.route_owned(Instant::now(), from, data),
+            TcpEvent::Up { peer, tx, id } => {
+                self.conns.entry(peer).or_insert_with(|| (id, tx.clone()));
+                for p in &self.ports {
+                    let ev = TcpEvent::Up {
+                        peer,
+                        tx: tx.clone(),
+                        id,
+                    };
+                    control(p, ev).await;
+                }
+            }
+            TcpEvent::Down {
+                peer,
+                id,
+                connect_failed,
+            } => {
+                if self.conns.get(&peer).is_some_and(|(cid, _)| *cid == id) {
+                    self.conns.remove(&peer);
+                }
+                for p in &self.ports {
+                    let ev = TcpEvent::Down {
+                        peer,
+                        id,
+                        connect_failed,
+                    };
+                    control(p, ev).await;
+                }
+            }
+        }
+    }
+
+    /// Routes a datagram still in the receive buffer: it is copied out only
+    /// when a core takes it.
+    fn route(&mut self, now: Instant, from: Peer, data: &[u8]) {
+        if let Some(k) = self.admit(now, from, data) {
+            let data = Bytes::copy_from_slice(data);
+            self.enqueue(k, from, data);
+        }
+    }
+
+    fn route_owned(&mut self, now: Instant, from: Peer, data: Bytes) {
+        if let Some(k) = self.admit(now, from, &data) {
+            self.enqueue(k, from, data);
+        }
+    }
+
+    /// The worker that takes the message, or `None` when it is dropped or
+    /// shed here.
+    fn admit(&mut self, now: Instant, from: Peer, data: &[u8]) -> Option<usize> {
+        let g = glance(data);
+        let class = self.guard.admit(now, from.addr, &g)?;
+        let k = g.shard(self.ports.len());
+        let port = &self.ports[k];
+        let depth = port.tx.max_capacity() - port.tx.capacity();
+        let limit = match class {
+            Class::Untrusted => self.queue / 2,
+            _ if g.is_new_call() => self.queue * 3 / 4,
+            _ => self.queue,
+        };
+        // A worker that has finished draining takes nothing more; new calls
+        // still get their 503, as the draining worker would have answered.
+        if depth < limit && !port.tx.is_closed() {
+            return Some(k);
+        }
+        if g.is_new_call() && class != Class::Untrusted {
+            port.shed.increment(1);
+            self.shed(from, data);
+        } else {
+            self.guard.count(class, DropReason::QueueFull);
+        }
+        None
+    }
+
+    fn enqueue(&mut self, k: usize, from: Peer, data: Bytes) {
+        if self.ports[k]
+            .tx
+            .try_send(Input::Message { from, data })
+            .is_err()
+        {
+            // Only the control room is left (or the worker is gone).
+            let class = self.guard.classify(from.addr.ip());
+            self.guard.count(class, DropReason::QueueFull);
+        }
+    }
+
+    /// Answers a new call its core has no room for with 503 + Retry-After.
+    fn shed(&mut self, from: Peer, data: &[u8]) {
+        let data = Bytes::copy_from_slice(data);
+        let Some(answer) = overload_reply(&data, from.transport, from.addr, self.retry_after)
+        else {
+            return;
+        };
+        match from.transport {
+            Transport::Udp => {
+                let sock = self.udp.iter().find(|s| {
+                    s.local_addr()
+                        .is_ok_and(|a| a.is_ipv4() == from.addr.is_ipv4())
+                });
+                if let Some(sock) = sock {
+                    let _ = sock.try_send_to(&answer, from.addr);
+                }
+            }
+            _ => {
+                if let Some((_, tx)) = self.conns.get(&from) {
+                    let _ = tx.try_send(answer);
+                }
+            }
+        }
+    }
+}
+
+/// Queues a connection event for a worker; these are never dropped.
+async fn control(p: &Port, ev: TcpEvent) {
+    if let Err(mpsc::error::TrySendError::Full(Input::Tcp(ev))) = p.tx.try_send(Input::Tcp(ev)) {
+        let _ = p.tx.send(Input::Tcp(ev)).await;
+    }
+}
