@@ -8,6 +8,9 @@
 #       baseline  UAC straight to the UAS (accept calls only, UAS checks off):
 #                 what SIPp itself manages on this machine
 #       kamailio  kamailio/kamailio.cfg on 127.0.0.1:5062
+#       floor     examples/floor_relay.rs on 127.0.0.1:5064 (UDP only): forwards
+#                 the same datagrams between UAC and UAS and nothing else, the
+#                 lower bound of CPU per call for any proxy on this machine
 #       cidgate   "<cidgate> run --config <generated toml>" on 127.0.0.1:5060
 #       kamailio-stir, cidgate-stir (with --stir): the same two, each also
 #                 signing every forwarded INVITE (STIR/SHAKEN, ES256 key made
@@ -23,13 +26,16 @@
 #
 # usage: scripts/compare.sh [--cidgate target/release/cidgate] [options]
 #   --cidgate PATH       cidgate binary; without it only baseline and Kamailio run
+#   --floor PATH         floor relay binary (default target/release/examples/floor_relay
+#                        when it exists; cargo build --release --example floor_relay)
+#   --workers N          [server] workers for cidgate (1)
 #   --rate R             fixed-rate run, calls per second          (1000)
 #   --run-calls N        calls in the fixed-rate run                (10000)
 #   --ramp "R1 R2 ..."   ramp rates                                 ("250 500 1000 1500 2000 3000 4000")
 #   --ramp-seconds S     length of each ramp step                   (5)
 #   --no-ramp            fixed-rate runs only
 #   --transports "udp tcp"                                          (udp tcp)
-#   --targets "baseline kamailio cidgate"                           (all available)
+#   --targets "baseline kamailio floor cidgate"                     (all available)
 #   --stir               add the signing targets kamailio-stir and cidgate-stir
 #   --queues Q --numbers N --calls C --seed S   lab size           (2000 20000 20000 1)
 #   --mode strict|normalize                                         (strict)
@@ -38,12 +44,14 @@
 #   --out DIR            everything goes here        (/tmp/cidgate-lab/compare-<time>)
 set -u
 HERE=$(cd "$(dirname "$0")/.." && pwd)
-CIDGATE=""; RATE=1000; RUNCALLS=10000; RAMP="250 500 1000 1500 2000 3000 4000"; RAMPSEC=5; DORAMP=1
+CIDGATE=""; FLOOR=""; WORKERS=1; RATE=1000; RUNCALLS=10000; RAMP="250 500 1000 1500 2000 3000 4000"; RAMPSEC=5; DORAMP=1
 KSHM=1024; TRANSPORTS="udp tcp"; TARGETS=""; STIR=0; QUEUES=2000; NUMBERS=20000; CALLS=20000; SEED=1; MODE=strict; OUT=""
 die() { echo "compare.sh: $*" >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --cidgate) CIDGATE=$2; shift 2;;
+    --floor) FLOOR=$2; shift 2;;
+    --workers) WORKERS=$2; shift 2;;
     --rate) RATE=$2; shift 2;;
     --run-calls) RUNCALLS=$2; shift 2;;
     --ramp) RAMP=$2; shift 2;;
@@ -65,12 +73,15 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$OUT" ] || OUT=/tmp/cidgate-lab/compare-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
+[ -n "$FLOOR" ] || { [ -x "$HERE/target/release/examples/floor_relay" ] && FLOOR="$HERE/target/release/examples/floor_relay"; }
 if [ -z "$TARGETS" ]; then
-  TARGETS="baseline kamailio"; [ -n "$CIDGATE" ] && TARGETS="$TARGETS cidgate"
+  TARGETS="baseline kamailio"; [ -n "$FLOOR" ] && TARGETS="$TARGETS floor"
+  [ -n "$CIDGATE" ] && TARGETS="$TARGETS cidgate"
   if [ "$STIR" = 1 ]; then
     TARGETS="$TARGETS kamailio-stir"; [ -n "$CIDGATE" ] && TARGETS="$TARGETS cidgate-stir"
   fi
 fi
+case " $TARGETS " in *" floor "*) [ -x "$FLOOR" ] || die "--floor PATH (executable) needed for target floor";; esac
 case " $TARGETS " in *" cidgate"*) [ -x "$CIDGATE" ] || die "--cidgate PATH (executable) needed for target cidgate";; esac
 case "$MODE" in strict) CALLSFILE=calls.csv; KDEF=();; normalize) CALLSFILE=calls-normalize.csv; KDEF=(-A NORMALIZE);;
   *) die "--mode strict|normalize";; esac
@@ -102,11 +113,12 @@ trap 'cleanup; exit 130' INT TERM
 trap cleanup EXIT
 
 port_busy() { [ -n "$(ss -Hln "( sport = :$1 )" 2>/dev/null)" ]; }
-for p in 5060 5062 5070 5080; do port_busy $p && die "port $p already in use on this machine"; done
+for p in 5060 5062 5064 5070 5080; do port_busy $p && die "port $p already in use on this machine"; done
 
 echo "== lab data"
 python3 "$HERE/scripts/gen_lab.py" --seed "$SEED" --queues "$QUEUES" --numbers "$NUMBERS" --calls "$CALLS" --out "$OUT/lab" || exit 1
 python3 "$HERE/scripts/kamailio_inventory.py" "$OUT/lab/queues.csv" "$OUT/lab/numbers.csv" "$OUT/kamailio-db" || exit 1
+sed -i "s/^\[server\]\$/[server]\nworkers = $WORKERS/" "$OUT/lab/cidgate.toml" "$OUT/lab/cidgate-normalize.toml"
 sed 's/transport=udp/transport=tcp/' "$OUT/lab/cidgate.toml" > "$OUT/lab/cidgate-tcp.toml"
 sed 's/transport=udp/transport=tcp/' "$OUT/lab/cidgate-normalize.toml" > "$OUT/lab/cidgate-normalize-tcp.toml"
 { echo SEQUENTIAL; grep ';accept;' "$OUT/lab/$CALLSFILE"; } > "$OUT/lab/calls-accept-only.csv"
@@ -127,6 +139,11 @@ start_gw() {
   case "$target" in
     baseline)
       GW_ADDR=127.0.0.1:5080; EXTRA=(--no-verify --calls-file "$OUT/lab/calls-accept-only.csv"); return 0;;
+    floor)
+      [ "$tr" = udp ] || { echo "  the floor relay is UDP only" >&2; return 1; }
+      GW_ADDR=127.0.0.1:5064; EXTRA=(--no-verify --calls-file "$OUT/lab/calls-accept-only.csv")
+      "$FLOOR" 127.0.0.1:5064 127.0.0.1:5080 >"$OUT/floor-$tr.log" 2>&1 &
+      GW_PID=$!;;
     kamailio|kamailio-stir)
       GW_ADDR=127.0.0.1:5062; EXTRA=(--bye-display ignore --calls-file "$OUT/lab/$CALLSFILE")
       local kcfg="$HERE/kamailio/kamailio.cfg" kstir=()
@@ -214,10 +231,10 @@ for tr in transports:
               % (tr, t, rate, r.get("ok", "-"), r.get("failed", "-"), cpu[t],
                  "%s cps" % best if best else "none",
                  " (ramp stopped at %s)" % top if top and top != best else (" (top of ramp)" if best else "")))
-    for a, b in (("cidgate", "kamailio"), ("cidgate-stir", "kamailio-stir")):
+    for a, b in (("cidgate", "kamailio"), ("cidgate", "floor"), ("cidgate-stir", "kamailio-stir")):
         try:
             print("  %-4s %s / %s CPU per call = %.2f" % (tr, a, b, float(cpu.get(a, "-")) / float(cpu.get(b, "-"))))
-        except ValueError:
+        except (ValueError, ZeroDivisionError):
             pass
     for signed, plain in (("cidgate-stir", "cidgate"), ("kamailio-stir", "kamailio")):
         try:
