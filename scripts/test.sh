@@ -49,6 +49,9 @@ status=0
 # Every test target; benches are compiled by clippy above but not run here
 # (their test mode loads a million-number inventory in a debug build).
 cargo test --no-fail-fast 2>&1 | tee "$log" || status=$?
+# The suites that run the gateway over sockets once more with two proxy
+# cores: behaviour must not depend on the number of workers.
+CIDGATE_TEST_WORKERS=2 cargo test --no-fail-fast --test wire --test sipp 2>&1 | tee -a "$log" || status=$?
 # One closing line over every test binary (cargo prints one summary each).
 awk -v status="$status" '
   /^test result:/ {

@@ -431,9 +431,9 @@ fn every_refused_key_is_reported_not_just_the_first() {
     assert_eq!(
         found,
         [
-            (2, "unknown key `lisne` in [server] (expected one of `listen`, `domain`, `admin`, `log`, `dialog_secret`, `dialog_secret_previous`)"),
+            (2, "unknown key `lisne` in [server] (expected one of `listen`, `domain`, `admin`, `log`, `dialog_secret`, `dialog_secret_previous`, `workers`)"),
             (3, "[server] log"),
-            (5, "unknown section `extra` (expected one of `server`, `trust`, `carrier`, `callerid`, `reject`, `inventory`, `stir`, `tls`)"),
+            (5, "unknown section `extra` (expected one of `server`, `trust`, `carrier`, `callerid`, `reject`, `inventory`, `stir`, `tls`, `limits`)"),
             (11, "[callerid] strip"),
             (12, "unknown key `queue_heder` in [callerid] (expected one of `queue_header`, `dynamic_header`, `dynamic_format`, `default_region`, `pai`, `strip`, `cnam_names`)"),
             (16, "unknown key `port` in [[carrier]] (expected one of `uri`)"),
@@ -508,4 +508,32 @@ fn inventory_comes_from_the_files_or_from_redis_never_both_or_neither() {
     assert!(e.contains("key_prefix"), "{e}");
     let e = only_error("[inventory]\nredis_url = \"redis://127.0.0.1/0\"\n");
     assert!(e.contains("unknown key `redis_url` in [inventory]"), "{e}");
+}
+
+#[test]
+fn workers_and_limits_are_checked_with_file_line_and_key() {
+    let ok = Config::from_toml_str(
+        "[server]\nworkers = 0\n[limits]\nuntrusted_rate = 50\nworker_queue = 1000\n",
+        Path::new("conf/cidgate.toml"),
+    )
+    .unwrap();
+    assert_eq!(ok.server.workers, 0);
+    assert!(ok.server.worker_count() >= 1);
+    assert_eq!(ok.limits.untrusted_rate, 50);
+    assert_eq!(ok.limits.worker_queue, 1000);
+    assert_eq!(ok.limits.untrusted_burst, 40, "defaults for the rest");
+    let defaults = Config::from_toml_str("", Path::new("c.toml")).unwrap();
+    assert_eq!(defaults.server.workers, 1);
+    let e = only_error("[server]\nworkers = -1\n");
+    assert!(
+        e.starts_with("conf/cidgate.toml:2:11: [server] workers:"),
+        "{e}"
+    );
+    let e = only_error("[limits]\nuntrusted_rate = 0\n");
+    assert!(
+        e.starts_with("conf/cidgate.toml:2:18: [limits] untrusted_rate:"),
+        "{e}"
+    );
+    let e = only_error("[limits]\nper_source = 3\n");
+    assert!(e.contains("unknown key `per_source`"), "{e}");
 }
