@@ -506,9 +506,15 @@ impl Config {
             reject_code: self.reject.code,
             reject_phrase: self.reject.phrase.clone(),
             reject_headers,
-            key: match &self.server.dialog_secret {
-                Some(secret) => SealKey::from_secret(secret.as_bytes()),
-                None => SealKey::random(),
+            key: {
+                let key = match &self.server.dialog_secret {
+                    Some(secret) => SealKey::from_secret(secret.as_bytes()),
+                    None => SealKey::random(),
+                };
+                match &self.server.dialog_secret_previous {
+                    Some(previous) => key.with_previous(previous.as_bytes()),
+                    None => key,
+                }
             },
             cnam_names: self.callerid.cnam_names,
             stir: self.stir.as_ref().map(|s| crate::proxy::StirSigning {

@@ -1,25 +1,38 @@
-//! Dialog state carried in the gateway's own Record-Route URI.
+//! Dialog state carried in the gateway's own Record-Route URI ("route
+//! state").
 //!
 //! Every INVITE the gateway forwards is Record-Routed with a parameter that holds
 //! what later in-dialog requests need (the presented identity, the PBX's original
-//! From address, where the PBX is) sealed with an HMAC over the Call-ID and the
-//! caller's From tag. The gateway therefore keeps no per-dialog table: a dialog
-//! survives restarts with the same key, memory does not grow with call length, and
-//! a request whose Route does not carry a valid seal for its own Call-ID is a fake
-//! dialog and is refused (no toll fraud by making up in-dialog requests).
+//! From address, where the PBX is). It is encrypted and authenticated with
+//! AES-256-GCM-SIV under a key derived (HKDF-SHA256) from `dialog_secret`, with
+//! the Call-ID and the caller's From tag as associated data: the carrier and the
+//! far end, who receive the Record-Route, learn nothing from it, and state
+//! altered, forged or copied into another dialog does not open. The gateway
+//! keeps no per-dialog table: a dialog survives restarts with the same secret
+//! and memory does not grow with call length.
+//!
+//! GCM-SIV resists nonce reuse, so the nonce is not sent: it is derived from
+//! the dialog's identifiers with a keyed hash. The same state sealed twice for
+//! one dialog gives the same token (which says nothing new); anything else is
+//! indistinguishable from random. The token is the ciphertext and its 16-byte
+//! tag, in unpadded base64url.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use aes_gcm_siv::aead::{Aead, KeyInit, Payload};
+use aes_gcm_siv::{Aes256GcmSiv, Nonce};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use hmac::{Hmac, Mac};
+use hkdf::Hkdf;
 use sha2::Sha256;
 
 use super::Peer;
 use crate::sip::Transport;
 
-const VERSION: u8 = 1;
-const MAC_LEN: usize = 12;
+/// Format of the sealed state; part of the associated data, so a token of
+/// another format never opens.
+const FORMAT: &[u8] = b"cidgate route state v2";
+const TAG_LEN: usize = 16;
 
 /// What the gateway remembers about a dialog, inside the Record-Route.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,57 +46,36 @@ pub struct DialogState {
     pub pbx: Peer,
 }
 
-/// HMAC key for dialog seals. Random per process unless configured, so a
-/// restart without a configured key ends the ability to route old dialogs.
-///
-/// The HMAC state is keyed once and cloned per use (re-keying costs two SHA-256
-/// blocks). Branch, tag and loop identifiers only need to be unique and hard to
-/// guess, not unforgeable, so they use a keyed SipHash instead of HMAC.
+/// One key generation: the AEAD and the keyed hash that derives nonces.
 #[derive(Clone)]
-pub struct SealKey {
-    mac: Hmac<Sha256>,
-    /// SipHash state with the key already absorbed.
+struct Generation {
+    aead: Aes256GcmSiv,
+    /// SipHash state with a derived key absorbed: nonces, branch, tag and loop
+    /// identifiers (these need to be unique and hard to guess, not secret).
     ids: std::hash::DefaultHasher,
 }
 
-impl SealKey {
-    pub fn random() -> SealKey {
-        SealKey::from_bytes(rand::random())
-    }
-
-    /// A key derived from an operator's secret (SHA-256 of it), so gateways
-    /// configured alike open each other's seals.
-    pub fn from_secret(secret: &[u8]) -> SealKey {
-        use sha2::Digest;
-        SealKey::from_bytes(Sha256::digest(secret).into())
-    }
-
-    pub fn from_bytes(bytes: [u8; 32]) -> SealKey {
+impl Generation {
+    /// Keys derived from `ikm` with HKDF-SHA256, one per purpose, so the
+    /// AEAD key never serves as anything else.
+    fn derive(ikm: &[u8]) -> Generation {
         use std::hash::Hasher;
+        let hk = Hkdf::<Sha256>::new(Some(b"cidgate"), ikm);
+        let mut aead_key = [0u8; 32];
+        let mut ids_key = [0u8; 16];
+        hk.expand(b"route state aes-256-gcm-siv", &mut aead_key)
+            .expect("32 bytes is a valid HKDF-SHA256 length");
+        hk.expand(b"identifiers siphash", &mut ids_key)
+            .expect("16 bytes is a valid HKDF-SHA256 length");
         let mut ids = std::hash::DefaultHasher::new();
-        ids.write(&bytes);
-        SealKey {
-            mac: <Hmac<Sha256> as Mac>::new_from_slice(&bytes).expect("any key length"),
+        ids.write(&ids_key);
+        Generation {
+            aead: Aes256GcmSiv::new(&aead_key.into()),
             ids,
         }
     }
 
-    fn mac(&self, call_id: &[u8], ftag: &[u8], payload: &[u8]) -> [u8; MAC_LEN] {
-        let mut m = self.mac.clone();
-        m.update(&(call_id.len() as u32).to_be_bytes());
-        m.update(call_id);
-        m.update(&(ftag.len() as u32).to_be_bytes());
-        m.update(ftag);
-        m.update(payload);
-        let full = m.finalize().into_bytes();
-        let mut out = [0u8; MAC_LEN];
-        out.copy_from_slice(&full[..MAC_LEN]);
-        out
-    }
-
-    /// Keyed 64-bit identifier of `parts` (length-prefixed, so part
-    /// boundaries matter), for branch, tag and loop-detection values.
-    pub fn id(&self, parts: &[&[u8]]) -> u64 {
+    fn id(&self, parts: &[&[u8]]) -> u64 {
         use std::hash::Hasher;
         let mut h = self.ids.clone();
         for p in parts {
@@ -93,92 +85,220 @@ impl SealKey {
         h.finish()
     }
 
-    /// Seals `state` for the dialog named by `call_id` and the caller's tag.
-    pub fn seal(&self, call_id: &[u8], ftag: &[u8], state: &DialogState) -> String {
-        let mut p =
-            Vec::with_capacity(32 + state.number.len() + state.name.len() + state.pbx_from.len());
-        p.push(VERSION);
-        p.push(state.anonymous as u8);
-        p.push(match state.pbx.transport {
-            Transport::Udp => 0,
-            Transport::Tcp => 1,
-            Transport::Tls => 2,
-        });
-        match state.pbx.addr.ip() {
-            IpAddr::V4(ip) => {
-                p.push(4);
-                p.extend_from_slice(&ip.octets());
-            }
-            IpAddr::V6(ip) => {
-                p.push(16);
-                p.extend_from_slice(&ip.octets());
-            }
-        }
-        p.extend_from_slice(&state.pbx.addr.port().to_be_bytes());
-        for field in [
-            state.number.as_bytes(),
-            state.name.as_bytes(),
-            &state.pbx_from,
-        ] {
-            p.extend_from_slice(&(field.len() as u16).to_be_bytes());
-            p.extend_from_slice(field);
-        }
-        let mac = self.mac(call_id, ftag, &p);
-        p.extend_from_slice(&mac);
-        URL_SAFE_NO_PAD.encode(p)
+    fn nonce(&self, aad: &[u8]) -> [u8; 12] {
+        let a = self.id(&[b"nonce", aad]).to_be_bytes();
+        let b = self.id(&[b"nonce2", aad]).to_be_bytes();
+        let mut n = [0u8; 12];
+        n[..8].copy_from_slice(&a);
+        n[8..].copy_from_slice(&b[..4]);
+        n
+    }
+}
+
+/// Keys for route state. Random per process unless configured, so a restart
+/// without a configured secret ends the ability to route old dialogs. An
+/// optional previous generation opens state sealed before a rotation (never
+/// seals), so a secret can change without cutting calls.
+#[derive(Clone)]
+pub struct SealKey {
+    current: Generation,
+    previous: Option<Generation>,
+}
+
+/// The associated data: format, Call-ID and the caller's tag, length-prefixed.
+fn aad(call_id: &[u8], ftag: &[u8]) -> Vec<u8> {
+    let mut a = Vec::with_capacity(FORMAT.len() + call_id.len() + ftag.len() + 8);
+    a.extend_from_slice(FORMAT);
+    for part in [call_id, ftag] {
+        a.extend_from_slice(&(part.len() as u32).to_be_bytes());
+        a.extend_from_slice(part);
+    }
+    a
+}
+
+impl SealKey {
+    pub fn random() -> SealKey {
+        SealKey::from_bytes(rand::random())
     }
 
-    /// Returns the state if `token` was sealed by this key for this dialog.
+    /// A key derived from an operator's secret, so gateways configured alike
+    /// open each other's state.
+    pub fn from_secret(secret: &[u8]) -> SealKey {
+        SealKey {
+            current: Generation::derive(secret),
+            previous: None,
+        }
+    }
+
+    pub fn from_bytes(bytes: [u8; 32]) -> SealKey {
+        SealKey::from_secret(&bytes)
+    }
+
+    /// Also opens state sealed under `secret` (the one before a rotation).
+    pub fn with_previous(mut self, secret: &[u8]) -> SealKey {
+        self.previous = Some(Generation::derive(secret));
+        self
+    }
+
+    /// Keyed 64-bit identifier of `parts` (length-prefixed, so part
+    /// boundaries matter), for branch, tag and loop-detection values.
+    pub fn id(&self, parts: &[&[u8]]) -> u64 {
+        self.current.id(parts)
+    }
+
+    /// Seals `state` for the dialog named by `call_id` and the caller's tag.
+    pub fn seal(&self, call_id: &[u8], ftag: &[u8], state: &DialogState) -> String {
+        let plain = encode(state);
+        let aad = aad(call_id, ftag);
+        let g = &self.current;
+        let nonce = g.nonce(&aad);
+        let sealed = g
+            .aead
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: &plain,
+                    aad: &aad,
+                },
+            )
+            .expect("AES-GCM-SIV seals any message under 64 GiB");
+        URL_SAFE_NO_PAD.encode(sealed)
+    }
+
+    /// Returns the state if `token` was sealed for this dialog by the current
+    /// or the previous secret.
     pub fn open(&self, call_id: &[u8], ftag: &[u8], token: &[u8]) -> Option<DialogState> {
-        if token.len() > 4096 {
+        if token.len() > 1024 {
             return None;
         }
         let raw = URL_SAFE_NO_PAD.decode(token).ok()?;
-        if raw.len() < MAC_LEN + 4 {
+        if raw.len() < TAG_LEN + 8 {
             return None;
         }
-        let (payload, mac) = raw.split_at(raw.len() - MAC_LEN);
-        let expect = self.mac(call_id, ftag, payload);
-        // Constant-time comparison: the MAC is the only secret-dependent value.
-        if mac
-            .iter()
-            .zip(expect.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            != 0
-        {
-            return None;
-        }
-        let mut r = Reader(payload);
-        if r.u8()? != VERSION {
-            return None;
-        }
-        let anonymous = r.u8()? != 0;
-        let transport = match r.u8()? {
-            0 => Transport::Udp,
-            1 => Transport::Tcp,
-            2 => Transport::Tls,
-            _ => return None,
-        };
-        let ip = match r.u8()? {
-            4 => IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(r.take(4)?).ok()?)),
-            16 => IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(r.take(16)?).ok()?)),
-            _ => return None,
-        };
-        let port = u16::from_be_bytes(r.take(2)?.try_into().ok()?);
-        let number = String::from_utf8(r.field()?.to_vec()).ok()?;
-        let name = String::from_utf8(r.field()?.to_vec()).ok()?;
-        let pbx_from = r.field()?.to_vec();
-        Some(DialogState {
-            number,
-            name,
-            anonymous,
-            pbx_from,
-            pbx: Peer {
-                transport,
-                addr: SocketAddr::new(ip, port),
-            },
-        })
+        let aad = aad(call_id, ftag);
+        std::iter::once(&self.current)
+            .chain(self.previous.as_ref())
+            .find_map(|g| {
+                let nonce = g.nonce(&aad);
+                g.aead
+                    .decrypt(
+                        Nonce::from_slice(&nonce),
+                        Payload {
+                            msg: &raw,
+                            aad: &aad,
+                        },
+                    )
+                    .ok()
+            })
+            .and_then(|plain| decode(&plain))
     }
+}
+
+// Plain layout (before encryption), chosen to be small:
+//   flags: bits 0-1 PBX transport (0 udp, 1 tcp, 2 tls), bit 2 anonymous,
+//          bit 3 IPv6, bit 4 number packed as `+` and BCD digits
+//   PBX address (4 or 16 bytes), PBX port (2 bytes)
+//   number, name, PBX From: each a one-byte length (255: two more bytes
+//   follow) and the bytes; a packed number is its digit count and the digits
+//   two to a byte.
+const ANONYMOUS: u8 = 1 << 2;
+const V6: u8 = 1 << 3;
+const PACKED: u8 = 1 << 4;
+
+fn encode(state: &DialogState) -> Vec<u8> {
+    let mut p =
+        Vec::with_capacity(24 + state.number.len() + state.name.len() + state.pbx_from.len());
+    let mut flags = match state.pbx.transport {
+        Transport::Udp => 0,
+        Transport::Tcp => 1,
+        Transport::Tls => 2,
+    };
+    if state.anonymous {
+        flags |= ANONYMOUS;
+    }
+    let digits = state.number.strip_prefix('+').filter(|d| {
+        !d.is_empty() && d.len() < 255 && d.bytes().all(|b| b.is_ascii_digit())
+    });
+    if digits.is_some() {
+        flags |= PACKED;
+    }
+    if state.pbx.addr.is_ipv6() {
+        flags |= V6;
+    }
+    p.push(flags);
+    match state.pbx.addr.ip() {
+        IpAddr::V4(ip) => p.extend_from_slice(&ip.octets()),
+        IpAddr::V6(ip) => p.extend_from_slice(&ip.octets()),
+    }
+    p.extend_from_slice(&state.pbx.addr.port().to_be_bytes());
+    match digits {
+        Some(d) => {
+            p.push(d.len() as u8);
+            for pair in d.as_bytes().chunks(2) {
+                let hi = pair[0] - b'0';
+                let lo = pair.get(1).map_or(0, |b| b - b'0');
+                p.push(hi << 4 | lo);
+            }
+        }
+        None => push_field(&mut p, state.number.as_bytes()),
+    }
+    push_field(&mut p, state.name.as_bytes());
+    push_field(&mut p, &state.pbx_from);
+    p
+}
+
+fn push_field(p: &mut Vec<u8>, field: &[u8]) {
+    let len = field.len().min(u16::MAX as usize);
+    if len < 255 {
+        p.push(len as u8);
+    } else {
+        p.push(255);
+        p.extend_from_slice(&(len as u16).to_be_bytes());
+    }
+    p.extend_from_slice(&field[..len]);
+}
+
+fn decode(plain: &[u8]) -> Option<DialogState> {
+    let mut r = Reader(plain);
+    let flags = r.u8()?;
+    let transport = match flags & 3 {
+        0 => Transport::Udp,
+        1 => Transport::Tcp,
+        2 => Transport::Tls,
+        _ => return None,
+    };
+    let ip = if flags & V6 != 0 {
+        IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(r.take(16)?).ok()?))
+    } else {
+        IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(r.take(4)?).ok()?))
+    };
+    let port = u16::from_be_bytes(r.take(2)?.try_into().ok()?);
+    let number = if flags & PACKED != 0 {
+        let n = r.u8()? as usize;
+        let packed = r.take(n.div_ceil(2))?;
+        let mut s = String::with_capacity(n + 1);
+        s.push('+');
+        for i in 0..n {
+            let b = packed[i / 2];
+            let d = if i % 2 == 0 { b >> 4 } else { b & 0xf };
+            s.push(char::from(b'0' + d.min(9)));
+        }
+        s
+    } else {
+        String::from_utf8(r.field()?.to_vec()).ok()?
+    };
+    let name = String::from_utf8(r.field()?.to_vec()).ok()?;
+    let pbx_from = r.field()?.to_vec();
+    Some(DialogState {
+        number,
+        name,
+        anonymous: flags & ANONYMOUS != 0,
+        pbx_from,
+        pbx: Peer {
+            transport,
+            addr: SocketAddr::new(ip, port),
+        },
+    })
 }
 
 struct Reader<'a>(&'a [u8]);
@@ -196,7 +316,10 @@ impl<'a> Reader<'a> {
         self.take(1).map(|b| b[0])
     }
     fn field(&mut self) -> Option<&'a [u8]> {
-        let len = u16::from_be_bytes(self.take(2)?.try_into().ok()?) as usize;
+        let len = match self.u8()? {
+            255 => u16::from_be_bytes(self.take(2)?.try_into().ok()?) as usize,
+            n => n as usize,
+        };
         self.take(len)
     }
 }
@@ -236,5 +359,46 @@ mod tests {
         forged[5] = if forged[5] == b'A' { b'B' } else { b'A' };
         assert_eq!(k.open(b"call-1", b"tag-a", &forged), None);
         assert_eq!(k.open(b"call-1", b"tag-a", b"!!"), None);
+    }
+
+    #[test]
+    fn previous_secret_opens_but_never_seals() {
+        let old = SealKey::from_secret(b"the secret before the rotation");
+        let t_old = old.seal(b"c", b"t", &state());
+        let new = SealKey::from_secret(b"the secret after the rotation!").with_previous(b"the secret before the rotation");
+        assert_eq!(new.open(b"c", b"t", t_old.as_bytes()), Some(state()));
+        let t_new = new.seal(b"c", b"t", &state());
+        assert_ne!(t_new, t_old, "sealed under the current secret");
+        assert_eq!(old.open(b"c", b"t", t_new.as_bytes()), None);
+        let dropped = SealKey::from_secret(b"the secret after the rotation!");
+        assert_eq!(dropped.open(b"c", b"t", t_old.as_bytes()), None);
+    }
+
+    #[test]
+    fn every_shape_round_trips_and_is_smaller_than_the_hmac_format() {
+        let k = SealKey::random();
+        let mut s = state();
+        for (number, addr, transport) in [
+            ("+14155550100", "127.0.0.1:5090", Transport::Tls),
+            ("+4420718387501", "[2001:db8::7]:5061", Transport::Udp),
+            ("anonymous", "10.1.2.3:5060", Transport::Tcp),
+            ("+1", "10.1.2.3:5060", Transport::Tcp),
+        ] {
+            s.number = number.into();
+            s.pbx = Peer {
+                transport,
+                addr: addr.parse().unwrap(),
+            };
+            s.name = "x".repeat(300);
+            let t = k.seal(b"c", b"t", &s);
+            assert_eq!(k.open(b"c", b"t", t.as_bytes()), Some(s.clone()));
+        }
+        // The version-1 layout was 40 bytes plus name and From (HMAC cut to
+        // 12 bytes, two-byte lengths, the number as text).
+        let s = state();
+        let raw = URL_SAFE_NO_PAD
+            .decode(k.seal(b"c", b"t", &s))
+            .unwrap();
+        assert!(raw.len() < 40 + s.name.len() + s.pbx_from.len(), "{}", raw.len());
     }
 }

@@ -14,7 +14,8 @@ use crate::sip::{syntax, ListValue, Request};
 /// Our Route on an in-dialog request, opened: which value it is, the dialog
 /// state sealed in it, and the way the request travels.
 pub(super) struct InDialogRoute {
-    own: ListValue,
+    /// Our Route values on top: one, or the pair of a double Record-Route.
+    own: (ListValue, Option<ListValue>),
     state: DialogState,
     direction: Direction,
     /// The next hop once our Route is popped.
@@ -26,12 +27,25 @@ impl InDialogRoute {
     /// this dialog: such a request is never relayed (toll fraud).
     pub(super) fn open(req: &Request, settings: &Settings) -> Option<InDialogRoute> {
         let c = req.common();
-        let top = req.top_route()?;
+        let routes = req.routes();
+        let top = routes.first()?;
         let uri = syntax::parse_sip_uri(top.uri)?;
         if !settings.is_own_host(uri.host) {
             return None;
         }
-        let token = uri.param(b"cg")?;
+        // RFC 5658: with two Record-Routes the other one of the pair follows
+        // at once; the state is in the one marked `cg`, the other is `cgp`.
+        let pair = routes.get(1).and_then(|r| {
+            let u = syntax::parse_sip_uri(r.uri)?;
+            let ours = settings.is_own_host(u.host);
+            let marked = u.param(b"cg").is_some() || u.param(b"cgp").is_some();
+            (ours && marked).then_some((r, u))
+        });
+        let token = match (uri.param(b"cg"), &pair) {
+            (Some(token), _) => token,
+            (None, Some((_, u))) if uri.param(b"cgp").is_some() => u.param(b"cg")?,
+            _ => return None,
+        };
         let key = &settings.key;
         let (state, direction) = match key.open(c.call_id(), c.from_tag(), token) {
             Some(st) => (st, Direction::Caller),
@@ -47,13 +61,14 @@ impl InDialogRoute {
             Direction::Caller => settings.carriers.first().copied().unwrap_or(state.pbx),
             Direction::Callee => state.pbx,
         };
-        let uri = req.next_route_uri(top.value).unwrap_or_else(|| req.uri());
+        let skip = if pair.is_some() { 2 } else { 1 };
+        let uri = routes.get(skip).map_or_else(|| req.uri(), |r| r.uri);
         let mut dest = settings.resolve_uri(uri).unwrap_or(fallback);
         if dest.addr == state.pbx.addr {
             dest = state.pbx;
         }
         Some(InDialogRoute {
-            own: top.value,
+            own: (top.value, pair.map(|(r, _)| r.value)),
             state,
             direction,
             dest,

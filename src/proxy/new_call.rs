@@ -205,9 +205,9 @@ impl AttemptInputs<'_> {
             pbx: self.upstream,
         };
         let token = settings.key.seal(c.call_id(), c.from_tag(), &state);
-        let record_route = settings.record_route(self.upstream.transport, &token);
         let build = |transport: Transport| {
             let via = self.via.line(transport, &branch);
+            let record_route = settings.record_route(self.upstream.transport, transport, &token);
             let rewrite = InitialInvite {
                 id: Presented {
                     number: &plan.number,

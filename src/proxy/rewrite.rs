@@ -116,8 +116,9 @@ pub struct InDialog<'a> {
     pub direction: Direction,
     pub id: Presented<'a>,
     pub pbx_from: &'a [u8],
-    /// The Route value to remove (ours).
-    pub own_route: ListValue,
+    /// The Route values to remove (ours: one, or the pair of a double
+    /// Record-Route).
+    pub own_route: (ListValue, Option<ListValue>),
     pub via_line: &'a [u8],
 }
 
@@ -127,12 +128,7 @@ pub fn in_dialog(req: &Request, s: &Settings, plan: &InDialog<'_>) -> Bytes {
     let c = req.common();
     let mut sp = Splice::new(c.buf());
     common_request_edits(&mut sp, req, plan.via_line);
-    remove_list_value(
-        &mut sp,
-        c,
-        c.header(plan.own_route.header),
-        plan.own_route.span,
-    );
+    remove_own_routes(&mut sp, c, plan.own_route);
     match plan.direction {
         Direction::Caller => {
             let from_addr = render::from_name_addr(&plan.id, &s.domain);
@@ -158,6 +154,32 @@ pub fn plain(req: &Request, via_line: &[u8]) -> Bytes {
     let mut sp = Splice::new(c.buf());
     common_request_edits(&mut sp, req, via_line);
     sp.finish(c.body_end())
+}
+
+/// Removes our Route value(s). Two in one field are the first two of it
+/// (they are on top): the field goes when they are all of it, else everything
+/// up to the third value.
+fn remove_own_routes(sp: &mut Splice<'_>, c: &Common, own: (ListValue, Option<ListValue>)) {
+    match own {
+        (first, Some(second)) if first.header == second.header => {
+            let h = c.header(first.header);
+            let items = syntax::split_list(c.bytes(h.value)).unwrap_or_default();
+            match items.get(2) {
+                None => sp.remove(h.line),
+                Some(&(s, e)) => {
+                    let third = &c.bytes(h.value)[s..e];
+                    let lead = third.len() - third.trim_ascii_start().len();
+                    let end = h.value.start as usize + s + lead;
+                    sp.remove(Span::new(first.span.start as usize, end));
+                }
+            }
+        }
+        (first, second) => {
+            for v in std::iter::once(first).chain(second) {
+                remove_list_value(sp, c, c.header(v.header), v.span);
+            }
+        }
+    }
 }
 
 /// Removes one value of a comma-separated header (the whole field when it is the

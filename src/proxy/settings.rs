@@ -75,19 +75,46 @@ impl Settings {
             .unwrap_or(false)
     }
 
-    /// Our Record-Route line for a dialog whose caller reached us over
-    /// `incoming`, carrying the sealed dialog state `token`.
-    pub fn record_route(&self, incoming: Transport, token: &str) -> String {
-        let port = self.local(incoming).map(|p| p.addr.port()).unwrap_or(5060);
-        let port = if port == 5060 {
-            String::new()
-        } else {
-            format!(":{port}")
-        };
-        format!(
-            "Record-Route: <sip:{}{};lr;cg={}>\r\n",
-            self.domain, port, token
-        )
+    /// Our Record-Route for a dialog whose caller reached us over `incoming`
+    /// and that leaves toward the carrier over `outgoing`, carrying the route
+    /// state `token`. Each side must reach us on its own transport, so when
+    /// the two differ we record two routes (RFC 5658): first (top) the one
+    /// the carrier uses, with the state, then the one the PBX uses, marked
+    /// `cgp` as its pair. A route names its transport unless it is UDP.
+    pub fn record_route(&self, incoming: Transport, outgoing: Transport, token: &str) -> String {
+        let mut rr = String::with_capacity(64 + token.len());
+        rr.push_str("Record-Route: ");
+        self.push_route_uri(&mut rr, outgoing);
+        rr.push_str(";cg=");
+        rr.push_str(token);
+        rr.push('>');
+        if incoming != outgoing {
+            rr.push_str(", ");
+            self.push_route_uri(&mut rr, incoming);
+            rr.push_str(";cgp>");
+        }
+        rr.push_str("\r\n");
+        rr
+    }
+
+    /// `<sip:DOMAIN[:PORT][;transport=T];lr` for the listener of `transport`.
+    fn push_route_uri(&self, out: &mut String, transport: Transport) {
+        let default = if transport == Transport::Tls { 5061 } else { 5060 };
+        let port = self
+            .local(transport)
+            .map(|p| p.addr.port())
+            .unwrap_or(default);
+        out.push_str("<sip:");
+        out.push_str(&self.domain);
+        if port != default {
+            out.push(':');
+            out.push_str(&port.to_string());
+        }
+        if transport != Transport::Udp {
+            out.push_str(";transport=");
+            out.push_str(transport.uri_param());
+        }
+        out.push_str(";lr");
     }
 
     /// The transport address a sip: URI with an IP host names. A known

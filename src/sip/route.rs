@@ -48,6 +48,36 @@ impl Request {
         })
     }
 
+    /// Every Route value that is a name-addr, in order (across fields).
+    pub fn routes(&self) -> Vec<RouteEntry<'_>> {
+        let c = self.common();
+        let mut out = Vec::new();
+        for (header, h) in c.headers().iter().enumerate() {
+            if h.name != HeaderName::Route {
+                continue;
+            }
+            let value = c.bytes(h.value);
+            for (s, e) in syntax::split_list(value).unwrap_or_default() {
+                let item = &value[s..e];
+                let Ok(na) = syntax::parse_name_addr(item) else {
+                    continue;
+                };
+                let trimmed = syntax::trim_lws(item);
+                let start = h.value.start as usize
+                    + s
+                    + (trimmed.as_ptr() as usize - item.as_ptr() as usize);
+                out.push(RouteEntry {
+                    value: ListValue {
+                        header,
+                        span: Span::new(start, start + trimmed.len()),
+                    },
+                    uri: na.uri,
+                });
+            }
+        }
+        out
+    }
+
     /// The URI of the first Route value other than `skip` (ours, being
     /// removed): where a loose-routed request goes next. `None` when no other
     /// Route remains, and the Request-URI decides.
