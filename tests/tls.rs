@@ -236,6 +236,18 @@ async fn call(pbx_leg: Leg, carrier_leg: Leg, pki: &Pki, pbx_hangs_up: bool) {
     assert!(!rr.is_empty());
     let pbx_route: Vec<String> = rr.iter().rev().cloned().collect();
     let carrier_route = record_routes(&fwd);
+    // RFC 5658: two routes when the legs differ, each naming its side.
+    let expected = if pbx_leg == carrier_leg { 1 } else { 2 };
+    assert_eq!(carrier_route.len(), expected, "{carrier_route:?}");
+    let names = |r: &str, leg: Leg| match leg {
+        Leg::Udp => !r.contains("transport="),
+        _ => r.contains(&format!("transport={}", leg.token().to_lowercase())),
+    };
+    assert!(names(&carrier_route[0], carrier_leg), "{carrier_route:?}");
+    assert!(
+        names(&carrier_route[expected - 1], pbx_leg),
+        "{carrier_route:?}"
+    );
     let to_tagged = format!("{};tag=callee", header_value(&fwd, "To").unwrap());
     let call_id = format!("{call}@pbx.example.com");
 

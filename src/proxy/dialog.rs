@@ -216,9 +216,10 @@ fn encode(state: &DialogState) -> Vec<u8> {
     if state.anonymous {
         flags |= ANONYMOUS;
     }
-    let digits = state.number.strip_prefix('+').filter(|d| {
-        !d.is_empty() && d.len() < 255 && d.bytes().all(|b| b.is_ascii_digit())
-    });
+    let digits = state
+        .number
+        .strip_prefix('+')
+        .filter(|d| !d.is_empty() && d.len() < 255 && d.bytes().all(|b| b.is_ascii_digit()));
     if digits.is_some() {
         flags |= PACKED;
     }
@@ -365,7 +366,8 @@ mod tests {
     fn previous_secret_opens_but_never_seals() {
         let old = SealKey::from_secret(b"the secret before the rotation");
         let t_old = old.seal(b"c", b"t", &state());
-        let new = SealKey::from_secret(b"the secret after the rotation!").with_previous(b"the secret before the rotation");
+        let new = SealKey::from_secret(b"the secret after the rotation!")
+            .with_previous(b"the secret before the rotation");
         assert_eq!(new.open(b"c", b"t", t_old.as_bytes()), Some(state()));
         let t_new = new.seal(b"c", b"t", &state());
         assert_ne!(t_new, t_old, "sealed under the current secret");
@@ -396,9 +398,11 @@ mod tests {
         // The version-1 layout was 40 bytes plus name and From (HMAC cut to
         // 12 bytes, two-byte lengths, the number as text).
         let s = state();
-        let raw = URL_SAFE_NO_PAD
-            .decode(k.seal(b"c", b"t", &s))
-            .unwrap();
-        assert!(raw.len() < 40 + s.name.len() + s.pbx_from.len(), "{}", raw.len());
+        let raw = URL_SAFE_NO_PAD.decode(k.seal(b"c", b"t", &s)).unwrap();
+        assert!(
+            raw.len() < 40 + s.name.len() + s.pbx_from.len(),
+            "{}",
+            raw.len()
+        );
     }
 }

@@ -99,7 +99,11 @@ impl Settings {
 
     /// `<sip:DOMAIN[:PORT][;transport=T];lr` for the listener of `transport`.
     fn push_route_uri(&self, out: &mut String, transport: Transport) {
-        let default = if transport == Transport::Tls { 5061 } else { 5060 };
+        let default = if transport == Transport::Tls {
+            5061
+        } else {
+            5060
+        };
         let port = self
             .local(transport)
             .map(|p| p.addr.port())
