@@ -694,3 +694,85 @@ fn sighup_reloads_the_certificate_and_refuses_a_bad_one() {
     assert!(log.contains("tls reload refused"), "{log}");
     assert!(log.contains("tls certificate and key reloaded"), "{log}");
 }
+
+/// Reads `child`'s standard output until `needle` shows up (or time runs out).
+async fn read_until(out: &mut tokio::process::ChildStdout, needle: &str) -> String {
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains(needle) {
+        match tokio::time::timeout_at(deadline, out.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => seen.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+/// OpenSSL on both sides, a TLS stack the project did not write: `s_client`
+/// as the PBX (verifying the gateway against the CA) and `s_server` as the
+/// carrier (its certificate verified by the gateway).
+#[tokio::test]
+async fn openssl_pbx_and_openssl_carrier_talk_sip_over_tls_with_the_gateway() {
+    use std::process::Stdio;
+    let pki = Pki::new();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut server = tokio::process::Command::new("openssl")
+        .args(["s_server", "-quiet", "-accept"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-cert")
+        .arg(&pki.carrier.cert)
+        .arg("-key")
+        .arg(&pki.carrier.key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("openssl is installed (scripts/test.sh installs it)");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let gw = gateway(&pki, &[format!("sip:127.0.0.1:{port};transport=tls")]).await;
+    let tls_addr = gw.tls_addr().unwrap();
+    let mut client = tokio::process::Command::new("openssl")
+        .args(["s_client", "-quiet", "-verify_return_error", "-connect"])
+        .arg(tls_addr.to_string())
+        .args([
+            "-servername",
+            "gw.example.net",
+            "-verify_hostname",
+            "gw.example.net",
+            "-CAfile",
+        ])
+        .arg(&pki.ca)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let inv = invite("openssl", "X-Queue-Id: sales\r\n").replace(
+        "Via: SIP/2.0/UDP 127.0.0.10:5070",
+        "Via: SIP/2.0/TLS 127.0.0.1:5999",
+    );
+    let mut cin = client.stdin.take().unwrap();
+    let mut cout = client.stdout.take().unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cin.write_all(inv.as_bytes()).await.unwrap();
+    cin.flush().await.unwrap();
+    let got = read_until(&mut cout, "SIP/2.0 100 Trying").await;
+    assert!(got.contains("SIP/2.0 100 Trying"), "s_client got: {got}");
+    let mut sout = server.stdout.take().unwrap();
+    let fwd = read_until(&mut sout, "Content-Length").await;
+    assert!(fwd.starts_with("INVITE "), "s_server got: {fwd}");
+    assert!(fwd.contains("Via: SIP/2.0/TLS "), "{fwd}");
+    assert!(
+        fwd.contains("\"Acme Sales\" <sip:+14155550100@gw.example.net"),
+        "{fwd}"
+    );
+    let _ = client.kill().await;
+    let _ = server.kill().await;
+    gw.shutdown().await;
+}
