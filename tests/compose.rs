@@ -312,6 +312,33 @@ impl Checker<'_> {
         }
     }
 
+    /// Every port a service publishes must be bound to a loopback address on
+    /// the host: the PBX and the carrier are inside the compose network, and a
+    /// bare `5060:5060` would open the gateway to every network the host is on.
+    fn published_on_loopback_only(&mut self, name: &str) {
+        let entries = match &self.service(name)["ports"] {
+            Yaml::Array(a) => a.clone(),
+            _ => Vec::new(),
+        };
+        for entry in entries {
+            let host_ip = match &entry {
+                // Long syntax: `host_ip` next to `target` and `published`.
+                Yaml::Hash(_) => scalar(&entry["host_ip"]),
+                other => scalar(other).and_then(|p| published_host_ip(&p)),
+            };
+            let loopback = host_ip
+                .as_deref()
+                .and_then(|ip| ip.trim_matches(['[', ']']).parse::<IpAddr>().ok())
+                .is_some_and(|ip| ip.is_loopback());
+            if !loopback {
+                let shown = scalar(&entry).unwrap_or_else(|| format!("{entry:?}"));
+                self.problem(format!(
+                    "{name}: publishes {shown} on every host interface; bind it to 127.0.0.1"
+                ));
+            }
+        }
+    }
+
     /// `host:container/proto` entries of `ports` (published) and `expose`.
     fn container_ports(&self, name: &str) -> Vec<(u16, Transport)> {
         let s = self.service(name);
@@ -396,6 +423,7 @@ impl Checker<'_> {
         }
         for s in ["gateway", "carrier", "pbx"] {
             self.check_build(s);
+            self.published_on_loopback_only(s);
         }
         let ip: BTreeMap<&str, Option<Ipv4Addr>> = ["gateway", "carrier", "pbx"]
             .into_iter()
@@ -672,6 +700,17 @@ impl Checker<'_> {
     }
 }
 
+/// The host address of a short-syntax port entry (`IP:HOST:CONTAINER[/proto]`,
+/// `[IPv6]:HOST:CONTAINER`), `None` when it has none (every interface).
+fn published_host_ip(entry: &str) -> Option<String> {
+    let ports = entry.split('/').next()?;
+    if let Some(v6) = ports.strip_prefix('[') {
+        return v6.split_once(']').map(|(ip, _)| ip.to_string());
+    }
+    let parts: Vec<&str> = ports.split(':').collect();
+    (parts.len() == 3).then(|| parts[0].to_string())
+}
+
 fn scalar(y: &Yaml) -> Option<String> {
     match y {
         Yaml::String(s) | Yaml::Real(s) => Some(s.clone()),
@@ -791,4 +830,15 @@ fn mismatched_calls_are_reported() {
         "/scenarios/data/calls-normalize.csv",
     );
     assert_reported(&p, "call expects");
+}
+
+#[test]
+fn sip_published_on_every_interface_is_reported() {
+    let p = mutated("\"127.0.0.1:5060:5060/udp\"", "\"5060:5060/udp\"");
+    assert_reported(
+        &p,
+        "gateway: publishes 5060:5060/udp on every host interface",
+    );
+    let p = mutated("\"127.0.0.1:8080:8080/tcp\"", "\"0.0.0.0:8080:8080/tcp\"");
+    assert_reported(&p, "0.0.0.0:8080:8080/tcp on every host interface");
 }
