@@ -164,7 +164,7 @@ start_gw() {
       GW_PID=$!;;
   esac
   local port=${GW_ADDR##*:}
-  for _ in $(seq 100); do
+  for _ in $(seq 300); do   # up to 30 s: cidgate compiles every numbering plan before it binds
     kill -0 "$GW_PID" 2>/dev/null || { tail -5 "$OUT/$target-$tr.log" >&2; GW_PID=""; return 1; }
     port_busy "$port" && { sleep 0.5; return 0; }
     sleep 0.1
