@@ -269,12 +269,12 @@ pub fn parse(buf: Bytes, transport: Transport) -> Result<Message, ParseFailure> 
     let is_request = raw.is_request();
     match check(&raw, transport) {
         Ok(common_parts) => build(raw, common_parts),
-        Err((code, reason)) if is_request => Err(ParseFailure::Reject {
+        Err(Defect { code, reason }) if is_request => Err(ParseFailure::Reject {
             raw: Box::new(raw),
             code,
             reason,
         }),
-        Err((_, reason)) => Err(ParseFailure::Drop(reason)),
+        Err(defect) => Err(ParseFailure::Drop(defect.reason)),
     }
 }
 
@@ -294,116 +294,196 @@ struct Checked {
     max_forwards: Option<MaxForwards>,
 }
 
-type Defect = (u16, &'static str);
+/// Why a message failed its checks: the status a request gets, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Defect {
+    code: u16,
+    reason: &'static str,
+}
 
+/// The usual defect: 400 Bad Request for `reason`.
+const fn bad(reason: &'static str) -> Defect {
+    Defect { code: 400, reason }
+}
+
+/// Runs every check in a fixed order (the first defect found is the one
+/// answered, so the order is part of the behaviour).
 fn check(raw: &RawMessage, transport: Transport) -> Result<Checked, Defect> {
-    let buf = &raw.buf[..];
-    let mut req_method: Option<&[u8]> = None;
-    if let StartLine::Request { method, uri, .. } = raw.start {
-        match raw.start_defect {
-            Some(StartLineDefect::Version) => return Err((505, "SIP Version Not Supported")),
-            Some(StartLineDefect::Malformed) => return Err((400, "Malformed Request-Line")),
-            None => {}
-        }
-        let uri = raw.bytes(uri);
-        check_request_uri(uri)?;
-        req_method = Some(raw.bytes(method));
-    }
+    let request_method = check_start_line(raw)?;
+    let once = Singletons::locate(raw)?;
+    let call_id = check_call_id(raw, once.call_id)?;
+    let cseq = check_cseq(raw, once.cseq, request_method)?;
+    let max_forwards = check_max_forwards(raw, once.max_forwards)?;
+    check_expires(raw)?;
+    let from_tag = tag_of(raw, once.from, "Bad From")?;
+    let to_tag = tag_of(raw, once.to, "Bad To")?;
+    let top_via = check_vias(raw)?;
+    let body = frame_body(raw, once.content_length, transport)?;
+    Ok(Checked {
+        body_end: body.end,
+        content_length: body.content_length,
+        call_id,
+        cseq_num: cseq.number,
+        cseq_method: cseq.method,
+        from: once.from,
+        to: once.to,
+        from_tag,
+        to_tag,
+        via: once.via,
+        top_via,
+        max_forwards,
+    })
+}
 
-    // One pass over the header table for everything that must appear once.
-    let (mut call_id, mut cseq, mut from, mut to, mut mf, mut cl, mut via) =
-        (None, None, None, None, None, None, None);
-    for (i, h) in raw.headers.iter().enumerate() {
-        let (slot, what) = match h.name {
-            HeaderName::CallId => (&mut call_id, "Duplicate Call-ID"),
-            HeaderName::CSeq => (&mut cseq, "Duplicate CSeq"),
-            HeaderName::From => (&mut from, "Duplicate From"),
-            HeaderName::To => (&mut to, "Duplicate To"),
-            HeaderName::MaxForwards => (&mut mf, "Duplicate Max-Forwards"),
-            HeaderName::ContentLength => (&mut cl, "Duplicate Content-Length"),
-            HeaderName::Via => {
-                via.get_or_insert(i);
-                continue;
-            }
-            _ => continue,
-        };
-        if slot.replace(i).is_some() {
-            return Err((400, what));
-        }
-    }
-    let call_id: usize = call_id.ok_or((400, "Missing Call-ID"))?;
-    let cseq: usize = cseq.ok_or((400, "Missing CSeq"))?;
-    let from: usize = from.ok_or((400, "Missing From"))?;
-    let to: usize = to.ok_or((400, "Missing To"))?;
-    let via: usize = via.ok_or((400, "Missing Via"))?;
-
-    let call_id_span = raw.headers[call_id].value;
-    if call_id_span.is_empty() || raw.bytes(call_id_span).iter().any(|&b| syntax::is_lws(b)) {
-        return Err((400, "Bad Call-ID"));
-    }
-
-    // CSeq: 1*DIGIT LWS Method, number below 2^31, method equal to the request's.
-    let cseq_v = raw.value(&raw.headers[cseq]);
-    let num_len = cseq_v
-        .iter()
-        .position(|b| !b.is_ascii_digit())
-        .unwrap_or(cseq_v.len());
-    let cseq_num = parse_u32_digits(&cseq_v[..num_len])
-        .filter(|&n| n < 1 << 31)
-        .ok_or((400, "Bad CSeq number"))?;
-    let cseq_method = syntax::trim_lws(&cseq_v[num_len..]);
-    if num_len == cseq_v.len()
-        || !syntax::is_lws(cseq_v[num_len])
-        || cseq_method.is_empty()
-        || !cseq_method.iter().all(|&b| scan::is_token_char(b))
-    {
-        return Err((400, "Bad CSeq"));
-    }
-    if let Some(m) = req_method {
-        if m != cseq_method {
-            return Err((400, "CSeq method does not match Request-Line"));
-        }
-    }
-
-    let max_forwards = match mf {
-        Some(i) => {
-            let n = parse_u32_digits(raw.value(&raw.headers[i]))
-                .filter(|&n| n <= 255)
-                .ok_or((400, "Bad Max-Forwards"))?;
-            Some(MaxForwards {
-                header: i,
-                value: n,
+/// A request line's defects and Request-URI; the method when it is a request.
+fn check_start_line(raw: &RawMessage) -> Result<Option<&[u8]>, Defect> {
+    let StartLine::Request { method, uri, .. } = raw.start else {
+        return Ok(None);
+    };
+    match raw.start_defect {
+        Some(StartLineDefect::Version) => {
+            return Err(Defect {
+                code: 505,
+                reason: "SIP Version Not Supported",
             })
         }
-        None => None,
+        Some(StartLineDefect::Malformed) => return Err(bad("Malformed Request-Line")),
+        None => {}
+    }
+    check_request_uri(raw.bytes(uri))?;
+    Ok(Some(raw.bytes(method)))
+}
+
+/// Indexes of the header fields that must appear once (Via: the first of
+/// those that may repeat).
+struct Singletons {
+    call_id: usize,
+    cseq: usize,
+    from: usize,
+    to: usize,
+    max_forwards: Option<usize>,
+    content_length: Option<usize>,
+    via: usize,
+}
+
+impl Singletons {
+    /// One pass over the header table.
+    fn locate(raw: &RawMessage) -> Result<Singletons, Defect> {
+        let (mut call_id, mut cseq, mut from, mut to, mut mf, mut cl, mut via) =
+            (None, None, None, None, None, None, None);
+        for (i, h) in raw.headers.iter().enumerate() {
+            let (slot, what) = match h.name {
+                HeaderName::CallId => (&mut call_id, "Duplicate Call-ID"),
+                HeaderName::CSeq => (&mut cseq, "Duplicate CSeq"),
+                HeaderName::From => (&mut from, "Duplicate From"),
+                HeaderName::To => (&mut to, "Duplicate To"),
+                HeaderName::MaxForwards => (&mut mf, "Duplicate Max-Forwards"),
+                HeaderName::ContentLength => (&mut cl, "Duplicate Content-Length"),
+                HeaderName::Via => {
+                    via.get_or_insert(i);
+                    continue;
+                }
+                _ => continue,
+            };
+            if slot.replace(i).is_some() {
+                return Err(bad(what));
+            }
+        }
+        Ok(Singletons {
+            call_id: call_id.ok_or(bad("Missing Call-ID"))?,
+            cseq: cseq.ok_or(bad("Missing CSeq"))?,
+            from: from.ok_or(bad("Missing From"))?,
+            to: to.ok_or(bad("Missing To"))?,
+            max_forwards: mf,
+            content_length: cl,
+            via: via.ok_or(bad("Missing Via"))?,
+        })
+    }
+}
+
+fn check_call_id(raw: &RawMessage, idx: usize) -> Result<Span, Defect> {
+    let span = raw.headers[idx].value;
+    if span.is_empty() || raw.bytes(span).iter().any(|&b| syntax::is_lws(b)) {
+        return Err(bad("Bad Call-ID"));
+    }
+    Ok(span)
+}
+
+/// A checked CSeq: the number and where the method is.
+struct CSeq {
+    number: u32,
+    method: Span,
+}
+
+/// `1*DIGIT LWS Method`, the number below 2^31, the method equal to the
+/// request's.
+fn check_cseq(raw: &RawMessage, idx: usize, request_method: Option<&[u8]>) -> Result<CSeq, Defect> {
+    let v = raw.value(&raw.headers[idx]);
+    let num_len = v
+        .iter()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(v.len());
+    let number = parse_u32_digits(&v[..num_len])
+        .filter(|&n| n < 1 << 31)
+        .ok_or(bad("Bad CSeq number"))?;
+    let method = syntax::trim_lws(&v[num_len..]);
+    if num_len == v.len()
+        || !syntax::is_lws(v[num_len])
+        || method.is_empty()
+        || !method.iter().all(|&b| scan::is_token_char(b))
+    {
+        return Err(bad("Bad CSeq"));
+    }
+    if request_method.is_some_and(|m| m != method) {
+        return Err(bad("CSeq method does not match Request-Line"));
+    }
+    Ok(CSeq {
+        number,
+        method: span_of(&raw.buf, method),
+    })
+}
+
+fn check_max_forwards(raw: &RawMessage, idx: Option<usize>) -> Result<Option<MaxForwards>, Defect> {
+    let Some(header) = idx else {
+        return Ok(None);
     };
+    let value = parse_u32_digits(raw.value(&raw.headers[header]))
+        .filter(|&n| n <= 255)
+        .ok_or(bad("Bad Max-Forwards"))?;
+    Ok(Some(MaxForwards { header, value }))
+}
+
+/// An all-digit Expires must fit in 32 bits (RFC 4475 "scalar02").
+fn check_expires(raw: &RawMessage) -> Result<(), Defect> {
     if let Some(h) = raw.first(HeaderName::Expires) {
         let v = raw.value(h);
         if v.iter().all(u8::is_ascii_digit) && parse_u32_digits(v).is_none() {
-            return Err((400, "Bad Expires"));
+            return Err(bad("Bad Expires"));
         }
     }
+    Ok(())
+}
 
-    let from_na = parse_name_addr(raw.value(&raw.headers[from])).map_err(|_| (400, "Bad From"))?;
-    let to_na = parse_name_addr(raw.value(&raw.headers[to])).map_err(|_| (400, "Bad To"))?;
-    let from_tag = from_na
+/// The From or To value must be a name-addr; its non-empty tag, if any.
+fn tag_of(raw: &RawMessage, idx: usize, defect: &'static str) -> Result<Option<Span>, Defect> {
+    let na = parse_name_addr(raw.value(&raw.headers[idx])).map_err(|_| bad(defect))?;
+    Ok(na
         .param(b"tag")
         .filter(|t| !t.is_empty())
-        .map(|t| span_of(buf, t));
-    let to_tag = to_na
-        .param(b"tag")
-        .filter(|t| !t.is_empty())
-        .map(|t| span_of(buf, t));
+        .map(|t| span_of(&raw.buf, t)))
+}
 
-    // Every Via value must parse; the top one is kept.
+/// Every Via value must parse; the top one is kept.
+fn check_vias(raw: &RawMessage) -> Result<TopVia, Defect> {
+    let buf = &raw.buf[..];
     let mut top_via = None;
     for h in raw.headers.iter().filter(|h| h.name == HeaderName::Via) {
         let value = raw.value(h);
-        let items = syntax::split_list(value).map_err(|_| (400, "Bad Via"))?;
+        let items = syntax::split_list(value).map_err(|_| bad("Bad Via"))?;
         let alone = items.len() == 1;
         for (s, e) in items {
             let part = &value[s..e];
-            let v = parse_via(part).map_err(|_| (400, "Bad Via"))?;
+            let v = parse_via(part).map_err(|_| bad("Bad Via"))?;
             if top_via.is_none() {
                 top_via = Some(TopVia {
                     value: span_of(buf, syntax::trim_lws(part)),
@@ -417,49 +497,47 @@ fn check(raw: &RawMessage, transport: Transport) -> Result<Checked, Defect> {
             }
         }
     }
-    let top_via = top_via.ok_or((400, "Missing Via"))?;
+    top_via.ok_or(bad("Missing Via"))
+}
 
-    // Body framing.
+/// Where the body ends, and the Content-Length it was framed by.
+struct Body {
+    end: u32,
+    content_length: Option<usize>,
+}
+
+/// On UDP a missing Content-Length means "the rest of the datagram" and a
+/// too large one is an error; on TCP the framer has cut the message already.
+fn frame_body(raw: &RawMessage, idx: Option<usize>, transport: Transport) -> Result<Body, Defect> {
     let available = raw.buf.len() - raw.body_start as usize;
-    let content_length = match cl {
+    let content_length = match idx {
         Some(i) => {
             let v = raw.value(&raw.headers[i]);
-            Some(content_length::parse_value(v).ok_or((400, "Bad Content-Length"))?)
+            Some(content_length::parse_value(v).ok_or(bad("Bad Content-Length"))?)
         }
         None => None,
     };
     let body_len = match content_length {
-        Some(n) if n > available => return Err((400, "Content-Length larger than message")),
+        Some(n) if n > available => return Err(bad("Content-Length larger than message")),
         Some(n) => n,
         None if transport.is_stream() => 0,
         None => available,
     };
-
-    Ok(Checked {
-        body_end: raw.body_start + body_len as u32,
+    Ok(Body {
+        end: raw.body_start + body_len as u32,
         content_length,
-        call_id: call_id_span,
-        cseq_num,
-        cseq_method: span_of(buf, cseq_method),
-        from,
-        to,
-        from_tag,
-        to_tag,
-        via,
-        top_via,
-        max_forwards,
     })
 }
 
 fn check_request_uri(uri: &[u8]) -> Result<(), Defect> {
     if uri.first() == Some(&b'<') {
-        return Err((400, "Request-URI in angle brackets"));
+        return Err(bad("Request-URI in angle brackets"));
     }
-    let scheme = syntax::uri_scheme(uri).map_err(|_| (400, "Bad Request-URI scheme"))?;
+    let scheme = syntax::uri_scheme(uri).map_err(|_| bad("Bad Request-URI scheme"))?;
     if scheme.eq_ignore_ascii_case(b"sip") || scheme.eq_ignore_ascii_case(b"sips") {
-        let parsed = syntax::parse_sip_uri(uri).ok_or((400, "Bad Request-URI"))?;
+        let parsed = syntax::parse_sip_uri(uri).ok_or(bad("Bad Request-URI"))?;
         if parsed.has_headers {
-            return Err((400, "Headers in Request-URI"));
+            return Err(bad("Headers in Request-URI"));
         }
     }
     Ok(())

@@ -8,7 +8,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::header::HeaderName;
 use super::message::Request;
-use super::scan::RawMessage;
+use super::scan::{HeaderField, RawMessage};
 
 /// The RFC 3261 §21 reason phrase of a final error status (and the common
 /// extensions), for responses configured by code alone.
@@ -110,6 +110,48 @@ pub fn reply_raw(raw: &RawMessage, spec: &ReplySpec<'_>) -> Bytes {
     build(raw, spec, None)
 }
 
+impl ViaFix {
+    /// Writes the top Via `line` (which starts at `base` in the request)
+    /// with `rport=` and `received=` filled in.
+    fn write(&self, out: &mut BytesMut, line: &[u8], base: usize) {
+        let mut pieces: Vec<(usize, Vec<u8>)> = Vec::new();
+        if let Some(r) = self.rport_at {
+            pieces.push((r - base, format!("={}", self.port).into_bytes()));
+        }
+        if let Some(ip) = &self.received {
+            pieces.push((self.at - base, format!(";received={ip}").into_bytes()));
+        }
+        pieces.sort_by_key(|p| p.0);
+        let mut pos = 0;
+        for (at, text) in pieces {
+            out.extend_from_slice(&line[pos..at]);
+            out.extend_from_slice(&text);
+            pos = at;
+        }
+        out.extend_from_slice(&line[pos..]);
+    }
+}
+
+/// The To line, with our tag added when the request's has none (never to a
+/// 100, RFC 3261 §8.2.6.2).
+fn write_to(out: &mut BytesMut, raw: &RawMessage, h: &HeaderField, spec: &ReplySpec<'_>) {
+    let line = &raw.buf[h.line.range()];
+    let has_tag = super::syntax::parse_name_addr(raw.value(h))
+        .ok()
+        .and_then(|n| n.param(b"tag"))
+        .is_some();
+    match spec.to_tag {
+        Some(tag) if !has_tag && spec.code > 100 => {
+            let cut = h.value.end as usize - h.line.start as usize;
+            out.extend_from_slice(&line[..cut]);
+            out.extend_from_slice(b";tag=");
+            out.extend_from_slice(tag.as_bytes());
+            out.extend_from_slice(&line[cut..]);
+        }
+        _ => out.extend_from_slice(line),
+    }
+}
+
 fn build(raw: &RawMessage, spec: &ReplySpec<'_>, fix: Option<&ViaFix>) -> Bytes {
     let mut out = BytesMut::with_capacity(512 + spec.extra.len());
     let _ = write!(
@@ -125,24 +167,7 @@ fn build(raw: &RawMessage, spec: &ReplySpec<'_>, fix: Option<&ViaFix>) -> Bytes 
             HeaderName::Via => {
                 let line = &raw.buf[h.line.range()];
                 match (first_via, fix) {
-                    (true, Some(fix)) => {
-                        let base = h.line.start as usize;
-                        let mut pieces: Vec<(usize, Vec<u8>)> = Vec::new();
-                        if let Some(r) = fix.rport_at {
-                            pieces.push((r - base, format!("={}", fix.port).into_bytes()));
-                        }
-                        if let Some(ip) = &fix.received {
-                            pieces.push((fix.at - base, format!(";received={ip}").into_bytes()));
-                        }
-                        pieces.sort_by_key(|p| p.0);
-                        let mut pos = 0;
-                        for (at, text) in pieces {
-                            out.extend_from_slice(&line[pos..at]);
-                            out.extend_from_slice(&text);
-                            pos = at;
-                        }
-                        out.extend_from_slice(&line[pos..]);
-                    }
+                    (true, Some(fix)) => fix.write(&mut out, line, h.line.start as usize),
                     _ => out.extend_from_slice(line),
                 }
                 first_via = false;
@@ -156,22 +181,7 @@ fn build(raw: &RawMessage, spec: &ReplySpec<'_>, fix: Option<&ViaFix>) -> Bytes 
             }
             HeaderName::To => {
                 seen.push(h.name);
-                let value = raw.value(h);
-                let has_tag = super::syntax::parse_name_addr(value)
-                    .ok()
-                    .and_then(|n| n.param(b"tag"))
-                    .is_some();
-                match spec.to_tag {
-                    Some(tag) if !has_tag && spec.code > 100 => {
-                        let line = &raw.buf[h.line.range()];
-                        let cut = h.value.end as usize - h.line.start as usize;
-                        out.extend_from_slice(&line[..cut]);
-                        out.extend_from_slice(b";tag=");
-                        out.extend_from_slice(tag.as_bytes());
-                        out.extend_from_slice(&line[cut..]);
-                    }
-                    _ => out.extend_from_slice(&raw.buf[h.line.range()]),
-                }
+                write_to(&mut out, raw, h, spec);
             }
             _ => {}
         }

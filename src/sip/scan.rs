@@ -204,86 +204,109 @@ pub fn scan(buf: Bytes) -> Result<RawMessage, ScanError> {
                 body_start: after as u32,
             });
         }
-        if is_ws(buf[line_start]) {
-            // A continuation line with no header before it.
-            return Err(ScanError::BadHeaderLine);
-        }
-        // Gather folded continuation lines.
-        let mut value_end = content_end;
-        let mut field_end = after;
-        while field_end < buf.len() && is_ws(buf[field_end]) {
-            let (ce, af) = line_end(&buf, field_end).ok_or(ScanError::Unterminated)?;
-            value_end = ce;
-            field_end = af;
-        }
-        let colon = memchr::memchr(b':', &buf[line_start..content_end])
-            .map(|i| i + line_start)
-            .ok_or(ScanError::BadHeaderLine)?;
-        let mut name_end = colon;
-        while name_end > line_start && is_ws(buf[name_end - 1]) {
-            name_end -= 1;
-        }
-        let name_bytes = &buf[line_start..name_end];
-        if name_bytes.is_empty() || !name_bytes.iter().all(|&b| is_token_char(b)) {
-            return Err(ScanError::BadHeaderLine);
-        }
-        let mut vs = colon + 1;
-        while vs < value_end && matches!(buf[vs], b' ' | b'\t' | b'\r' | b'\n') {
-            vs += 1;
-        }
-        let mut ve = value_end;
-        while ve > vs && matches!(buf[ve - 1], b' ' | b'\t' | b'\r' | b'\n') {
-            ve -= 1;
-        }
-        headers.push(HeaderField {
-            name: HeaderName::classify(name_bytes),
-            name_span: Span::new(line_start, name_end),
-            value: Span::new(vs, ve),
-            line: Span::new(line_start, field_end),
-        });
+        let (field, field_end) = scan_header_field(&buf, line_start, content_end, after)?;
+        headers.push(field);
         next = field_end;
     }
 }
 
-fn scan_start_line(
+/// One header field starting at `line_start`, whose first line ends at
+/// `content_end` (line terminator at `after`); folded continuation lines are
+/// part of it. Returns the field and where the next one starts.
+fn scan_header_field(
     buf: &[u8],
-    pos: usize,
-    end: usize,
-) -> Result<(StartLine, Option<StartLineDefect>), ScanError> {
-    let line = &buf[pos..end];
-    if let Some(rest) = line.strip_prefix(b"SIP/") {
-        // Status line: SIP-Version SP Status-Code SP Reason-Phrase
-        let _ = rest;
-        let sp1 = memchr::memchr(b' ', line).ok_or(ScanError::BadStartLine)?;
-        let version = Span::new(pos, pos + sp1);
-        if &line[..sp1] != b"SIP/2.0" {
-            return Err(ScanError::BadStartLine);
-        }
-        let code_bytes = &line[sp1 + 1..];
-        let code_len = code_bytes
-            .iter()
-            .position(|&b| b == b' ')
-            .unwrap_or(code_bytes.len());
-        if code_len != 3 || !code_bytes[..3].iter().all(u8::is_ascii_digit) {
-            return Err(ScanError::BadStartLine);
-        }
-        let code = (code_bytes[0] - b'0') as u16 * 100
-            + (code_bytes[1] - b'0') as u16 * 10
-            + (code_bytes[2] - b'0') as u16;
-        if !(100..=699).contains(&code) {
-            return Err(ScanError::BadStartLine);
-        }
-        let reason_start = (pos + sp1 + 1 + 3 + 1).min(end);
-        return Ok((
-            StartLine::Response {
-                version,
-                code,
-                reason: Span::new(reason_start, end),
-            },
-            None,
-        ));
+    line_start: usize,
+    content_end: usize,
+    after: usize,
+) -> Result<(HeaderField, usize), ScanError> {
+    if is_ws(buf[line_start]) {
+        // A continuation line with no header before it.
+        return Err(ScanError::BadHeaderLine);
     }
-    // Request line. The method must be a token; anything else is not SIP.
+    // Gather folded continuation lines.
+    let mut value_end = content_end;
+    let mut field_end = after;
+    while field_end < buf.len() && is_ws(buf[field_end]) {
+        let (ce, af) = line_end(buf, field_end).ok_or(ScanError::Unterminated)?;
+        value_end = ce;
+        field_end = af;
+    }
+    let colon = memchr::memchr(b':', &buf[line_start..content_end])
+        .map(|i| i + line_start)
+        .ok_or(ScanError::BadHeaderLine)?;
+    let mut name_end = colon;
+    while name_end > line_start && is_ws(buf[name_end - 1]) {
+        name_end -= 1;
+    }
+    let name_bytes = &buf[line_start..name_end];
+    if name_bytes.is_empty() || !name_bytes.iter().all(|&b| is_token_char(b)) {
+        return Err(ScanError::BadHeaderLine);
+    }
+    let mut vs = colon + 1;
+    while vs < value_end && matches!(buf[vs], b' ' | b'\t' | b'\r' | b'\n') {
+        vs += 1;
+    }
+    let mut ve = value_end;
+    while ve > vs && matches!(buf[ve - 1], b' ' | b'\t' | b'\r' | b'\n') {
+        ve -= 1;
+    }
+    let field = HeaderField {
+        name: HeaderName::classify(name_bytes),
+        name_span: Span::new(line_start, name_end),
+        value: Span::new(vs, ve),
+        line: Span::new(line_start, field_end),
+    };
+    Ok((field, field_end))
+}
+
+type ScannedStartLine = (StartLine, Option<StartLineDefect>);
+
+fn scan_start_line(buf: &[u8], pos: usize, end: usize) -> Result<ScannedStartLine, ScanError> {
+    if buf[pos..end].starts_with(b"SIP/") {
+        status_line(buf, pos, end)
+    } else {
+        request_line(buf, pos, end)
+    }
+}
+
+/// `SIP-Version SP Status-Code SP Reason-Phrase`: anything else is not a
+/// response we can use.
+fn status_line(buf: &[u8], pos: usize, end: usize) -> Result<ScannedStartLine, ScanError> {
+    let line = &buf[pos..end];
+    let sp1 = memchr::memchr(b' ', line).ok_or(ScanError::BadStartLine)?;
+    let version = Span::new(pos, pos + sp1);
+    if &line[..sp1] != b"SIP/2.0" {
+        return Err(ScanError::BadStartLine);
+    }
+    let code_bytes = &line[sp1 + 1..];
+    let code_len = code_bytes
+        .iter()
+        .position(|&b| b == b' ')
+        .unwrap_or(code_bytes.len());
+    if code_len != 3 || !code_bytes[..3].iter().all(u8::is_ascii_digit) {
+        return Err(ScanError::BadStartLine);
+    }
+    let code = (code_bytes[0] - b'0') as u16 * 100
+        + (code_bytes[1] - b'0') as u16 * 10
+        + (code_bytes[2] - b'0') as u16;
+    if !(100..=699).contains(&code) {
+        return Err(ScanError::BadStartLine);
+    }
+    let reason_start = (pos + sp1 + 1 + 3 + 1).min(end);
+    Ok((
+        StartLine::Response {
+            version,
+            code,
+            reason: Span::new(reason_start, end),
+        },
+        None,
+    ))
+}
+
+/// A request line; defects a request can be answered for are kept beside it.
+fn request_line(buf: &[u8], pos: usize, end: usize) -> Result<ScannedStartLine, ScanError> {
+    let line = &buf[pos..end];
+    // The method must be a token; anything else is not SIP.
     let m_len = line
         .iter()
         .position(|&b| !is_token_char(b))
