@@ -212,7 +212,7 @@ fn print_identity(label: &str, msg: &Bytes) {
     let Ok(m) = parse(msg.clone(), Transport::Udp) else {
         return;
     };
-    let c = m.common();
+    let c = m.fields();
     let mut first = true;
     for h in c.headers() {
         let name = c.bytes(h.name_span);
@@ -274,7 +274,7 @@ fn header_line(msg: &Bytes, name: HeaderName) -> Option<String> {
     let Ok(m) = parse(msg.clone(), Transport::Udp) else {
         return None;
     };
-    let c = m.common();
+    let c = m.fields();
     c.headers()
         .iter()
         .find(|h| {
@@ -349,9 +349,9 @@ async fn play_carrier(sock: UdpSocket, seen: mpsc::UnboundedSender<Bytes>) {
             .map(|a| format!("Contact: <sip:carrier@{a}>\r\n"))
             .unwrap_or_default();
         // A UAS copies Record-Route into its 2xx (RFC 3261 §12.1.1).
-        for h in req.common().raw().all(HeaderName::RecordRoute) {
+        for h in req.fields().raw().all(HeaderName::RecordRoute) {
             contact.push_str(&String::from_utf8_lossy(
-                &req.common().buf()[h.line.range()],
+                &req.fields().buf()[h.line.range()],
             ));
         }
         let answer = match req.method() {

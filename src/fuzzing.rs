@@ -13,7 +13,7 @@ pub fn roundtrip(data: &[u8]) {
     let Ok(first) = parse(Bytes::copy_from_slice(data), Transport::Udp) else {
         return;
     };
-    let c = first.common();
+    let c = first.fields();
     let end = c.body_end();
     let written = Splice::new(c.buf()).finish(end);
     assert_eq!(
@@ -22,7 +22,7 @@ pub fn roundtrip(data: &[u8]) {
         "unedited write must be byte-identical"
     );
     let second = parse(written, Transport::Udp).expect("a written message parses again");
-    let c2 = second.common();
+    let c2 = second.fields();
     assert_eq!(c.headers().len(), c2.headers().len());
     for (a, b) in c.headers().iter().zip(c2.headers()) {
         assert_eq!(a.name, b.name);

@@ -100,8 +100,8 @@ impl Proxy {
 
     /// Runs every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some((id, timer)) = self.txns.pop_due(now) {
-            self.on_timer(now, id, timer);
+        while let Some(due) = self.txns.pop_due(now) {
+            self.on_timer(now, due.id, due.timer);
         }
     }
 
@@ -154,7 +154,7 @@ impl Proxy {
         if req.max_forwards().is_some_and(|m| m.value == 0) {
             return self.refuse(from, &req, 483, "Too Many Hops", b"");
         }
-        if req.common().to_tag().is_some() {
+        if req.fields().to_tag().is_some() {
             return self.on_in_dialog(now, from, req, key);
         }
         // Keep-alive probes: the PBX and the configured carriers may ask the
@@ -169,7 +169,7 @@ impl Proxy {
         if self.settings.key.is_loop(&req) {
             return self.refuse(from, &req, 482, "Loop Detected", b"");
         }
-        if let Some(unsupported) = req.common().proxy_require_tags() {
+        if let Some(unsupported) = req.fields().proxy_require_tags() {
             let extra = format!("Unsupported: {unsupported}\r\n");
             return self.refuse(from, &req, 420, "Bad Extension", extra.as_bytes());
         }
@@ -214,14 +214,14 @@ impl Proxy {
         if self.absorb_ack(now, &key) {
             return;
         }
-        if req.common().to_tag().is_some() {
+        if req.fields().to_tag().is_some() {
             return self.on_in_dialog(now, from, req, key);
         }
         self.out.dropped(from.addr, "ACK matches no transaction");
     }
 
     fn on_in_dialog(&mut self, now: Instant, from: Peer, req: Request, key: ServerKey) {
-        if let Some(unsupported) = req.common().proxy_require_tags() {
+        if let Some(unsupported) = req.fields().proxy_require_tags() {
             let extra = format!("Unsupported: {unsupported}\r\n");
             return self.refuse(from, &req, 420, "Bad Extension", extra.as_bytes());
         }

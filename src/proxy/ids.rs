@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use super::dialog::SealKey;
 use super::Peer;
-use crate::sip::{Common, HeaderName, Method, Request};
+use crate::sip::{HeaderName, MessageFields, Method, Request};
 
 /// The branch prefix of every Via the gateway writes; the magic cookie keeps it
 /// RFC 3261 compliant, the rest marks it as ours for loop detection.
@@ -29,7 +29,7 @@ pub(super) struct ServerKey(Box<[u8]>);
 
 impl ServerKey {
     pub(super) fn of(req: &Request, from: Peer) -> ServerKey {
-        let c = req.common();
+        let c = req.fields();
         let mut k = Vec::with_capacity(96);
         match req.method() {
             Method::Invite | Method::Ack | Method::Cancel => k.extend_from_slice(b"INVITE"),
@@ -71,7 +71,7 @@ impl ServerKey {
 impl SealKey {
     /// A To tag for responses the gateway generates, stable across
     /// retransmissions of the same request.
-    pub(super) fn local_tag(&self, c: &Common) -> String {
+    pub(super) fn local_tag(&self, c: &MessageFields) -> String {
         let id = self.id(&[b"tag", c.call_id(), c.from_tag(), c.branch().unwrap_or(b"")]);
         let mut tag = String::with_capacity(14);
         tag.push_str("cg");
@@ -82,7 +82,7 @@ impl SealKey {
     /// Loop detection (RFC 3261 §16.3 step 4): our Via is already in the
     /// message with the loop hash this request would get again.
     pub(super) fn is_loop(&self, req: &Request) -> bool {
-        let c = req.common();
+        let c = req.fields();
         let has = |needle: &[u8]| {
             c.raw()
                 .all(HeaderName::Via)
@@ -101,7 +101,7 @@ impl SealKey {
     /// The part of our branch that depends only on what identifies the request
     /// (RFC 3261 §16.6 step 8), so the same request coming back is recognised.
     fn loop_hash(&self, req: &Request) -> u64 {
-        let c = req.common();
+        let c = req.fields();
         self.id(&[
             b"loop",
             req.uri(),

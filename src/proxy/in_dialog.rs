@@ -26,7 +26,7 @@ impl InDialogRoute {
     /// `None` when the top Route is not ours or carries no seal valid for
     /// this dialog: such a request is never relayed (toll fraud).
     pub(super) fn open(req: &Request, settings: &Settings) -> Option<InDialogRoute> {
-        let c = req.common();
+        let c = req.fields();
         let routes = req.routes();
         let top = routes.first()?;
         let uri = syntax::parse_sip_uri(top.uri)?;
@@ -78,7 +78,7 @@ impl InDialogRoute {
     /// What responses must get back: the From the PBX wrote (requests from
     /// the caller) or the To the carrier wrote (requests from the callee).
     pub(super) fn restore(&self, req: &Request) -> Restore {
-        let c = req.common();
+        let c = req.fields();
         match self.direction {
             Direction::Caller => Restore {
                 from: Some(Bytes::copy_from_slice(c.value(c.from_header()))),

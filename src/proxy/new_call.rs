@@ -86,7 +86,7 @@ impl CallerIdStage {
         req: &Request,
         settings: &Settings,
     ) -> (Event, Option<CallPlan>) {
-        let c = req.common();
+        let c = req.fields();
         let inputs = c.caller_id_inputs(&settings.queue_header, &settings.dynamic_header);
         let queue = inputs
             .queue
@@ -191,7 +191,7 @@ impl AttemptInputs<'_> {
     pub(super) fn build(&self, allow_tcp: bool) -> Option<Attempt> {
         let (req, plan, settings) = (self.req, self.plan, self.settings);
         let mut dest = *settings.carriers.get(plan.carrier)?;
-        let c = req.common();
+        let c = req.fields();
         let branch = settings.key.branch(req, self.key, plan.carrier);
         let from = c.bytes(c.from_header().value);
         let state = DialogState {
@@ -263,7 +263,7 @@ impl Proxy {
             return self.finish(now, id, Class::Failure, data);
         };
         let trying = self.out.respond(&s.key, from, &req, 100, "Trying", b"");
-        let c = req.common();
+        let c = req.fields();
         let restore = Restore {
             from: Some(Bytes::copy_from_slice(c.value(c.from_header()))),
             to: None,

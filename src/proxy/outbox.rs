@@ -63,7 +63,7 @@ impl Outbox {
         extra: &[u8],
     ) -> Bytes {
         // A 100 carries no To tag (RFC 3261 §8.2.6.2), so none is computed.
-        let tag = (code > 100).then(|| key.local_tag(req.common()));
+        let tag = (code > 100).then(|| key.local_tag(req.fields()));
         let data = reply::reply(
             req,
             from.addr,

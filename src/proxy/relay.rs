@@ -28,7 +28,7 @@ pub(super) struct Transactions {
     records: HashMap<TxnId, Box<Txn>>,
     by_server_key: HashMap<ServerKey, TxnId>,
     by_branch: HashMap<String, TxnId>,
-    timers: BinaryHeap<Reverse<(Instant, TxnId, Timer)>>,
+    timers: BinaryHeap<Reverse<Due>>,
     next_id: TxnId,
 }
 
@@ -66,17 +66,17 @@ impl Transactions {
     }
 
     pub(super) fn next_timeout(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse((t, _, _))| *t)
+        self.timers.peek().map(|Reverse(due)| due.at)
     }
 
     /// The next timer due at `now`, taken off the queue.
-    pub(super) fn pop_due(&mut self, now: Instant) -> Option<(TxnId, Timer)> {
-        let Reverse((at, id, timer)) = *self.timers.peek()?;
-        if at > now {
+    pub(super) fn pop_due(&mut self, now: Instant) -> Option<Due> {
+        let Reverse(due) = *self.timers.peek()?;
+        if due.at > now {
             return None;
         }
         self.timers.pop();
-        Some((id, timer))
+        Some(due)
     }
 
     /// Puts a (new) client transaction on `id`, replacing the previous
@@ -100,19 +100,21 @@ impl Transactions {
         }
     }
 
-    /// Attempts to `peer` that have heard nothing yet: (id, whether the
-    /// attempt goes back to UDP rather than failing).
-    fn waiting_on(&self, peer: Peer) -> Vec<(TxnId, bool)> {
-        let mut hit: Vec<(TxnId, bool)> = self
+    /// Attempts to `peer` that have heard nothing yet.
+    fn waiting_on(&self, peer: Peer) -> Vec<Waiting> {
+        let mut hit: Vec<Waiting> = self
             .records
             .iter()
             .filter_map(|(id, txn)| {
                 let cl = txn.client.as_ref()?;
                 let silent = matches!(cl.machine.state(), State::Calling | State::Trying);
-                (cl.dest == peer && silent).then_some((*id, cl.udp_fallback))
+                (cl.dest == peer && silent).then_some(Waiting {
+                    id: *id,
+                    back_to_udp: cl.udp_fallback,
+                })
             })
             .collect();
-        hit.sort_unstable();
+        hit.sort_unstable_by_key(|w| w.id);
         hit
     }
 }
@@ -187,9 +189,11 @@ impl Proxy {
         let Some(ServerMachine::Invite(m)) = self.txns.get_mut(id).map(|t| &mut t.server) else {
             return false;
         };
-        let (absorbed, actions) = m.on_ack(now);
+        let Some(actions) = m.on_ack(now) else {
+            return false;
+        };
         self.run_server(now, id, actions);
-        absorbed
+        true
     }
 
     pub(super) fn on_cancel(&mut self, now: Instant, from: Peer, req: Request, key: ServerKey) {
@@ -213,7 +217,7 @@ impl Proxy {
     }
 
     pub(super) fn on_response(&mut self, now: Instant, from: Peer, resp: Response) {
-        let c = resp.common();
+        let c = resp.fields();
         let Some(branch) = c.branch().and_then(|b| std::str::from_utf8(b).ok()) else {
             return self.out.dropped(from.addr, "response without branch");
         };
@@ -256,15 +260,15 @@ impl Proxy {
     /// when TCP was only chosen for its size.
     pub(super) fn fail_unreachable(&mut self, now: Instant, peer: Peer) {
         let hit = self.txns.waiting_on(peer);
-        for &(id, _) in hit.iter().filter(|(_, back_to_udp)| !back_to_udp) {
-            if let Some(cl) = self.txns.get_mut(id).and_then(|t| t.client.as_mut()) {
+        for w in hit.iter().filter(|w| !w.back_to_udp) {
+            if let Some(cl) = self.txns.get_mut(w.id).and_then(|t| t.client.as_mut()) {
                 cl.transport_failed = true;
                 let actions = cl.machine.on_transport_error();
-                self.run_client(now, id, actions, None);
+                self.run_client(now, w.id, actions, None);
             }
         }
-        for &(id, _) in hit.iter().filter(|(_, back_to_udp)| *back_to_udp) {
-            self.start_call_attempt(now, id, false);
+        for w in hit.iter().filter(|w| w.back_to_udp) {
+            self.start_call_attempt(now, w.id, false);
         }
     }
 
@@ -281,7 +285,7 @@ impl Proxy {
             };
             for action in actions.iter() {
                 match action {
-                    Action::Arm(timer, at) => timers.push(Reverse((at, id, timer))),
+                    Action::Arm(timer, at) => timers.push(Reverse(Due { at, id, timer })),
                     Action::Resend => self.out.send(cl.dest, cl.request.clone()),
                     Action::Cancel => {
                         let data = cl.cancel();
@@ -316,7 +320,7 @@ impl Proxy {
         let mut terminated = false;
         for action in actions.iter() {
             match action {
-                Action::Arm(timer, at) => timers.push(Reverse((at, id, timer))),
+                Action::Arm(timer, at) => timers.push(Reverse(Due { at, id, timer })),
                 Action::Resend => {
                     if let Some(d) = &txn.last_response {
                         self.out.send(txn.upstream, d.clone());
@@ -427,6 +431,22 @@ impl Proxy {
             .respond(&self.settings.key, txn.upstream, req, code, phrase, b"");
         self.finish(now, id, Class::of(code), data);
     }
+}
+
+/// One entry of the timer queue: which timer of which transaction is due
+/// when. Ordered by deadline first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct Due {
+    pub(super) at: Instant,
+    pub(super) id: TxnId,
+    pub(super) timer: Timer,
+}
+
+/// A client attempt that has heard nothing from its next hop yet.
+struct Waiting {
+    id: TxnId,
+    /// It went over TCP only for its size: retry over UDP instead of failing.
+    back_to_udp: bool,
 }
 
 /// Where a relayed request goes, what its responses restore, and how it is

@@ -8,12 +8,12 @@ use crate::sip::header::same_header;
 use crate::sip::scan::{HeaderField, Span};
 use crate::sip::splice::Splice;
 use crate::sip::syntax;
-use crate::sip::{Common, HeaderName, ListValue, Request, Response};
+use crate::sip::{HeaderName, ListValue, MessageFields, Request, Response};
 
 /// Edits every forwarded request gets (RFC 3261 §16.6): our Via on top, the
 /// Max-Forwards decrement, a Content-Length that is always present and right.
-fn common_request_edits(sp: &mut Splice<'_>, req: &Request, via_line: &[u8]) {
-    let c = req.common();
+fn forwarding_edits(sp: &mut Splice<'_>, req: &Request, via_line: &[u8]) {
+    let c = req.fields();
     sp.insert(
         c.via_header().line.start as usize,
         Bytes::copy_from_slice(via_line),
@@ -31,7 +31,7 @@ fn common_request_edits(sp: &mut Splice<'_>, req: &Request, via_line: &[u8]) {
     }
 }
 
-fn is_stripped(s: &Settings, c: &Common, idx: usize) -> bool {
+fn is_stripped(s: &Settings, c: &MessageFields, idx: usize) -> bool {
     let h = c.header(idx);
     match h.name {
         HeaderName::PAssertedIdentity => true,
@@ -45,7 +45,7 @@ fn is_stripped(s: &Settings, c: &Common, idx: usize) -> bool {
 
 /// Replaces the address part of a From/To value, keeping its parameters (tag
 /// included) exactly as written.
-fn replace_addr(sp: &mut Splice<'_>, c: &Common, h: &HeaderField, new_addr: &[u8]) {
+fn replace_addr(sp: &mut Splice<'_>, c: &MessageFields, h: &HeaderField, new_addr: &[u8]) {
     let value = c.bytes(h.value);
     // Checked at parse time, so this cannot fail for From/To.
     if let Ok(na) = syntax::parse_name_addr(value) {
@@ -70,9 +70,9 @@ pub struct InitialInvite<'a> {
 }
 
 pub fn initial_invite(req: &Request, s: &Settings, plan: &InitialInvite<'_>) -> Bytes {
-    let c = req.common();
+    let c = req.fields();
     let mut sp = Splice::new(c.buf());
-    common_request_edits(&mut sp, req, plan.via_line);
+    forwarding_edits(&mut sp, req, plan.via_line);
     // Record-Route: ours first (before any existing), else at the end.
     let rr_at = c
         .raw()
@@ -125,9 +125,9 @@ pub struct InDialog<'a> {
 /// An in-dialog request, with our Route popped and the identity mapped for the
 /// side it goes to.
 pub fn in_dialog(req: &Request, s: &Settings, plan: &InDialog<'_>) -> Bytes {
-    let c = req.common();
+    let c = req.fields();
     let mut sp = Splice::new(c.buf());
-    common_request_edits(&mut sp, req, plan.via_line);
+    forwarding_edits(&mut sp, req, plan.via_line);
     remove_own_routes(&mut sp, c, plan.own_route);
     match plan.direction {
         Direction::Caller => {
@@ -150,24 +150,25 @@ pub fn in_dialog(req: &Request, s: &Settings, plan: &InDialog<'_>) -> Bytes {
 
 /// Any other request forwarded as is, apart from the proxy's own edits.
 pub fn plain(req: &Request, via_line: &[u8]) -> Bytes {
-    let c = req.common();
+    let c = req.fields();
     let mut sp = Splice::new(c.buf());
-    common_request_edits(&mut sp, req, via_line);
+    forwarding_edits(&mut sp, req, via_line);
     sp.finish(c.body_end())
 }
 
 /// Removes our Route value(s). Two in one field are the first two of it
 /// (they are on top): the field goes when they are all of it, else everything
 /// up to the third value.
-fn remove_own_routes(sp: &mut Splice<'_>, c: &Common, own: (ListValue, Option<ListValue>)) {
+fn remove_own_routes(sp: &mut Splice<'_>, c: &MessageFields, own: (ListValue, Option<ListValue>)) {
     match own {
         (first, Some(second)) if first.header == second.header => {
             let h = c.header(first.header);
             let items = syntax::split_list(c.bytes(h.value)).unwrap_or_default();
             match items.get(2) {
                 None => sp.remove(h.line),
-                Some(&(s, e)) => {
-                    let third = &c.bytes(h.value)[s..e];
+                Some(range) => {
+                    let s = range.start;
+                    let third = &c.bytes(h.value)[range.clone()];
                     let lead = third.len() - third.trim_ascii_start().len();
                     let end = h.value.start as usize + s + lead;
                     sp.remove(Span::new(first.span.start as usize, end));
@@ -184,7 +185,7 @@ fn remove_own_routes(sp: &mut Splice<'_>, c: &Common, own: (ListValue, Option<Li
 
 /// Removes one value of a comma-separated header (the whole field when it is the
 /// only value).
-fn remove_list_value(sp: &mut Splice<'_>, c: &Common, h: &HeaderField, value: Span) {
+fn remove_list_value(sp: &mut Splice<'_>, c: &MessageFields, h: &HeaderField, value: Span) {
     let field = c.bytes(h.value);
     let items = syntax::split_list(field).unwrap_or_default();
     if items.len() <= 1 {
@@ -225,7 +226,7 @@ pub struct Restore {
 /// A response going back upstream: our Via removed, From/To restored to what
 /// the upstream side sent.
 pub fn upstream_response(resp: &Response, restore: &Restore) -> Bytes {
-    let c = resp.common();
+    let c = resp.fields();
     let mut sp = Splice::new(c.buf());
     remove_list_value(&mut sp, c, c.via_header(), c.top_via().value);
     if let Some(v) = &restore.from {
@@ -260,7 +261,7 @@ impl HopRequest {
     /// Takes the dialog identifiers from the forwarded bytes, which are a
     /// checked message we built ourselves.
     pub fn from_forwarded(sent: &Request, via_line: &[u8]) -> HopRequest {
-        let c = sent.common();
+        let c = sent.fields();
         let buf = c.buf();
         let mut routes = Vec::new();
         for h in c.raw().all(HeaderName::Route) {
@@ -304,7 +305,7 @@ impl HopRequest {
 
     /// ACK for a non-2xx final response, with the To (and tag) of that response.
     pub fn ack(&self, resp: &Response) -> Bytes {
-        let c = resp.common();
+        let c = resp.fields();
         self.build("ACK", c.bytes(c.to_header().value))
     }
 }

@@ -2,7 +2,7 @@
 //! headers (names chosen by the operator) and RFC 3323 privacy.
 
 use super::header::{same_header, HeaderName};
-use super::message::Common;
+use super::message::MessageFields;
 use super::syntax;
 
 /// The caller-ID inputs of a new call, as written.
@@ -16,7 +16,7 @@ pub struct CallerIdInputs<'a> {
     pub privacy_id: bool,
 }
 
-impl Common {
+impl MessageFields {
     /// The caller-ID inputs, with the two configured header names compared
     /// as header names (case, compact forms); one pass over the header table.
     pub fn caller_id_inputs(

@@ -39,11 +39,13 @@ impl Method {
     }
 }
 
-/// Fields common to requests and responses, located once at parse time.
+/// What every checked message has besides its start line: the header table,
+/// the fields the proxy relies on (located once at parse time) and the body
+/// as framed.
 /// Fields are private: the only way to get one is [`parse`], so holding one
 /// proves the checks ran.
 #[derive(Debug, Clone)]
-pub struct Common {
+pub struct MessageFields {
     raw: RawMessage,
     /// End of the body as framed by Content-Length (bytes after it are ignored).
     body_end: u32,
@@ -76,7 +78,7 @@ pub struct TopVia {
     pub alone: bool,
 }
 
-impl Common {
+impl MessageFields {
     /// The scan underneath: every header field as written.
     pub fn raw(&self) -> &RawMessage {
         &self.raw
@@ -157,7 +159,7 @@ pub struct MaxForwards {
 /// A checked request; only [`parse`] makes one.
 #[derive(Debug, Clone)]
 pub struct Request {
-    common: Common,
+    fields: MessageFields,
     method: Method,
     method_span: Span,
     uri: Span,
@@ -165,17 +167,17 @@ pub struct Request {
 }
 
 impl Request {
-    pub fn common(&self) -> &Common {
-        &self.common
+    pub fn fields(&self) -> &MessageFields {
+        &self.fields
     }
     pub fn method(&self) -> Method {
         self.method
     }
     pub fn method_bytes(&self) -> &[u8] {
-        self.common.bytes(self.method_span)
+        self.fields.bytes(self.method_span)
     }
     pub fn uri(&self) -> &[u8] {
-        self.common.bytes(self.uri)
+        self.fields.bytes(self.uri)
     }
     pub fn uri_span(&self) -> Span {
         self.uri
@@ -188,13 +190,13 @@ impl Request {
 /// A checked response; only [`parse`] makes one.
 #[derive(Debug, Clone)]
 pub struct Response {
-    common: Common,
+    fields: MessageFields,
     code: u16,
 }
 
 impl Response {
-    pub fn common(&self) -> &Common {
-        &self.common
+    pub fn fields(&self) -> &MessageFields {
+        &self.fields
     }
     pub fn code(&self) -> u16 {
         self.code
@@ -208,10 +210,10 @@ pub enum Message {
 }
 
 impl Message {
-    pub fn common(&self) -> &Common {
+    pub fn fields(&self) -> &MessageFields {
         match self {
-            Message::Request(r) => &r.common,
-            Message::Response(r) => &r.common,
+            Message::Request(r) => &r.fields,
+            Message::Response(r) => &r.fields,
         }
     }
 }
@@ -268,7 +270,7 @@ pub fn parse(buf: Bytes, transport: Transport) -> Result<Message, ParseFailure> 
     };
     let is_request = raw.is_request();
     match check(&raw, transport) {
-        Ok(common_parts) => build(raw, common_parts),
+        Ok(checked) => build(raw, checked),
         Err(Defect { code, reason }) if is_request => Err(ParseFailure::Reject {
             raw: Box::new(raw),
             code,
@@ -481,8 +483,8 @@ fn check_vias(raw: &RawMessage) -> Result<TopVia, Defect> {
         let value = raw.value(h);
         let items = syntax::split_list(value).map_err(|_| bad("Bad Via"))?;
         let alone = items.len() == 1;
-        for (s, e) in items {
-            let part = &value[s..e];
+        for item in items {
+            let part = &value[item];
             let v = parse_via(part).map_err(|_| bad("Bad Via"))?;
             if top_via.is_none() {
                 top_via = Some(TopVia {
@@ -545,7 +547,7 @@ fn check_request_uri(uri: &[u8]) -> Result<(), Defect> {
 
 fn build(raw: RawMessage, checked: Checked) -> Result<Message, ParseFailure> {
     let max_forwards = checked.max_forwards;
-    let common = Common {
+    let fields = MessageFields {
         raw,
         body_end: checked.body_end,
         content_length: checked.content_length,
@@ -559,18 +561,18 @@ fn build(raw: RawMessage, checked: Checked) -> Result<Message, ParseFailure> {
         via: checked.via,
         top_via: checked.top_via,
     };
-    match common.raw.start {
+    match fields.raw.start {
         StartLine::Request { method, uri, .. } => {
-            let m = Method::classify(common.bytes(method));
+            let m = Method::classify(fields.bytes(method));
             Ok(Message::Request(Request {
                 method: m,
                 method_span: method,
                 uri,
                 max_forwards,
-                common,
+                fields,
             }))
         }
-        StartLine::Response { code, .. } => Ok(Message::Response(Response { code, common })),
+        StartLine::Response { code, .. } => Ok(Message::Response(Response { code, fields })),
     }
 }
 
@@ -590,9 +592,9 @@ mod tests {
             panic!("expected request")
         };
         assert_eq!(r.method, Method::Invite);
-        assert_eq!(r.common.body(), b"body");
-        assert_eq!(r.common.from_tag(), b"1");
-        assert_eq!(r.common.branch(), Some(&b"z9hG4bK1"[..]));
+        assert_eq!(r.fields.body(), b"body");
+        assert_eq!(r.fields.from_tag(), b"1");
+        assert_eq!(r.fields.branch(), Some(&b"z9hG4bK1"[..]));
         assert_eq!(r.max_forwards().map(|m| m.value), Some(70));
     }
 

@@ -15,7 +15,9 @@ pub mod syntax;
 mod transport;
 
 pub use header::HeaderName;
-pub use message::{parse, Common, MaxForwards, Message, Method, ParseFailure, Request, Response};
+pub use message::{
+    parse, MaxForwards, Message, MessageFields, Method, ParseFailure, Request, Response,
+};
 pub use route::{ListValue, RouteEntry};
 pub use scan::Span;
 pub use transport::Transport;

@@ -1,10 +1,10 @@
 //! Proxy-Require (RFC 3261 §20.29): extensions a proxy must understand.
 
 use super::header::HeaderName;
-use super::message::Common;
+use super::message::MessageFields;
 use super::syntax;
 
-impl Common {
+impl MessageFields {
     /// Every option tag in Proxy-Require fields, comma-joined for an
     /// Unsupported header; `None` when there are none. The gateway supports
     /// no proxy extension, so any tag is unsupported.

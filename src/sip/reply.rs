@@ -83,7 +83,7 @@ struct ViaFix {
 /// Answers a checked request. The top Via gets `received` when the source
 /// address differs from the sent-by host and `rport=` when the client asked.
 pub fn reply(req: &Request, src: SocketAddr, spec: &ReplySpec<'_>) -> Bytes {
-    let c = req.common();
+    let c = req.fields();
     let tv = c.top_via();
     let host = std::str::from_utf8(c.bytes(tv.host)).unwrap_or("");
     let sent_by_ip = host

@@ -26,15 +26,16 @@ pub struct RouteEntry<'a> {
 impl Request {
     /// The first value of the first Route field, if it is a name-addr.
     pub fn top_route(&self) -> Option<RouteEntry<'_>> {
-        let c = self.common();
+        let c = self.fields();
         let header = c
             .headers()
             .iter()
             .position(|h| h.name == HeaderName::Route)?;
         let h = c.header(header);
         let value = c.bytes(h.value);
-        let &(s, e) = syntax::split_list(value).ok()?.first()?;
-        let first = &value[s..e];
+        let item = syntax::split_list(value).ok()?.first()?.clone();
+        let s = item.start;
+        let first = &value[item];
         let uri = syntax::parse_name_addr(first).ok()?.uri;
         let trimmed = syntax::trim_lws(first);
         let start =
@@ -50,15 +51,16 @@ impl Request {
 
     /// Every Route value that is a name-addr, in order (across fields).
     pub fn routes(&self) -> Vec<RouteEntry<'_>> {
-        let c = self.common();
+        let c = self.fields();
         let mut out = Vec::new();
         for (header, h) in c.headers().iter().enumerate() {
             if h.name != HeaderName::Route {
                 continue;
             }
             let value = c.bytes(h.value);
-            for (s, e) in syntax::split_list(value).unwrap_or_default() {
-                let item = &value[s..e];
+            for range in syntax::split_list(value).unwrap_or_default() {
+                let s = range.start;
+                let item = &value[range];
                 let Ok(na) = syntax::parse_name_addr(item) else {
                     continue;
                 };
@@ -82,20 +84,20 @@ impl Request {
     /// removed): where a loose-routed request goes next. `None` when no other
     /// Route remains, and the Request-URI decides.
     pub fn next_route_uri(&self, skip: ListValue) -> Option<&[u8]> {
-        let c = self.common();
+        let c = self.fields();
         for (i, h) in c.headers().iter().enumerate() {
             if h.name != HeaderName::Route {
                 continue;
             }
             let value = c.bytes(h.value);
-            for (s, e) in syntax::split_list(value).unwrap_or_default() {
-                let start = h.value.start as usize + s;
-                let end = h.value.start as usize + e;
+            for item in syntax::split_list(value).unwrap_or_default() {
+                let start = h.value.start as usize + item.start;
+                let end = h.value.start as usize + item.end;
                 let own = skip.span.start as usize;
                 if i == skip.header && start <= own && own <= end {
                     continue;
                 }
-                if let Ok(na) = syntax::parse_name_addr(&value[s..e]) {
+                if let Ok(na) = syntax::parse_name_addr(&value[item]) {
                     return Some(na.uri);
                 }
             }
@@ -125,7 +127,7 @@ mod tests {
         let r = request("Route: <sip:gw;lr>,  <sip:next;lr>\r\n");
         let top = r.top_route().unwrap();
         assert_eq!(top.uri, b"sip:gw;lr");
-        assert_eq!(r.common().bytes(top.value.span), b"<sip:gw;lr>");
+        assert_eq!(r.fields().bytes(top.value.span), b"<sip:gw;lr>");
         assert_eq!(r.next_route_uri(top.value), Some(&b"sip:next;lr"[..]));
         let r = request("Route: <sip:gw;lr>\r\nRoute: <sip:other;lr>\r\n");
         let top = r.top_route().unwrap();

@@ -188,7 +188,7 @@ pub fn is_request(b: &Bytes, method: &str) -> bool {
 /// included, as written.
 fn headers_named(b: &Bytes, name: &str) -> Vec<(String, String)> {
     let m = parse(b.clone(), Transport::Udp).expect("parses");
-    let c = m.common();
+    let c = m.fields();
     c.headers()
         .iter()
         .filter(|h| cidgate::sip::header::same_header(c.bytes(h.name_span), name.as_bytes()))
@@ -221,7 +221,7 @@ pub fn header_value(b: &Bytes, name: &str) -> Option<String> {
 /// assert byte-for-byte forwarding of everything the gateway does not own.
 pub fn unowned(b: &Bytes, extra_owned: &[&str]) -> (Vec<Vec<u8>>, Vec<u8>) {
     let m = parse(b.clone(), Transport::Udp).expect("parses");
-    let c = m.common();
+    let c = m.fields();
     let mut lines = Vec::new();
     let mut first_via = true;
     for h in c.headers() {
@@ -274,7 +274,7 @@ pub fn respond(req: &Bytes, code: u16, phrase: &str, to_tag: Option<&str>, extra
     let Message::Request(r) = m else {
         panic!("not a request")
     };
-    let c = r.common();
+    let c = r.fields();
     let mut out = format!("SIP/2.0 {code} {phrase}\r\n");
     for h in c.headers() {
         let line = String::from_utf8_lossy(&c.buf()[h.line.range()]).into_owned();

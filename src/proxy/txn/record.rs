@@ -176,7 +176,7 @@ impl Client {
             if let Ok(Message::Request(sent)) =
                 sipmod::parse(self.request.clone(), self.dest.transport)
             {
-                let c = sent.common();
+                let c = sent.fields();
                 let via = &c.buf()[c.via_header().line.range()];
                 self.hop = Some(HopRequest::from_forwarded(&sent, via));
             }

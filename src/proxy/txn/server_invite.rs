@@ -85,18 +85,18 @@ impl ServerInvite {
         }
     }
 
-    /// An ACK matching the transaction arrived; returns whether it was for
-    /// our failure response (and so absorbed here). An ACK for a 2xx is
-    /// end to end and not the transaction's.
-    pub(in crate::proxy) fn on_ack(&mut self, now: Instant) -> (bool, Actions) {
+    /// An ACK matching the transaction arrived. It is absorbed here (`Some`)
+    /// when it acknowledges our failure response; an ACK for a 2xx is end to
+    /// end and not the transaction's (`None`).
+    pub(in crate::proxy) fn on_ack(&mut self, now: Instant) -> Option<Actions> {
         match self.phase {
             Phase::Completed { .. } => {
                 let i = now + T4;
                 self.phase = Phase::Confirmed { i };
-                (true, Actions::from([Action::Arm(Timer::I, i)]))
+                Some(Actions::from([Action::Arm(Timer::I, i)]))
             }
-            Phase::Confirmed { .. } => (true, Actions::none()),
-            _ => (false, Actions::none()),
+            Phase::Confirmed { .. } => Some(Actions::none()),
+            _ => None,
         }
     }
 
@@ -146,11 +146,7 @@ mod tests {
         assert_eq!(m.on_request(), Actions::from([Action::Resend]));
         assert_eq!(m.on_send(Class::Provisional, now), Actions::none());
         assert_eq!(m.state(), State::Proceeding);
-        assert_eq!(
-            m.on_ack(now),
-            (false, Actions::none()),
-            "not ours to absorb"
-        );
+        assert_eq!(m.on_ack(now), None, "not ours to absorb");
     }
 
     #[test]
@@ -175,7 +171,7 @@ mod tests {
         );
         assert_eq!(
             m.on_ack(at),
-            (true, Actions::from([Action::Arm(Timer::I, at + T4)]))
+            Some(Actions::from([Action::Arm(Timer::I, at + T4)]))
         );
         assert_eq!(m.state(), State::Confirmed);
         assert_eq!(m.on_timer(Timer::G, at + T2), Actions::none(), "G stops");
@@ -199,9 +195,8 @@ mod tests {
     #[test]
     fn confirmed_absorbs_acks_until_timer_i() {
         let (mut m, t0) = completed(false);
-        let (absorbed, _) = m.on_ack(t0);
-        assert!(absorbed);
-        assert_eq!(m.on_ack(t0), (true, Actions::none()), "ACK copy absorbed");
+        assert!(m.on_ack(t0).is_some());
+        assert_eq!(m.on_ack(t0), Some(Actions::none()), "ACK copy absorbed");
         assert_eq!(
             m.on_timer(Timer::H, t0 + TIMEOUT),
             Actions::none(),
@@ -229,11 +224,7 @@ mod tests {
             Actions::none(),
             "2xx passes, no re-arm"
         );
-        assert_eq!(
-            m.on_ack(t0),
-            (false, Actions::none()),
-            "2xx ACK is end to end"
-        );
+        assert_eq!(m.on_ack(t0), None, "2xx ACK is end to end");
         assert_eq!(
             m.on_timer(Timer::L, t0 + TIMEOUT),
             Actions::from([Action::Terminated])
