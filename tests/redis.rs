@@ -822,3 +822,22 @@ async fn unreachable_at_start_refused_without_snapshot_served_with_one() {
         Ok("+14155550100".into())
     );
 }
+
+#[test]
+fn the_two_instance_example_configurations_are_a_valid_pair() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/redis");
+    let one = cidgate::config::Config::from_file(&dir.join("one.toml")).unwrap();
+    let two = cidgate::config::Config::from_file(&dir.join("two.toml")).unwrap();
+    let (r1, r2) = (
+        one.inventory.redis.clone().unwrap(),
+        two.inventory.redis.clone().unwrap(),
+    );
+    // One store, one dialog secret, one domain; their own ports and snapshots.
+    assert_eq!((&r1.url, &r1.key_prefix), (&r2.url, &r2.key_prefix));
+    assert_eq!(one.server.dialog_secret, two.server.dialog_secret);
+    assert!(one.server.dialog_secret.is_some());
+    assert_eq!(one.server.domain, two.server.domain);
+    assert_ne!(one.server.listen, two.server.listen);
+    assert_ne!(one.server.admin, two.server.admin);
+    assert_ne!(r1.snapshot, r2.snapshot);
+}
