@@ -45,9 +45,13 @@ impl Health {
         self.up.load(Ordering::Relaxed)
     }
 
-    /// A command succeeded.
+    /// A command succeeded. The gauges are set on every poll, so they are
+    /// right from the first scrape whenever the metrics recorder came up.
     pub fn up(&self) {
         metrics::gauge!("cidgate_inventory_store_up").set(1.0);
+        let serving = self.detail().serving;
+        metrics::gauge!("cidgate_inventory_version").set(serving.version as f64);
+        metrics::gauge!("cidgate_inventory_revision").set(serving.revision as f64);
         if self.up.swap(true, Ordering::Relaxed) {
             return;
         }
