@@ -10,7 +10,9 @@ cargo metadata --format-version 1 --locked | python3 -c '
 import json, sys
 
 def version(text):
-    return tuple(int(part) for part in text.split("."))
+    # "1.88" and "1.88.0" are the same version: compare three components.
+    parts = [int(part) for part in text.split(".")]
+    return tuple(parts + [0] * (3 - len(parts)))
 
 meta = json.load(sys.stdin)
 ours = next(p for p in meta["packages"] if p["id"] in meta["workspace_members"])
