@@ -26,6 +26,8 @@ use crate::stir::{check_x5u, Attest, KeyError, Signer};
 
 mod limits;
 pub use limits::LimitsConfig;
+mod health;
+pub use crate::proxy::HealthSettings;
 
 /// The whole configuration, checked.
 #[derive(Debug, Clone)]
@@ -41,6 +43,8 @@ pub struct Config {
     pub stir: Option<StirConfig>,
     pub tls: TlsConfig,
     pub limits: LimitsConfig,
+    /// `[health]`: carrier probing and the no-provisional timer.
+    pub health: HealthSettings,
     /// The file the configuration came from (relative paths are resolved
     /// against its directory); not a TOML key.
     pub source: PathBuf,
@@ -294,6 +298,8 @@ struct RawConfig {
     tls: RawTls,
     #[serde(default)]
     limits: limits::RawLimits,
+    #[serde(default)]
+    health: health::RawHealth,
 }
 
 #[derive(Debug, Deserialize)]
@@ -498,6 +504,7 @@ impl Config {
                     addr: c.addr,
                 })
                 .collect(),
+            health: self.health.clone(),
             queue_header: self.callerid.queue_header.clone(),
             dynamic_header: self.callerid.dynamic_header.clone(),
             dynamic_format: self.callerid.dynamic_format,
@@ -756,6 +763,7 @@ impl Checker<'_> {
             .map_or(DEFAULT_DOMAIN, |s| s.domain.as_str());
         let reject = self.reject(raw.reject, domain);
         let limits = self.limits(raw.limits);
+        let health = self.health(raw.health);
         let inventory = self.inventory(raw.inventory, base);
         let stir = match raw.stir {
             None => Some(None),
@@ -773,6 +781,7 @@ impl Checker<'_> {
                 inventory: inventory.clone()?,
                 stir: stir?,
                 limits: limits?,
+                health: health?,
                 source: source.to_path_buf(),
             })
         })();

@@ -78,6 +78,23 @@ pub fn record(ev: &Event) {
             tracing::debug!(%from, reason, "message dropped");
             metrics::counter!("cidgate_dropped_total").increment(1);
         }
+        Event::CarrierState {
+            carrier,
+            up,
+            reason,
+        } => {
+            let name = format!("{}:{}", carrier.transport, carrier.addr);
+            if *up {
+                tracing::info!(carrier = %name, reason, "carrier up");
+            } else {
+                tracing::warn!(carrier = %name, reason, "carrier down");
+            }
+            metrics::gauge!("cidgate_carrier_up", "carrier" => name).set(if *up {
+                1.0
+            } else {
+                0.0
+            });
+        }
     }
 }
 

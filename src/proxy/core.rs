@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::carrier_health::{CarrierHealth, ProbeIds};
 use super::ids::ServerKey;
 use super::in_dialog::InDialogRoute;
 use super::new_call::CallerIdStage;
@@ -40,20 +41,34 @@ pub struct Proxy {
     /// outgrows UDP goes to them over UDP at once instead of trying TCP
     /// (and failing) for every call.
     pub(super) tcp_down: HashMap<SocketAddr, Instant>,
+    pub(super) health: CarrierHealth,
     draining: bool,
+    /// When the last final response went upstream: a drain ends only a
+    /// while after it, so ACKs and retransmissions still get through.
+    pub(super) last_final: Option<Instant>,
+    /// The latest time the core was told.
+    clock: Option<Instant>,
 }
+
+/// How long a draining gateway keeps serving after the last final response
+/// it relayed: long enough for the ACK to cross, and for a carrier's first
+/// 2xx retransmissions (T1, 2·T1, 4·T1) to be forwarded if the ACK was lost.
+pub const DRAIN_GRACE: std::time::Duration = std::time::Duration::from_secs(4);
 
 impl Proxy {
     pub fn new(settings: Settings, inventory: Arc<InventoryHandle>) -> Proxy {
         Proxy {
             caller_id: CallerIdStage::new(inventory, &settings),
             via: OwnVia::new(&settings),
+            health: CarrierHealth::new(&settings.carriers, settings.health.clone()),
             settings: Arc::new(settings),
             txns: Transactions::default(),
             out: Outbox::default(),
             signs: VecDeque::new(),
             tcp_down: HashMap::new(),
             draining: false,
+            last_final: None,
+            clock: None,
         }
     }
 
@@ -67,7 +82,36 @@ impl Proxy {
 
     /// Earliest time `handle_timeout` has work to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.txns.next_timeout()
+        let health = (!self.draining)
+            .then(|| self.health.next_timeout())
+            .flatten();
+        let drained = self.drain_ends_at();
+        [self.txns.next_timeout(), health, drained]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Every carrier in failover order and whether it is up.
+    pub fn carrier_states(&self) -> Vec<(Peer, bool)> {
+        self.health.states().collect()
+    }
+
+    /// Draining and nothing left to do at `now`: every transaction has its
+    /// final response and the grace time after the last one has passed.
+    pub fn drained(&self, now: Instant) -> bool {
+        self.drain_ends_at().is_some_and(|t| t <= now)
+    }
+
+    fn drain_ends_at(&self) -> Option<Instant> {
+        if !self.draining || self.txns.pending() > 0 {
+            return None;
+        }
+        Some(match self.last_final {
+            Some(t) => t + DRAIN_GRACE,
+            // Nothing was ever answered: the drain may end at once.
+            None => self.clock?,
+        })
     }
 
     /// Number of live transactions (for metrics and graceful shutdown).
@@ -88,6 +132,7 @@ impl Proxy {
 
     /// Feeds one received message (a UDP datagram or a framed TCP message).
     pub fn handle(&mut self, now: Instant, from: Peer, data: Bytes) {
+        self.tick(now);
         match sipmod::parse(data, from.transport) {
             Ok(Message::Request(r)) => self.on_request(now, from, r),
             Ok(Message::Response(r)) => self.on_response(now, from, r),
@@ -100,9 +145,24 @@ impl Proxy {
 
     /// Runs every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.tick(now);
         while let Some(due) = self.txns.pop_due(now) {
             self.on_timer(now, due.id, due.timer);
         }
+        if !self.draining {
+            let ids = ProbeIds {
+                via: &self.via,
+                key: &self.settings.key,
+                domain: &self.settings.domain,
+            };
+            self.health.on_timeout(now, &ids, &mut self.out);
+        }
+    }
+
+    /// Notes the time; carrier probing starts the first time it is told.
+    fn tick(&mut self, now: Instant) {
+        self.clock = Some(self.clock.map_or(now, |c| c.max(now)));
+        self.health.start(now);
     }
 
     /// The shell could not reach `peer` (TCP connect failed): every call
@@ -186,7 +246,8 @@ impl Proxy {
             _ => {
                 // Other out-of-dialog requests from the PBX go to the first carrier
                 // unchanged apart from the proxy's own edits.
-                let Some(&dest) = self.settings.carriers.first() else {
+                let first_up = self.health.first_up_from(0);
+                let Some(&dest) = first_up.and_then(|i| self.settings.carriers.get(i)) else {
                     return self.refuse(from, &req, 503, "Service Unavailable", b"");
                 };
                 let relay = Relay {

@@ -115,10 +115,48 @@ impl SealKey {
     /// hash, then a part unique to the attempt.
     pub(super) fn branch(&self, req: &Request, key: &ServerKey, attempt: usize) -> String {
         let uniq = self.id(&[b"branch", key.as_bytes(), &(attempt as u64).to_be_bytes()]);
-        let mut b = String::with_capacity(BRANCH_PREFIX.len() + 24);
+        self.own_branch(self.loop_hash(req), uniq)
+    }
+
+    /// The branch of OPTIONS probe number `seq`.
+    pub(super) fn probe_branch(&self, seq: u64) -> String {
+        let seq = seq.to_be_bytes();
+        self.own_branch(self.id(&[b"probe-loop", &seq]), self.id(&[b"probe", &seq]))
+    }
+
+    /// Prefix, loop part, unique part, then a keyed check over all of them:
+    /// the check lets a gateway with the same key recognise the branch as
+    /// one it wrote without any state (a restarted process included).
+    fn own_branch(&self, loop_part: u64, uniq: u64) -> String {
+        let mut b = String::with_capacity(BRANCH_LEN);
         b.push_str(BRANCH_PREFIX);
-        push_hex(&mut b, self.loop_hash(req), 8);
+        push_hex(&mut b, loop_part, 8);
         push_hex(&mut b, uniq, 16);
+        let check = self.id(&[b"own-branch", b.as_bytes()]);
+        push_hex(&mut b, check, CHECK_DIGITS);
         b
     }
+
+    /// Whether `branch` is one this key wrote (a response's top Via must
+    /// carry one to be forwarded without a transaction; anything else would
+    /// let a stranger bounce messages off the gateway).
+    pub(super) fn made_branch(&self, branch: &[u8]) -> bool {
+        if branch.len() != BRANCH_LEN || !branch.starts_with(BRANCH_PREFIX.as_bytes()) {
+            return false;
+        }
+        let (body, check) = branch.split_at(BRANCH_LEN - CHECK_DIGITS as usize);
+        let mut expect = String::with_capacity(CHECK_DIGITS as usize);
+        push_hex(&mut expect, self.id(&[b"own-branch", body]), CHECK_DIGITS);
+        // Constant time: the check is the only secret-dependent part.
+        check
+            .iter()
+            .zip(expect.as_bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+    }
 }
+
+/// Hex digits of the keyed check at the end of our branches (48 bits).
+const CHECK_DIGITS: u32 = 12;
+/// Length of every branch the gateway writes.
+const BRANCH_LEN: usize = BRANCH_PREFIX.len() + 8 + 16 + CHECK_DIGITS as usize;

@@ -5,10 +5,12 @@
 //! drain [`Proxy::poll_transmit`] and [`Proxy::poll_event`]. It never touches a
 //! socket or a clock, so every behaviour is testable with virtual time.
 
+mod carrier_health;
 mod core;
 pub mod dialog;
 mod ids;
 mod in_dialog;
+mod late;
 mod new_call;
 mod outbox;
 mod relay;
@@ -26,6 +28,7 @@ use bytes::Bytes;
 use crate::sip::Transport;
 
 pub use self::core::Proxy;
+pub use carrier_health::HealthSettings;
 pub use settings::Settings;
 pub use signing::StirSigning;
 pub use trust::TrustList;
@@ -72,6 +75,12 @@ pub enum Event {
     /// Input dropped without an answer.
     Dropped {
         from: SocketAddr,
+        reason: &'static str,
+    },
+    /// A carrier was marked up or down (probes, or calls it left unanswered).
+    CarrierState {
+        carrier: Peer,
+        up: bool,
         reason: &'static str,
     },
 }

@@ -6,13 +6,14 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use super::carrier_health::CarrierHealth;
 use super::core::Proxy;
 use super::dialog::DialogState;
 use super::ids::ServerKey;
 use super::rewrite::{self, InitialInvite, Restore};
 use super::settings::Settings;
 use super::signing::{StirPlan, StirSigning};
-use super::txn::{Class, Kind, Txn, TxnId};
+use super::txn::{Class, Kind, Timer, Txn, TxnId};
 use super::via::OwnVia;
 use super::{Event, Peer};
 use crate::callerid::policy::Resolver;
@@ -49,16 +50,21 @@ pub(super) struct CallPlan {
 
 impl CallPlan {
     /// The failover decision, the only one: after a failure `code` from the
-    /// current carrier (408 also stands for no answer at all), move on to the
-    /// next carrier when there is one, the failure is the carrier's (408,
-    /// 503) and the caller has not cancelled. Returns whether it moved.
-    pub(super) fn fail_over(&mut self, code: u16, cancelled: bool, carriers: usize) -> bool {
-        let next = self.carrier + 1;
-        let moved = matches!(code, 408 | 503) && !cancelled && next < carriers;
-        if moved {
-            self.carrier = next;
+    /// current carrier (408 also stands for no answer at all, or none in the
+    /// no-provisional time), move on to the next carrier that is up when
+    /// there is one, the failure is the carrier's (408, 503) and the caller
+    /// has not cancelled. Returns whether it moved.
+    pub(super) fn fail_over(&mut self, code: u16, cancelled: bool, health: &CarrierHealth) -> bool {
+        if !matches!(code, 408 | 503) || cancelled {
+            return false;
         }
-        moved
+        match health.first_up_from(self.carrier + 1) {
+            Some(next) => {
+                self.carrier = next;
+                true
+            }
+            None => false,
+        }
     }
 }
 
@@ -262,6 +268,24 @@ impl Proxy {
             let id = self.txns.insert(txn);
             return self.finish(now, id, Class::Failure, data);
         };
+        let mut plan = plan;
+        let Some(first) = self.health.first_up_from(0) else {
+            // Every carrier is down: say so at once, with when to retry.
+            let retry = format!("Retry-After: {}\r\n", self.health.retry_after());
+            let data = self.out.respond(
+                &s.key,
+                from,
+                &req,
+                503,
+                "Service Unavailable",
+                retry.as_bytes(),
+            );
+            let id = self
+                .txns
+                .insert(Txn::new(key, from, None, true, Kind::Local));
+            return self.finish(now, id, Class::Failure, data);
+        };
+        plan.carrier = first;
         let trying = self.out.respond(&s.key, from, &req, 100, "Trying", b"");
         let c = req.fields();
         let restore = Restore {
@@ -304,9 +328,12 @@ impl Proxy {
         match inputs.build(allow_tcp) {
             Some(a) => {
                 self.start_client(now, id, a.dest, a.branch, a.data);
+                let wait = now + self.health.settings().no_provisional;
                 if let Some(cl) = self.txns.get_mut(id).and_then(|t| t.client.as_mut()) {
                     cl.udp_fallback = a.udp_fallback;
+                    cl.no_provisional = Some(wait);
                 }
+                self.txns.arm(wait, id, Timer::NoProvisional);
             }
             None => self.final_upstream_local(now, id, 503, "Service Unavailable"),
         }

@@ -79,6 +79,23 @@ impl Transactions {
         Some(due)
     }
 
+    /// Puts `timer` of `id` in the queue for `at`.
+    pub(super) fn arm(&mut self, at: Instant, id: TxnId, timer: Timer) {
+        self.timers.push(Reverse(Due { at, id, timer }));
+    }
+
+    /// Gives up on the current attempt of `id` without an answer from it:
+    /// it stays findable by its branch so that late responses are handled,
+    /// holding only what an ACK or CANCEL needs.
+    pub(super) fn abandon_client(&mut self, id: TxnId) {
+        if let Some(txn) = self.records.get_mut(&id) {
+            if let Some(mut cl) = txn.client.take() {
+                cl.abandon();
+                txn.abandoned.push(cl);
+            }
+        }
+    }
+
     /// Puts a (new) client transaction on `id`, replacing the previous
     /// attempt's.
     fn set_client(&mut self, id: TxnId, client: Client) {
@@ -94,7 +111,7 @@ impl Transactions {
     fn remove(&mut self, id: TxnId) {
         if let Some(txn) = self.records.remove(&id) {
             self.by_server_key.remove(&txn.server_key);
-            if let Some(cl) = txn.client {
+            for cl in txn.client.iter().chain(&txn.abandoned) {
                 self.by_branch.remove(&cl.branch);
             }
         }
@@ -222,15 +239,22 @@ impl Proxy {
             return self.out.dropped(from.addr, "response without branch");
         };
         let Some(&id) = self.txns.by_branch.get(branch) else {
-            return self
-                .out
-                .dropped(from.addr, "response matches no transaction");
+            let probe = self
+                .health
+                .on_response(branch.as_bytes(), resp.code(), &mut self.out);
+            if !probe {
+                self.forward_stateless(now, from, &resp);
+            }
+            return;
         };
         if c.cseq_method() == b"CANCEL" {
             return; // The answer to our CANCEL; the INVITE's own final follows.
         }
-        let Some(cl) = self.txns.get_mut(id).and_then(|t| t.client.as_mut()) else {
+        let Some(txn) = self.txns.get_mut(id) else {
             return;
+        };
+        let Some(cl) = txn.client.as_mut().filter(|cl| cl.branch == branch) else {
+            return self.on_abandoned_response(id, branch, &resp);
         };
         let actions = cl.machine.on_response(Class::of(resp.code()), now);
         self.run_client(now, id, actions, Some(&resp));
@@ -238,6 +262,9 @@ impl Proxy {
 
     /// Runs the timer `timer` of transaction `id`, due at `now`.
     pub(super) fn on_timer(&mut self, now: Instant, id: TxnId, timer: Timer) {
+        if timer == Timer::NoProvisional {
+            return self.on_no_provisional(now, id);
+        }
         let Some(txn) = self.txns.get_mut(id) else {
             return;
         };
@@ -339,10 +366,12 @@ impl Proxy {
     /// provisional or 2xx goes up, a failure goes up unless the call fails
     /// over to the next carrier.
     fn deliver(&mut self, now: Instant, id: TxnId, resp: &Response) {
-        let carriers = self.settings.carriers.len();
         let Some(txn) = self.txns.get_mut(id) else {
             return;
         };
+        if let Kind::Call(plan) = &txn.kind {
+            self.health.call_answered(plan.carrier);
+        }
         let code = resp.code();
         let class = Class::of(code);
         match class {
@@ -358,6 +387,7 @@ impl Proxy {
                 txn.last_response = keep.then(|| data.clone());
                 if class == Class::Success {
                     txn.keep_only_retransmission_state();
+                    self.last_final = Some(now);
                 }
                 self.out.send(txn.upstream, data);
                 self.run_server(now, id, actions);
@@ -365,7 +395,7 @@ impl Proxy {
             Class::Failure => {
                 let cancelled = txn.cancelled;
                 if let Kind::Call(plan) = &mut txn.kind {
-                    if plan.fail_over(code, cancelled, carriers) {
+                    if plan.fail_over(code, cancelled, &self.health) {
                         return self.start_call_attempt(now, id, true);
                     }
                 }
@@ -379,7 +409,6 @@ impl Proxy {
     /// No answer from downstream: the next carrier, or 408 (487 when the
     /// caller cancelled) upstream.
     fn on_client_timeout(&mut self, now: Instant, id: TxnId) {
-        let carriers = self.settings.carriers.len();
         let Some(txn) = self.txns.get_mut(id) else {
             return;
         };
@@ -387,7 +416,7 @@ impl Proxy {
         let unreachable = txn.client.as_ref().is_some_and(|cl| cl.transport_failed);
         let code = if unreachable { 503 } else { 408 };
         if let Kind::Call(plan) = &mut txn.kind {
-            if plan.fail_over(code, cancelled, carriers) {
+            if plan.fail_over(code, cancelled, &self.health) {
                 return self.start_call_attempt(now, id, true);
             }
         }
@@ -409,6 +438,7 @@ impl Proxy {
         let actions = txn.server.on_send(class, now);
         txn.last_response = Some(data);
         txn.keep_only_retransmission_state();
+        self.last_final = Some(now);
         self.run_server(now, id, actions);
     }
 

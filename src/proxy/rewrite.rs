@@ -244,6 +244,23 @@ pub fn upstream_response(resp: &Response, restore: &Restore) -> Bytes {
     sp.finish(c.body_end())
 }
 
+/// A response forwarded without a transaction: our Via removed and the
+/// From address the PBX wrote put back (its parameters, tag included, are
+/// the same on both sides).
+pub fn stateless_response(resp: &Response, pbx_from: &[u8]) -> Bytes {
+    let c = resp.fields();
+    let mut sp = Splice::new(c.buf());
+    remove_list_value(&mut sp, c, c.via_header(), c.top_via().value);
+    replace_addr(&mut sp, c, c.from_header(), pbx_from);
+    if c.content_length().is_none() {
+        sp.insert(
+            c.headers_end(),
+            format!("Content-Length: {}\r\n", c.body().len()),
+        );
+    }
+    sp.finish(c.body_end())
+}
+
 /// Pieces of a forwarded INVITE needed to build its ACK (for a non-2xx) and its
 /// CANCEL (RFC 3261 §9.1, §17.1.1.3): both reuse the request's branch.
 #[derive(Debug, Clone)]

@@ -5,6 +5,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use super::carrier_health::HealthSettings;
 use super::dialog::SealKey;
 use super::signing::StirSigning;
 use super::trust::TrustList;
@@ -21,6 +22,8 @@ pub struct Settings {
     pub trust: TrustList,
     /// Next hops for new calls, tried in order.
     pub carriers: Vec<Peer>,
+    /// How carriers are probed and how long a call waits for a first answer.
+    pub health: HealthSettings,
     pub queue_header: String,
     pub dynamic_header: String,
     pub dynamic_format: DynamicFormat,

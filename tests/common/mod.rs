@@ -14,7 +14,7 @@ use cidgate::callerid::policy::DynamicFormat;
 use cidgate::callerid::PaiForm;
 use cidgate::inventory::{Inventory, InventoryHandle, Region};
 use cidgate::proxy::dialog::SealKey;
-use cidgate::proxy::{Event, Peer, Proxy, Settings, Transmit, TrustList};
+use cidgate::proxy::{Event, HealthSettings, Peer, Proxy, Settings, Transmit, TrustList};
 use cidgate::sip::{parse, HeaderName, Message, Transport};
 
 /// The RFC 4475 torture messages, one `.dat` file each (see the README there).
@@ -94,6 +94,12 @@ pub fn settings() -> Settings {
         listen: vec![udp(GW), tcp(GW)],
         trust: TrustList::new(vec!["127.0.0.10/32".parse().unwrap()]),
         carriers: vec![udp(CARRIER)],
+        // Probing off unless a test turns it on: it would add OPTIONS to
+        // every exchange the other tests count.
+        health: HealthSettings {
+            probe_interval: None,
+            ..HealthSettings::default()
+        },
         queue_header: "X-Queue-Id".into(),
         dynamic_header: "X-Caller-Id".into(),
         dynamic_format: DynamicFormat::Strict,

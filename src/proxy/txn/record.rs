@@ -150,6 +150,12 @@ pub(in crate::proxy) struct Client {
     /// or certificate failure): the machine's timeout stands for a 503 from
     /// that hop, not a 408 (RFC 3261 §16.7 step 6).
     pub(in crate::proxy) transport_failed: bool,
+    /// When a call attempt still without a provisional response moves on to
+    /// the next carrier ([`Timer::NoProvisional`]).
+    pub(in crate::proxy) no_provisional: Option<Instant>,
+    /// The attempt was given up for lack of a provisional response; its late
+    /// responses are answered (CANCEL, ACK) but never relayed.
+    pub(in crate::proxy) cancel_sent: bool,
 }
 
 impl Client {
@@ -167,7 +173,17 @@ impl Client {
             machine,
             udp_fallback: false,
             transport_failed: false,
+            no_provisional: None,
+            cancel_sent: false,
         }
+    }
+
+    /// What an abandoned attempt keeps: the pieces its ACK and CANCEL are
+    /// built from, not the request.
+    pub(in crate::proxy) fn abandon(&mut self) {
+        self.hop();
+        self.request = Bytes::new();
+        self.no_provisional = None;
     }
 
     fn hop(&mut self) -> Option<&HopRequest> {
@@ -208,6 +224,10 @@ pub(in crate::proxy) struct Txn {
     /// The caller sent a CANCEL: no failover, a timeout answers 487.
     pub(in crate::proxy) cancelled: bool,
     pub(in crate::proxy) client: Option<Client>,
+    /// Earlier attempts given up for lack of a provisional response: their
+    /// late responses are ACKed (failures) or CANCELled (provisionals)
+    /// instead of reaching the PBX.
+    pub(in crate::proxy) abandoned: Vec<Client>,
 }
 
 impl Txn {
@@ -231,6 +251,7 @@ impl Txn {
             last_response: None,
             cancelled: false,
             client: None,
+            abandoned: Vec::new(),
         }
     }
 

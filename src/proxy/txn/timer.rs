@@ -48,6 +48,10 @@ pub enum Timer {
     L,
     /// Client INVITE (RFC 6026): stop forwarding 2xx retransmissions.
     M,
+    /// Proxy only, not in RFC 3261 (Kamailio's fr_timer idea): a call
+    /// attempt with no provisional response yet moves on to the next
+    /// carrier. The relay handles it; the machines ignore it.
+    NoProvisional,
 }
 
 /// Which side of a transaction a timer belongs to.
@@ -67,7 +71,8 @@ impl Timer {
             | Timer::E
             | Timer::F
             | Timer::K
-            | Timer::M => Side::Client,
+            | Timer::M
+            | Timer::NoProvisional => Side::Client,
             Timer::G | Timer::H | Timer::I | Timer::J | Timer::L => Side::Server,
         }
     }
