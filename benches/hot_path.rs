@@ -64,6 +64,10 @@ fn settings() -> Settings {
         listen: vec![peer(Transport::Udp, GW), peer(Transport::Tcp, GW)],
         trust: TrustList::new(vec!["127.0.0.10/32".parse().unwrap()]),
         carriers: vec![peer(Transport::Udp, CARRIER)],
+        health: cidgate::proxy::HealthSettings {
+            probe_interval: None,
+            ..Default::default()
+        },
         queue_header: "X-Queue-Id".into(),
         dynamic_header: "X-Caller-Id".into(),
         dynamic_format: DynamicFormat::Strict,

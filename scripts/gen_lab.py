@@ -233,6 +233,10 @@ pbx = ["127.0.0.1/32"]
 [[carrier]]
 uri = "{a.carrier}"
 
+[health]
+# The SIPp carrier scenario expects INVITEs only: no OPTIONS probes.
+probe_interval = 0
+
 [callerid]
 queue_header   = "X-Queue-Id"
 dynamic_header = "X-Caller-Id"

@@ -21,6 +21,7 @@ use axum::Router;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::task::JoinHandle;
 
+use crate::carrier_board::CarrierBoard;
 use crate::config::Config;
 use crate::inventory::{
     Edit, Inventory, InventoryBuilder, InventoryError, InventoryHandle, Queue, Region, E164,
@@ -41,6 +42,8 @@ struct AppState {
     store: Option<Arc<Store>>,
     /// Reloaded with the inventory when `[tls]` is configured.
     tls: Option<Arc<TlsHandle>>,
+    /// Carrier states, when the admin API runs beside a gateway.
+    carriers: Option<Arc<CarrierBoard>>,
 }
 
 /// The process-wide Prometheus recorder (installed once).
@@ -97,7 +100,21 @@ pub async fn start_with(
     store: Option<Arc<Store>>,
     tls: Option<Arc<TlsHandle>>,
 ) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
+    start_with_carriers(addr, config, inventory, store, tls, None).await
+}
+
+/// [`start_with`] for a running gateway: `/healthz` and `/metrics` include
+/// its carriers' states, and `/healthz` answers 503 while none is up.
+pub async fn start_with_carriers(
+    addr: SocketAddr,
+    config: &Config,
+    inventory: Arc<InventoryHandle>,
+    store: Option<Arc<Store>>,
+    tls: Option<Arc<TlsHandle>>,
+    carriers: Option<Arc<CarrierBoard>>,
+) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
     let state = AppState {
+        carriers,
         tls,
         inventory,
         edits: Arc::new(tokio::sync::Mutex::new(())),
@@ -134,11 +151,24 @@ pub async fn start_with(
     Ok((bound, task))
 }
 
-/// Always 200 while the gateway serves: a degraded store does not stop calls.
-async fn healthz(State(s): State<AppState>) -> String {
-    match &s.store {
+/// 200 while the gateway can place calls (a degraded store does not stop
+/// them); 503 while every carrier is down.
+async fn healthz(State(s): State<AppState>) -> (StatusCode, String) {
+    let report = match &s.store {
         Some(store) => store.health().report().1,
         None => "ok\n".into(),
+    };
+    let Some(board) = &s.carriers else {
+        return (StatusCode::OK, report);
+    };
+    let (any_up, lines) = board.health_lines();
+    if any_up {
+        (StatusCode::OK, report + &lines)
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no carrier up\n".to_string() + &lines,
+        )
     }
 }
 
@@ -146,7 +176,11 @@ async fn metrics_text(State(s): State<AppState>) -> String {
     let inv = s.inventory.snapshot();
     metrics::gauge!("cidgate_inventory_queues").set(inv.queue_count() as f64);
     metrics::gauge!("cidgate_inventory_numbers").set(inv.claimed_count() as f64);
-    s.prometheus.render()
+    let mut text = s.prometheus.render();
+    if let Some(board) = &s.carriers {
+        text.push_str(&board.metrics_text());
+    }
+    text
 }
 
 /// Entries per page when `limit` is not given, and the most one page holds.

@@ -120,7 +120,7 @@ pub async fn run() -> anyhow::Result<()> {
     let carrier = UdpSocket::bind("127.0.0.1:0").await?;
     let carrier_addr = carrier.local_addr()?;
     let toml = format!(
-        "[server]\nlisten = [\"udp://127.0.0.1:0\", \"tcp://127.0.0.1:0\"]\ndomain = \"gw.example.net\"\nadmin = \"\"\n\n[[carrier]]\nuri = \"sip:{carrier_addr};transport=udp\"\n"
+        "[server]\nlisten = [\"udp://127.0.0.1:0\", \"tcp://127.0.0.1:0\"]\ndomain = \"gw.example.net\"\nadmin = \"\"\n\n[[carrier]]\nuri = \"sip:{carrier_addr};transport=udp\"\n\n[health]\nprobe_interval = 0\n"
     );
     let config = Config::from_toml_str(&toml, Path::new("(built-in demo config)"))
         .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -13,6 +13,7 @@
 
 pub mod admin;
 pub mod callerid;
+pub mod carrier_board;
 pub mod cnam;
 pub mod config;
 pub mod demo;

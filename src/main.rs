@@ -440,12 +440,13 @@ fn run(path: &Path) -> anyhow::Result<()> {
         }
         let admin = match config.server.admin {
             Some(addr) => Some(
-                cidgate::admin::start_with(
+                cidgate::admin::start_with_carriers(
                     addr,
                     &config,
                     gw.inventory.clone(),
                     store.clone(),
                     gw.tls.clone(),
+                    Some(gw.carriers.clone()),
                 )
                 .await?
                 .1,

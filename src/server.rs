@@ -13,6 +13,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use crate::carrier_board::CarrierBoard;
 use crate::config::Config;
 use crate::inventory::InventoryHandle;
 use crate::proxy::{Event, Peer, Proxy, Transmit};
@@ -43,6 +44,8 @@ pub struct Gateway {
     /// The running certificate and key, when `[tls]` is configured; reloaded
     /// with the inventory.
     pub tls: Option<Arc<TlsHandle>>,
+    /// Carrier states as the core last reported them (for the admin API).
+    pub carriers: Arc<CarrierBoard>,
     stop: watch::Sender<Stop>,
     task: JoinHandle<()>,
     aux: Vec<JoinHandle<()>>,
@@ -78,7 +81,10 @@ impl Gateway {
     }
 
     /// Graceful stop (SIGTERM): new calls get 503, calls in progress get up to
-    /// `max` to reach a final response, then everything stops.
+    /// `max` to reach a final response; the gateway keeps relaying ACKs and
+    /// retransmissions for a grace time after the last final response
+    /// ([`crate::proxy::DRAIN_GRACE`]), handles every message already
+    /// received, then stops.
     pub async fn drain(self, max: Duration) {
         let _ = self.stop.send(Stop::Drain(Instant::now() + max));
         let _ = self.task.await;
@@ -227,6 +233,7 @@ pub async fn start(
         // Install the recorder before the shell takes its metric handles.
         crate::admin::prometheus();
     }
+    let board = CarrierBoard::new(&settings.carriers);
     let carriers: Vec<SocketAddr> = settings.carriers.iter().map(|p| p.addr).collect();
     let new_guard = || Guard::new(&config.trust, &carriers, &config.limits);
 
@@ -286,6 +293,7 @@ pub async fn start(
         };
         let core = Core {
             proxy: Proxy::new(settings.clone(), inventory.clone()),
+            board: board.clone(),
             udp: udp.clone(),
             conns: HashMap::new(),
             ids: ids.clone(),
@@ -327,6 +335,7 @@ pub async fn start(
         listen: bound,
         inventory,
         tls,
+        carriers: board,
         stop: stop_tx,
         task,
         aux,
@@ -487,6 +496,8 @@ pub(crate) struct Core {
     io: tokio::runtime::Handle,
     stats: WorkerStats,
     tcp_log: LogThrottle,
+    /// Carrier states for the admin API, from this core's events.
+    board: Arc<CarrierBoard>,
 }
 
 impl Core {
@@ -502,6 +513,8 @@ impl Core {
         // One receive buffer for every datagram; each message is copied out at
         // its exact size, so the buffer never needs to be zeroed or regrown.
         let mut buf = vec![0u8; if udp.is_empty() { 0 } else { MAX_MESSAGE }];
+        // Tell the core the time once: carrier probing starts here.
+        self.proxy.handle_timeout(Instant::now());
         loop {
             let deadline = match (self.proxy.poll_timeout(), drain_until) {
                 (Some(a), Some(b)) => Some(a.min(b)),
@@ -513,7 +526,9 @@ impl Core {
                 biased;
                 // UDP is read here, in the task that owns the proxy: no channel
                 // hop and no cross-thread wake-up per datagram.
-                i = udp_readable(&udp) => self.drain_udp(&udp[i], &mut buf),
+                i = udp_readable(&udp) => {
+                    self.drain_udp(&udp[i], &mut buf);
+                }
                 Some(ev) = recv(&mut tcp_rx) => self.on_tcp(ev),
                 Some(input) = recv(&mut inbox) => self.on_inputs(input, inbox.as_mut()),
                 Some(signed) = next_signed(&mut signed_rx) => {
@@ -544,15 +559,34 @@ impl Core {
                 .transactions
                 .set(self.proxy.transactions() as f64);
             if let Some(until) = drain_until {
-                if self.proxy.pending_transactions() == 0 || Instant::now() >= until {
+                let now = Instant::now();
+                // Done only when nothing waits and nothing more was already
+                // received: what arrived is handled, not dropped.
+                let idle = self.proxy.drained(now)
+                    && tcp_rx.as_ref().is_none_or(|rx| rx.is_empty())
+                    && inbox.as_ref().is_none_or(|rx| rx.is_empty())
+                    && !self.take_queued(&udp, &mut buf);
+                if now >= until || idle {
                     break;
                 }
+                self.flush().await;
             }
         }
     }
 
-    /// Handles the datagrams already queued on `sock` (a bounded batch).
-    fn drain_udp(&mut self, sock: &UdpSocket, buf: &mut [u8]) {
+    /// Handles what is already queued on every socket this core reads;
+    /// false when there was nothing.
+    fn take_queued(&mut self, udp: &[Arc<UdpSocket>], buf: &mut [u8]) -> bool {
+        let mut any = false;
+        for sock in udp {
+            any |= self.drain_udp(sock, buf) > 0;
+        }
+        any
+    }
+
+    /// Handles the datagrams already queued on `sock` (a bounded batch);
+    /// returns how many.
+    fn drain_udp(&mut self, sock: &UdpSocket, buf: &mut [u8]) -> usize {
         let guard = &mut self.guard;
         let messages = &self.stats.messages;
         let recv = || {
@@ -579,7 +613,7 @@ impl Core {
             }
             None
         };
-        crate::transport::udp::feed(&mut self.proxy, Instant::now, recv);
+        crate::transport::udp::feed(&mut self.proxy, Instant::now, recv)
     }
 
     /// Handles `first` and whatever else the dispatcher has already queued
@@ -658,6 +692,9 @@ impl Core {
         }
         while let Some(ev) = self.proxy.poll_event() {
             crate::telemetry::record(&ev);
+            if let Event::CarrierState { carrier, up, .. } = &ev {
+                self.board.set(*carrier, *up);
+            }
             if let Some(tap) = &self.tap {
                 let _ = tap.send(ev);
             }

@@ -89,11 +89,7 @@ pub fn record(ev: &Event) {
             } else {
                 tracing::warn!(carrier = %name, reason, "carrier down");
             }
-            metrics::gauge!("cidgate_carrier_up", "carrier" => name).set(if *up {
-                1.0
-            } else {
-                0.0
-            });
+            metrics::counter!("cidgate_carrier_changes_total").increment(1);
         }
     }
 }

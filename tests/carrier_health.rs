@@ -10,7 +10,7 @@ use bytes::Bytes;
 use cidgate::proxy::{Event, HealthSettings, Transmit};
 use common::*;
 
-fn only<'a>(out: &'a [Transmit], peer: cidgate::proxy::Peer) -> &'a Bytes {
+fn only(out: &[Transmit], peer: cidgate::proxy::Peer) -> &Bytes {
     let v = to(out, peer);
     assert_eq!(
         v.len(),

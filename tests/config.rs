@@ -433,7 +433,7 @@ fn every_refused_key_is_reported_not_just_the_first() {
         [
             (2, "unknown key `lisne` in [server] (expected one of `listen`, `domain`, `admin`, `log`, `dialog_secret`, `dialog_secret_previous`, `workers`)"),
             (3, "[server] log"),
-            (5, "unknown section `extra` (expected one of `server`, `trust`, `carrier`, `callerid`, `reject`, `inventory`, `stir`, `tls`, `limits`)"),
+            (5, "unknown section `extra` (expected one of `server`, `trust`, `carrier`, `callerid`, `reject`, `inventory`, `stir`, `tls`, `limits`, `health`)"),
             (11, "[callerid] strip"),
             (12, "unknown key `queue_heder` in [callerid] (expected one of `queue_header`, `dynamic_header`, `dynamic_format`, `default_region`, `pai`, `strip`, `cnam_names`)"),
             (16, "unknown key `port` in [[carrier]] (expected one of `uri`)"),
@@ -536,4 +536,42 @@ fn workers_and_limits_are_checked_with_file_line_and_key() {
     );
     let e = only_error("[limits]\nper_source = 3\n");
     assert!(e.contains("unknown key `per_source`"), "{e}");
+}
+
+#[test]
+fn health_section_defaults_values_and_checks() {
+    let d = parse("").unwrap().health;
+    assert_eq!(d, cidgate::proxy::HealthSettings::default());
+    assert_eq!(d.probe_interval, Some(std::time::Duration::from_secs(10)));
+    assert_eq!((d.down_after, d.up_after), (3, 2));
+    assert_eq!(d.no_provisional, std::time::Duration::from_secs(3));
+    let h = parse("[health]\nprobe_interval = 30\nprobe_timeout = 1.5\ndown_after = 1\nup_after = 4\nno_provisional = 2.5\n")
+        .unwrap()
+        .health;
+    assert_eq!(h.probe_interval, Some(std::time::Duration::from_secs(30)));
+    assert_eq!(h.probe_timeout, std::time::Duration::from_millis(1500));
+    assert_eq!((h.down_after, h.up_after), (1, 4));
+    assert_eq!(h.no_provisional, std::time::Duration::from_millis(2500));
+    let off = parse("[health]\nprobe_interval = 0\n").unwrap().health;
+    assert_eq!(off.probe_interval, None, "0 turns probing off");
+    let e = only_error("[health]\nprobe_intervall = 5\n");
+    assert!(
+        e.starts_with("conf/cidgate.toml:2:1: unknown key `probe_intervall` in [health]"),
+        "{e}"
+    );
+    let e = only_error("[health]\ndown_after = 0\n");
+    assert!(
+        e.starts_with("conf/cidgate.toml:2:14: [health] down_after: a count, 1 to 100"),
+        "{e}"
+    );
+    let e = only_error("[health]\nno_provisional = 40\n");
+    assert!(
+        e.contains("[health] no_provisional: seconds, 0.1 to 32"),
+        "{e}"
+    );
+    let e = only_error("[health]\nprobe_interval = 2\nprobe_timeout = 2\n");
+    assert!(
+        e.starts_with("conf/cidgate.toml:3:17: [health] probe_timeout (2 s) must be shorter"),
+        "{e}"
+    );
 }

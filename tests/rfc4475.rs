@@ -171,7 +171,7 @@ fn every_split_offset_gives_the_same_result() {
 
 async fn gateway(carrier: SocketAddr) -> cidgate::server::Gateway {
     let toml = format!(
-        "[server]\nlisten = [\"udp://127.0.0.1:0\", \"tcp://127.0.0.1:0\"]\nadmin = \"\"\n[trust]\npbx = [\"127.0.0.1/32\"]\n[[carrier]]\nuri = \"sip:{carrier};transport=udp\"\n"
+        "[server]\nlisten = [\"udp://127.0.0.1:0\", \"tcp://127.0.0.1:0\"]\nadmin = \"\"\n[trust]\npbx = [\"127.0.0.1/32\"]\n[[carrier]]\nuri = \"sip:{carrier};transport=udp\"\n[health]\nprobe_interval = 0\n"
     );
     let cfg = Config::from_toml_str(&toml, Path::new("rfc4475.toml")).unwrap();
     cidgate::server::start(&cfg, Arc::new(InventoryHandle::new(inventory())), None)

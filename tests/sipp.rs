@@ -48,6 +48,8 @@ admin = ""
 pbx = ["127.0.0.1/32"]
 [[carrier]]
 uri = "sip:127.0.0.1:{uas};transport={carrier_transport}"
+[health]
+probe_interval = 0
 [callerid]
 dynamic_format = "{mode}"
 [inventory]

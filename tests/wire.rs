@@ -23,7 +23,7 @@ const START: Duration = Duration::from_secs(60);
 
 async fn gateway(carrier_uri: &str) -> Gateway {
     let toml = format!(
-        "[server]\nlisten = [\"udp://127.0.0.1:0\", \"tcp://127.0.0.1:0\"]\ndomain = \"gw.example.net\"\nadmin = \"\"\n{}[trust]\npbx = [\"127.0.0.1/32\"]\n[[carrier]]\nuri = \"{carrier_uri}\"\n",
+        "[server]\nlisten = [\"udp://127.0.0.1:0\", \"tcp://127.0.0.1:0\"]\ndomain = \"gw.example.net\"\nadmin = \"\"\n{}[trust]\npbx = [\"127.0.0.1/32\"]\n[[carrier]]\nuri = \"{carrier_uri}\"\n[health]\nprobe_interval = 0\n",
         workers_line()
     );
     let cfg = Config::from_toml_str(&toml, Path::new("test.toml")).expect("config");
@@ -353,7 +353,7 @@ async fn sigterm_drains_gracefully() {
     std::fs::write(
         &cfg,
         format!(
-            "[server]\nlisten = [\"udp://127.0.0.1:0\"]\nadmin = \"\"\n{}[[carrier]]\nuri = \"sip:{}\"\n[inventory]\nqueues = \"{}\"\nnumbers = \"{}\"\n",
+            "[server]\nlisten = [\"udp://127.0.0.1:0\"]\nadmin = \"\"\n{}[[carrier]]\nuri = \"sip:{}\"\n[health]\nprobe_interval = 0\n[inventory]\nqueues = \"{}\"\nnumbers = \"{}\"\n",
             workers_line(),
             carrier.local_addr().unwrap(),
             data.join("queues.csv").display(),

@@ -27,7 +27,7 @@ use bytes::Bytes;
 
 use crate::sip::Transport;
 
-pub use self::core::Proxy;
+pub use self::core::{Proxy, DRAIN_GRACE};
 pub use carrier_health::HealthSettings;
 pub use settings::Settings;
 pub use signing::StirSigning;

@@ -13,7 +13,7 @@ use crate::sip::Transport;
 pub const BATCH: usize = 256;
 
 /// Feeds up to [`BATCH`] datagrams from `recv` to `proxy`, reading `clock`
-/// again for each one.
+/// again for each one; returns how many there were.
 ///
 /// One reading for the whole batch goes stale when a message is slow to
 /// handle or the batch is long: every transaction started later in the batch
@@ -24,10 +24,10 @@ pub fn feed(
     proxy: &mut Proxy,
     mut clock: impl FnMut() -> Instant,
     mut recv: impl FnMut() -> Option<(SocketAddr, Bytes)>,
-) {
-    for _ in 0..BATCH {
+) -> usize {
+    for handled in 0..BATCH {
         let Some((from, data)) = recv() else {
-            return;
+            return handled;
         };
         let peer = Peer {
             transport: Transport::Udp,
@@ -35,4 +35,5 @@ pub fn feed(
         };
         proxy.handle(clock(), peer, data);
     }
+    BATCH
 }
