@@ -66,7 +66,7 @@ async fn rig() -> Rig {
     let toml = format!(
         "[server]\nlisten = [\"udp://127.0.0.1:0\", \"tcp://127.0.0.1:0\"]\nadmin = \"\"\n\
          [trust]\npbx = [\"127.0.0.1/32\"]\n[[carrier]]\nuri = \"sip:{};transport=udp\"\n\
-         [stir]\nkey = \"{}\"\nx5u = \"{X5U}\"\nattest = \"A\"\nrcd = true\n",
+         [health]\nprobe_interval = 0\n[stir]\nkey = \"{}\"\nx5u = \"{X5U}\"\nattest = \"A\"\nrcd = true\n",
         carrier.local_addr().unwrap(),
         key.key.display()
     );
