@@ -146,7 +146,7 @@ fn write_config(
         format!(
             "[server]\nlisten = [\"udp://{sip}\"]\ndomain = \"gw.example.net\"\nadmin = \"{admin}\"\ndialog_secret = \"{SECRET}\"\n\
              [trust]\npbx = [\"127.0.0.1/32\"]\n[[carrier]]\nuri = \"sip:{carrier};transport=udp\"\n\
-             [inventory]\nredis = \"{redis_url}\"\nsnapshot = \"{name}.snapshot\"\n"
+             [health]\nprobe_interval = 0\n[inventory]\nredis = \"{redis_url}\"\nsnapshot = \"{name}.snapshot\"\n"
         ),
     )
     .unwrap();

@@ -49,7 +49,7 @@ async fn gateway_on(ip: &str, pki: &Pki, carriers: &[String], tls_extra: &str) -
         .map(|c| format!("[[carrier]]\nuri = \"{c}\"\n"))
         .collect();
     let toml = format!(
-        "[server]\nlisten = [\"udp://{ip}:0\", \"tcp://{ip}:0\", \"tls://{ip}:0\"]\ndomain = \"gw.example.net\"\nadmin = \"\"\n[trust]\npbx = [\"127.0.0.1/32\"]\n{carriers}{}",
+        "[server]\nlisten = [\"udp://{ip}:0\", \"tcp://{ip}:0\", \"tls://{ip}:0\"]\ndomain = \"gw.example.net\"\nadmin = \"\"\n[trust]\npbx = [\"127.0.0.1/32\"]\n{carriers}[health]\nprobe_interval = 0\n{}",
         pki.section(tls_extra)
     );
     let cfg = Config::from_toml_str(&toml, Path::new("test.toml")).expect("config");
