@@ -201,7 +201,7 @@ async fn flood_with_trusted_calls(workers: usize) {
     let carrier_sock = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
     let callee = carrier_sock.local_addr().unwrap();
     let toml = format!(
-        "[server]\nlisten = [\"udp://127.0.0.1:0\", \"tcp://127.0.0.1:0\"]\ndomain = \"gw.example.net\"\nadmin = \"127.0.0.1:0\"\nworkers = {workers}\n[trust]\npbx = [\"127.0.0.1/32\"]\n[[carrier]]\nuri = \"sip:{callee};transport=udp\"\n[limits]\nuntrusted_rate = 20\nuntrusted_burst = 40\ntcp_per_source = 4\n"
+        "[server]\nlisten = [\"udp://127.0.0.1:0\", \"tcp://127.0.0.1:0\"]\ndomain = \"gw.example.net\"\nadmin = \"127.0.0.1:0\"\nworkers = {workers}\n[trust]\npbx = [\"127.0.0.1/32\"]\n[[carrier]]\nuri = \"sip:{callee};transport=udp\"\n[health]\nprobe_interval = 0\n[limits]\nuntrusted_rate = 20\nuntrusted_burst = 40\ntcp_per_source = 4\n"
     );
     let cfg = Config::from_toml_str(&toml, Path::new("flood.toml")).unwrap();
     let gw = cidgate::server::start(&cfg, Arc::new(InventoryHandle::new(inventory())), None)

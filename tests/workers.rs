@@ -23,7 +23,7 @@ const CALLS: usize = 40;
 
 async fn gateway(workers: usize, carrier: SocketAddr) -> Gateway {
     let toml = format!(
-        "[server]\nlisten = [\"udp://127.0.0.1:0\", \"tcp://127.0.0.1:0\"]\ndomain = \"gw.example.net\"\nadmin = \"127.0.0.1:0\"\nworkers = {workers}\n[trust]\npbx = [\"127.0.0.1/32\"]\n[[carrier]]\nuri = \"sip:{carrier};transport=udp\"\n"
+        "[server]\nlisten = [\"udp://127.0.0.1:0\", \"tcp://127.0.0.1:0\"]\ndomain = \"gw.example.net\"\nadmin = \"127.0.0.1:0\"\nworkers = {workers}\n[trust]\npbx = [\"127.0.0.1/32\"]\n[[carrier]]\nuri = \"sip:{carrier};transport=udp\"\n[health]\nprobe_interval = 0\n"
     );
     let cfg = Config::from_toml_str(&toml, Path::new("test.toml")).expect("config");
     cidgate::server::start(&cfg, Arc::new(InventoryHandle::new(inventory())), None)
