@@ -224,3 +224,64 @@ async fn two_cores_serve_calls_cancels_and_dialogs_like_one() {
     }
     gw.shutdown().await;
 }
+
+/// A carrier that answers every OPTIONS and INVITE with 200.
+async fn answering_carrier(sock: Arc<UdpSocket>) {
+    let mut buf = vec![0u8; 65536];
+    while let Ok((n, from)) = sock.recv_from(&mut buf).await {
+        let m = Bytes::copy_from_slice(&buf[..n]);
+        if is_request(&m, "OPTIONS") || is_request(&m, "INVITE") {
+            let _ = sock
+                .send_to(&respond(&m, 200, "OK", Some("cp"), ""), from)
+                .await;
+        }
+    }
+}
+
+/// Every core probes the carriers itself; the answers must reach every core,
+/// or a core that never sees them marks a healthy carrier down and refuses
+/// its share of the calls with 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_core_sees_the_answers_to_its_carrier_probes() {
+    let carrier = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let callee = carrier.local_addr().unwrap();
+    let toml = format!(
+        "[server]\nlisten = [\"udp://127.0.0.1:0\"]\ndomain = \"gw.example.net\"\nadmin = \"\"\nworkers = 2\n[trust]\npbx = [\"127.0.0.1/32\"]\n[[carrier]]\nuri = \"sip:{callee};transport=udp\"\n[health]\nprobe_interval = 0.2\nprobe_timeout = 0.1\ndown_after = 2\nup_after = 1\n"
+    );
+    let cfg = Config::from_toml_str(&toml, Path::new("test.toml")).expect("config");
+    let (tap, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let gw = cidgate::server::start(&cfg, Arc::new(InventoryHandle::new(inventory())), Some(tap))
+        .await
+        .expect("gateway starts");
+    let answering = tokio::spawn(answering_carrier(carrier));
+    let gw_addr = gw.udp_addr().unwrap();
+    let pbx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let me = pbx.local_addr().unwrap();
+    // A core starts probing with its first message: the first round of
+    // calls starts both; after several probe rounds (long enough for a core
+    // without answers to give up on the carrier) the second round must
+    // still get through on both.
+    for round in 0..2 {
+        if round == 1 {
+            tokio::time::sleep(Duration::from_millis(3000)).await;
+        }
+        for i in 0..CALLS {
+            let inv = invite(&format!("pr{round}-{i}"), "X-Queue-Id: sales\r\n").replace(
+                "Via: SIP/2.0/UDP 127.0.0.10:5070",
+                &format!("Via: SIP/2.0/UDP {me}"),
+            );
+            pbx.send_to(inv.as_bytes(), gw_addr).await.unwrap();
+        }
+        let answers = collect(&pbx, CALLS, not_trying).await;
+        for m in &answers {
+            assert_eq!(status(m), 200, "round {round}: {}", text(m));
+        }
+    }
+    answering.abort();
+    gw.shutdown().await;
+    while let Ok(ev) = events.try_recv() {
+        if let cidgate::proxy::Event::CarrierState { up: false, .. } = ev {
+            panic!("a core marked the answering carrier down: {ev:?}");
+        }
+    }
+}

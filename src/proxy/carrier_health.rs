@@ -9,6 +9,10 @@
 
 use std::time::{Duration, Instant};
 
+/// How the Call-ID of every probe starts: a shell running several cores
+/// hands the answers to all of them, since each core probes on its own.
+pub const PROBE_CALL_ID_PREFIX: &str = "cgprobe-";
+
 use bytes::Bytes;
 
 use super::dialog::SealKey;
@@ -286,7 +290,7 @@ impl ProbeIds<'_> {
         };
         let domain = self.domain;
         let msg = format!(
-            "OPTIONS sip:{target}{transport} SIP/2.0\r\n{via}Max-Forwards: 70\r\nFrom: <sip:cidgate@{domain}>;tag=cgp{seq:x}\r\nTo: <sip:{target}>\r\nCall-ID: cgprobe-{seq:x}@{domain}\r\nCSeq: {seq} OPTIONS\r\nAccept: application/sdp\r\nContent-Length: 0\r\n\r\n"
+            "OPTIONS sip:{target}{transport} SIP/2.0\r\n{via}Max-Forwards: 70\r\nFrom: <sip:cidgate@{domain}>;tag=cgp{seq:x}\r\nTo: <sip:{target}>\r\nCall-ID: {PROBE_CALL_ID_PREFIX}{seq:x}@{domain}\r\nCSeq: {seq} OPTIONS\r\nAccept: application/sdp\r\nContent-Length: 0\r\n\r\n"
         );
         (branch, Bytes::from(msg))
     }

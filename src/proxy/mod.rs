@@ -28,7 +28,7 @@ use bytes::Bytes;
 use crate::sip::Transport;
 
 pub use self::core::{Proxy, DRAIN_GRACE};
-pub use carrier_health::HealthSettings;
+pub use carrier_health::{HealthSettings, PROBE_CALL_ID_PREFIX};
 pub use settings::Settings;
 pub use signing::StirSigning;
 pub use trust::TrustList;

@@ -37,6 +37,15 @@ impl Glance<'_> {
         self.kind == Kind::Invite && !self.to_tag
     }
 
+    /// An answer to one of the gateway's own OPTIONS probes: every core
+    /// probes the carriers itself, so every core must see the answers.
+    pub fn is_probe_answer(&self) -> bool {
+        self.kind == Kind::Response
+            && self
+                .call_id
+                .starts_with(crate::proxy::PROBE_CALL_ID_PREFIX.as_bytes())
+    }
+
     /// The index of the core that owns this message's call among `n`.
     /// Messages without a Call-ID all go to the first core.
     pub fn shard(&self, n: usize) -> usize {
@@ -178,6 +187,15 @@ mod tests {
             assert_eq!(g.shard(n), glance(INVITE).shard(n));
             assert_eq!(l.shard(n), glance(INVITE).shard(n));
         }
+    }
+
+    #[test]
+    fn probe_answers_are_recognised() {
+        let answer = b"SIP/2.0 200 OK\r\nCall-ID: cgprobe-1f@gw.example.net\r\n\r\n";
+        assert!(glance(answer).is_probe_answer());
+        let request = b"OPTIONS sip:gw SIP/2.0\r\nCall-ID: cgprobe-1f@gw.example.net\r\n\r\n";
+        assert!(!glance(request).is_probe_answer());
+        assert!(!glance(INVITE).is_probe_answer());
     }
 
     #[test]

@@ -185,21 +185,31 @@ impl Dispatcher {
     /// Routes a datagram still in the receive buffer: it is copied out only
     /// when a core takes it.
     fn route(&mut self, now: Instant, from: Peer, data: &[u8]) {
-        if let Some(k) = self.admit(now, from, data) {
-            let data = Bytes::copy_from_slice(data);
-            self.enqueue(k, from, data);
+        if let Some(to) = self.admit(now, from, data) {
+            self.deliver(to, from, Bytes::copy_from_slice(data));
         }
     }
 
     fn route_owned(&mut self, now: Instant, from: Peer, data: Bytes) {
-        if let Some(k) = self.admit(now, from, &data) {
-            self.enqueue(k, from, data);
+        if let Some(to) = self.admit(now, from, &data) {
+            self.deliver(to, from, data);
         }
     }
 
-    /// The worker that takes the message, or `None` when it is dropped or
-    /// shed here.
-    fn admit(&mut self, now: Instant, from: Peer, data: &[u8]) -> Option<usize> {
+    /// Hands the message to core `k`, or to every core when it answers a
+    /// carrier probe (each core keeps its own view of carrier health).
+    fn deliver(&mut self, (k, probe_answer): (usize, bool), from: Peer, data: Bytes) {
+        if !probe_answer {
+            return self.enqueue(k, from, data);
+        }
+        for k in 0..self.ports.len() {
+            self.enqueue(k, from, data.clone());
+        }
+    }
+
+    /// The worker that takes the message (and whether every worker must see
+    /// it), or `None` when it is dropped or shed here.
+    fn admit(&mut self, now: Instant, from: Peer, data: &[u8]) -> Option<(usize, bool)> {
         let g = glance(data);
         let class = self.guard.admit(now, from.addr, &g)?;
         let k = g.shard(self.ports.len());
@@ -213,7 +223,7 @@ impl Dispatcher {
         // A worker that has finished draining takes nothing more; new calls
         // still get their 503, as the draining worker would have answered.
         if depth < limit && !port.tx.is_closed() {
-            return Some(k);
+            return Some((k, g.is_probe_answer()));
         }
         if g.is_new_call() && class != Class::Untrusted {
             port.shed.increment(1);
