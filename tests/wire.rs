@@ -306,10 +306,20 @@ async fn tcp_reject_and_oversized_message_closes_connection() {
 
 #[tokio::test]
 async fn oversized_invite_moves_to_tcp_toward_the_carrier() {
-    // The carrier listens on UDP and TCP on the same port.
-    let carrier_udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let port = carrier_udp.local_addr().unwrap().port();
-    let carrier_tcp = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    // The carrier listens on UDP and TCP on the same port. The port UDP got
+    // may already be taken for TCP by another test: then try another one.
+    let (_carrier_udp, carrier_tcp, port) = {
+        let mut tries = 0;
+        loop {
+            let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let port = udp.local_addr().unwrap().port();
+            match TcpListener::bind(("127.0.0.1", port)).await {
+                Ok(tcp) => break (udp, tcp, port),
+                Err(_) if tries < 64 => tries += 1,
+                Err(e) => panic!("no port free for both UDP and TCP: {e}"),
+            }
+        }
+    };
     let gw = gateway(&format!("sip:127.0.0.1:{port};transport=udp")).await;
     let pbx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let pad: String = (0..12)
