@@ -11,6 +11,8 @@ cd "$(dirname "$0")/.."
 needs=(
   "sipp sip-tester"
   "python3 python3"
+  # tests/wire.rs sends SIGTERM with /bin/kill, absent from minimal Debian images.
+  "kill procps"
   # STIR tests: keys made with openssl, signatures checked by secsipidx.
   "openssl openssl"
   "secsipidx secsipidx"
