@@ -24,7 +24,7 @@ use tokio::task::JoinHandle;
 use crate::carrier_board::CarrierBoard;
 use crate::config::Config;
 use crate::inventory::{
-    Edit, Inventory, InventoryBuilder, InventoryError, InventoryHandle, Queue, Region, E164,
+    Counts, Edit, Inventory, InventoryBuilder, InventoryError, InventoryHandle, Queue, Region, E164,
 };
 use crate::store::{Edited, Store};
 use crate::transport::tls::TlsHandle;
@@ -405,7 +405,7 @@ async fn apply_edit(
             let handle = s.inventory.clone();
             tokio::task::spawn_blocking(move || match apply(&handle.snapshot()) {
                 Ok((next, _)) => {
-                    let counts = (next.queue_count(), next.claimed_count());
+                    let counts = next.counts();
                     handle.replace(next);
                     Edited::Done(counts)
                 }
@@ -416,7 +416,7 @@ async fn apply_edit(
         }
     };
     match edited {
-        Edited::Done((queues, numbers)) => (
+        Edited::Done(Counts { queues, numbers }) => (
             StatusCode::OK,
             format!("ok: {queues} queues, {numbers} numbers\n"),
         )
@@ -597,9 +597,9 @@ async fn reload(State(s): State<AppState>) -> Response {
     }
     if let Some(store) = &s.store {
         return match store.reload().await {
-            Ok((q, n)) => (
+            Ok(Counts { queues, numbers }) => (
                 StatusCode::OK,
-                format!("reloaded from the store: {q} queues, {n} numbers\n"),
+                format!("reloaded from the store: {queues} queues, {numbers} numbers\n"),
             )
                 .into_response(),
             Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
@@ -611,8 +611,8 @@ async fn reload(State(s): State<AppState>) -> Response {
         tokio::task::spawn_blocking(move || s.inventory.reload(&s.queues, &s.numbers, s.region))
             .await;
     match r {
-        Ok(Ok((q, n))) => {
-            let mut text = format!("reloaded: {q} queues, {n} numbers\n");
+        Ok(Ok(Counts { queues, numbers })) => {
+            let mut text = format!("reloaded: {queues} queues, {numbers} numbers\n");
             for w in handle.current().warnings() {
                 text.push_str(&format!("warning: {w}\n"));
             }

@@ -14,8 +14,12 @@ const POLL: Duration = Duration::from_secs(2);
 /// Reloads and logs the verdict; returns whether the new inventory is live.
 pub fn reload_now(handle: &InventoryHandle, queues: &Path, numbers: &Path, region: Region) -> bool {
     match handle.reload(queues, numbers, region) {
-        Ok((q, n)) => {
-            tracing::info!(queues = q, numbers = n, "inventory reloaded");
+        Ok(counts) => {
+            tracing::info!(
+                queues = counts.queues,
+                numbers = counts.numbers,
+                "inventory reloaded"
+            );
             for w in handle.current().warnings() {
                 tracing::warn!("inventory: {w}");
             }

@@ -26,7 +26,7 @@ use crate::sip::scan::MAX_MESSAGE;
 use crate::sip::Transport;
 use crate::stir::{Signed, Signer, SigningPool};
 use crate::transport::tls::TlsHandle;
-use crate::transport::{spawn_connection, Origin, TcpEvent};
+use crate::transport::{spawn_connection, Origin, TcpEvent, TlsDial};
 
 /// What the core task is asked to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -773,7 +773,7 @@ impl Core {
                     .get(&to.addr)
                     .cloned()
                     .unwrap_or_else(|| to.addr.ip().to_string());
-                Some((ctx, host))
+                Some(TlsDial { ctx, host })
             }
             _ => None,
         };

@@ -3,8 +3,8 @@
 use std::path::Path;
 
 use cidgate::inventory::{
-    normalize, parse_e164_strict, syntactic_e164, Inventory, InventoryError, InventoryHandle,
-    Region, E164,
+    normalize, parse_e164_strict, syntactic_e164, Counts, Inventory, InventoryError,
+    InventoryHandle, Region, E164,
 };
 
 const QUEUES_HEADER: &str = "queue_id,caller_id_number,caller_id_name,region,anonymous\n";
@@ -401,7 +401,10 @@ fn handle_reload_swaps_and_keeps_old_inventory_on_error() {
 
     assert_eq!(
         handle.reload(&queues, &numbers, Region::US).unwrap(),
-        (1, 1)
+        Counts {
+            queues: 1,
+            numbers: 1
+        }
     );
     let first = handle.snapshot();
     assert!(first.queue("a").is_some());
@@ -434,7 +437,10 @@ fn handle_reload_swaps_and_keeps_old_inventory_on_error() {
     .unwrap();
     assert_eq!(
         handle.reload(&queues, &numbers, Region::US).unwrap(),
-        (2, 1)
+        Counts {
+            queues: 2,
+            numbers: 1
+        }
     );
     assert!(handle.current().queue("b").is_some());
     // A snapshot taken earlier is unaffected by the swap.
@@ -618,8 +624,8 @@ fn records_and_snapshot_round_trip_and_are_checked_like_a_load() {
         Edit::claim_number("(415) 555-0101", us).unwrap(),
         Edit::release_number("+14155550100", us).unwrap(),
     ] {
-        let (op, key, row) = edit.encode();
-        assert_eq!(Edit::decode(op, &key, &row, Region::GB), Ok(edit));
+        let e = edit.encode();
+        assert_eq!(Edit::decode(e.op, &e.key, &e.row, Region::GB), Ok(edit));
     }
     // Releasing a number in use is a conflict; deleting the absent, not found.
     let release = Edit::release_number("+14155550100", us).unwrap();

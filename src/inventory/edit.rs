@@ -30,6 +30,17 @@ pub enum EditError {
     Conflict(InventoryError),
 }
 
+/// An edit as the fields of a log entry in the shared store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedEdit {
+    /// Which kind of edit (`put_queue`, `claim_number`, ...).
+    pub op: &'static str,
+    /// The queue id or the number.
+    pub key: String,
+    /// A queue's CSV row; empty for the others.
+    pub row: String,
+}
+
 impl Edit {
     /// `PUT /inventory/queues/{id}`: `row` is
     /// `caller_id_number,caller_id_name,region,anonymous` as in queues.csv.
@@ -91,16 +102,17 @@ impl Edit {
         b.build()
     }
 
-    /// The edit as `(operation, key, row)`, the fields of a log entry.
-    pub fn encode(&self) -> (&'static str, String, String) {
-        match self {
+    /// The edit as the fields of a log entry.
+    pub fn encode(&self) -> EncodedEdit {
+        let (op, key, row) = match self {
             Edit::PutQueue(q) => ("put_queue", q.id.to_string(), queue_row(q)),
             Edit::DeleteQueue(id) => ("delete_queue", id.to_string(), String::new()),
             // A claim keeps an attestation the number already has; a new
             // number gets the configured default (the empty row).
             Edit::ClaimNumber(n) => ("claim_number", n.to_string(), String::new()),
             Edit::ReleaseNumber(n) => ("release_number", n.to_string(), String::new()),
-        }
+        };
+        EncodedEdit { op, key, row }
     }
 
     /// Reads back what [`encode`](Self::encode) wrote, checking it again (the
@@ -118,7 +130,7 @@ impl Edit {
 
     /// Short description for logs and the log entry's readers.
     pub fn describe(&self) -> String {
-        let (op, key, _) = self.encode();
+        let EncodedEdit { op, key, .. } = self.encode();
         format!("{op} {key}")
     }
 }

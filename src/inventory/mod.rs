@@ -22,10 +22,18 @@ use arc_swap::{ArcSwap, Guard};
 
 use crate::stir::Attest;
 
-pub use edit::{Edit, EditError};
+pub use edit::{Edit, EditError, EncodedEdit};
 pub use number::{normalize, parse_e164_strict, syntactic_e164, Region, E164};
 pub use records::queue_row;
 pub use warm::{compiled_patterns, warm_numbering_plans};
+
+/// How much an inventory holds: what a reload or an edit reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    pub queues: usize,
+    /// Claimed numbers.
+    pub numbers: usize,
+}
 
 /// A queue as the caller-ID policy sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +104,13 @@ impl Inventory {
 
     pub fn queue_count(&self) -> usize {
         self.queues.len()
+    }
+
+    pub fn counts(&self) -> Counts {
+        Counts {
+            queues: self.queue_count(),
+            numbers: self.claimed_count(),
+        }
     }
 
     /// All queues, in no particular order (for the admin API and `resolve`).
@@ -353,17 +368,6 @@ impl InventoryBuilder {
         self.queues.remove(id).is_some()
     }
 
-    /// Releases a claimed number; whether it was claimed. A queue still using it
-    /// makes [`build`](Self::build) fail.
-    pub fn remove_number(&mut self, number: &str) -> Result<bool, InventoryError> {
-        self.calls += 1;
-        let line = self.calls;
-        let e = parse_number(number, self.default_region)
-            .map_err(|reason| InventoryError::single(BUILDER_FILE.into(), line, reason))?;
-        self.attest.remove(&e.key());
-        Ok(self.claimed.remove(&e.key()))
-    }
-
     /// Checks queue numbers against the claimed set and returns the inventory,
     /// or every error found so far.
     pub fn build(mut self) -> Result<Inventory, InventoryError> {
@@ -560,15 +564,15 @@ impl InventoryHandle {
     }
 
     /// Loads the files and swaps the result in; on any error the inventory in
-    /// force is kept. Returns (queue count, claimed-number count).
+    /// force is kept. Returns what the new inventory holds.
     pub fn reload(
         &self,
         queues: &Path,
         numbers: &Path,
         default_region: Region,
-    ) -> Result<(usize, usize), InventoryError> {
+    ) -> Result<Counts, InventoryError> {
         let inventory = Inventory::load(queues, numbers, default_region)?;
-        let counts = (inventory.queue_count(), inventory.claimed_count());
+        let counts = inventory.counts();
         self.replace(inventory);
         Ok(counts)
     }

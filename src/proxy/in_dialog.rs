@@ -5,17 +5,17 @@
 use bytes::Bytes;
 
 use super::dialog::DialogState;
-use super::rewrite::{self, Direction, InDialog, Restore};
+use super::rewrite::{self, Direction, InDialog, OwnRoutes, Restore};
 use super::settings::Settings;
 use super::Peer;
 use crate::callerid::render::Presented;
-use crate::sip::{syntax, ListValue, Request};
+use crate::sip::{syntax, Request};
 
 /// Our Route on an in-dialog request, opened: which value it is, the dialog
 /// state sealed in it, and the way the request travels.
 pub(super) struct InDialogRoute {
     /// Our Route values on top: one, or the pair of a double Record-Route.
-    own: (ListValue, Option<ListValue>),
+    own: OwnRoutes,
     state: DialogState,
     direction: Direction,
     /// The next hop once our Route is popped.
@@ -68,7 +68,10 @@ impl InDialogRoute {
             dest = state.pbx;
         }
         Some(InDialogRoute {
-            own: (top.value, pair.map(|(r, _)| r.value)),
+            own: OwnRoutes {
+                top: top.value,
+                pair: pair.map(|(r, _)| r.value),
+            },
             state,
             direction,
             dest,
@@ -101,7 +104,7 @@ impl InDialogRoute {
                 anonymous: self.state.anonymous,
             },
             pbx_from: &self.state.pbx_from,
-            own_route: self.own,
+            own_routes: self.own,
             via_line,
         };
         rewrite::in_dialog(req, settings, &plan)

@@ -112,13 +112,19 @@ pub enum Direction {
     Callee,
 }
 
+/// Our Route values on an in-dialog request, to be removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OwnRoutes {
+    pub top: ListValue,
+    /// The other value of a double Record-Route (RFC 5658), right after `top`.
+    pub pair: Option<ListValue>,
+}
+
 pub struct InDialog<'a> {
     pub direction: Direction,
     pub id: Presented<'a>,
     pub pbx_from: &'a [u8],
-    /// The Route values to remove (ours: one, or the pair of a double
-    /// Record-Route).
-    pub own_route: (ListValue, Option<ListValue>),
+    pub own_routes: OwnRoutes,
     pub via_line: &'a [u8],
 }
 
@@ -128,7 +134,7 @@ pub fn in_dialog(req: &Request, s: &Settings, plan: &InDialog<'_>) -> Bytes {
     let c = req.fields();
     let mut sp = Splice::new(c.buf());
     forwarding_edits(&mut sp, req, plan.via_line);
-    remove_own_routes(&mut sp, c, plan.own_route);
+    remove_own_routes(&mut sp, c, plan.own_routes);
     match plan.direction {
         Direction::Caller => {
             let from_addr = render::from_name_addr(&plan.id, &s.domain);
@@ -159,10 +165,13 @@ pub fn plain(req: &Request, via_line: &[u8]) -> Bytes {
 /// Removes our Route value(s). Two in one field are the first two of it
 /// (they are on top): the field goes when they are all of it, else everything
 /// up to the third value.
-fn remove_own_routes(sp: &mut Splice<'_>, c: &MessageFields, own: (ListValue, Option<ListValue>)) {
+fn remove_own_routes(sp: &mut Splice<'_>, c: &MessageFields, own: OwnRoutes) {
     match own {
-        (first, Some(second)) if first.header == second.header => {
-            let h = c.header(first.header);
+        OwnRoutes {
+            top,
+            pair: Some(pair),
+        } if top.header == pair.header => {
+            let h = c.header(top.header);
             let items = syntax::split_list(c.bytes(h.value)).unwrap_or_default();
             match items.get(2) {
                 None => sp.remove(h.line),
@@ -171,12 +180,12 @@ fn remove_own_routes(sp: &mut Splice<'_>, c: &MessageFields, own: (ListValue, Op
                     let third = &c.bytes(h.value)[range.clone()];
                     let lead = third.len() - third.trim_ascii_start().len();
                     let end = h.value.start as usize + s + lead;
-                    sp.remove(Span::new(first.span.start as usize, end));
+                    sp.remove(Span::new(top.span.start as usize, end));
                 }
             }
         }
-        (first, second) => {
-            for v in std::iter::once(first).chain(second) {
+        OwnRoutes { top, pair } => {
+            for v in std::iter::once(top).chain(pair) {
                 remove_list_value(sp, c, c.header(v.header), v.span);
             }
         }

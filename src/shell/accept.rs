@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::guard::{Class, Guard};
+use super::guard::Class;
 use super::throttle::LogThrottle;
 
 /// Held by a connection for its life; dropping it frees its places.
@@ -78,11 +78,6 @@ impl AcceptGate {
             tracing::warn!(%peer, refused = n, "{}; refusing (count since the last line)", why[reason]);
         }
         None
-    }
-
-    /// Classifies with `guard` and admits.
-    pub fn admit_with(&mut self, guard: &Guard, peer: SocketAddr) -> Option<ConnSlot> {
-        self.admit(peer, guard.classify(peer.ip()))
     }
 }
 

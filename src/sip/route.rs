@@ -1,5 +1,6 @@
-//! Reading the Route set of a request (RFC 3261 §16.4, §16.12): which value
-//! is on top, and where the request goes once that one is removed.
+//! Reading the Route set of a request (RFC 3261 §16.4, §16.12): every value
+//! in order and where it sits, so that the proxy can pop its own and find
+//! the next hop.
 
 use super::header::HeaderName;
 use super::message::Request;
@@ -24,31 +25,6 @@ pub struct RouteEntry<'a> {
 }
 
 impl Request {
-    /// The first value of the first Route field, if it is a name-addr.
-    pub fn top_route(&self) -> Option<RouteEntry<'_>> {
-        let c = self.fields();
-        let header = c
-            .headers()
-            .iter()
-            .position(|h| h.name == HeaderName::Route)?;
-        let h = c.header(header);
-        let value = c.bytes(h.value);
-        let item = syntax::split_list(value).ok()?.first()?.clone();
-        let s = item.start;
-        let first = &value[item];
-        let uri = syntax::parse_name_addr(first).ok()?.uri;
-        let trimmed = syntax::trim_lws(first);
-        let start =
-            h.value.start as usize + s + (trimmed.as_ptr() as usize - first.as_ptr() as usize);
-        Some(RouteEntry {
-            value: ListValue {
-                header,
-                span: Span::new(start, start + trimmed.len()),
-            },
-            uri,
-        })
-    }
-
     /// Every Route value that is a name-addr, in order (across fields).
     pub fn routes(&self) -> Vec<RouteEntry<'_>> {
         let c = self.fields();
@@ -79,31 +55,6 @@ impl Request {
         }
         out
     }
-
-    /// The URI of the first Route value other than `skip` (ours, being
-    /// removed): where a loose-routed request goes next. `None` when no other
-    /// Route remains, and the Request-URI decides.
-    pub fn next_route_uri(&self, skip: ListValue) -> Option<&[u8]> {
-        let c = self.fields();
-        for (i, h) in c.headers().iter().enumerate() {
-            if h.name != HeaderName::Route {
-                continue;
-            }
-            let value = c.bytes(h.value);
-            for item in syntax::split_list(value).unwrap_or_default() {
-                let start = h.value.start as usize + item.start;
-                let end = h.value.start as usize + item.end;
-                let own = skip.span.start as usize;
-                if i == skip.header && start <= own && own <= end {
-                    continue;
-                }
-                if let Ok(na) = syntax::parse_name_addr(&value[item]) {
-                    return Some(na.uri);
-                }
-            }
-        }
-        None
-    }
 }
 
 #[cfg(test)]
@@ -123,17 +74,15 @@ mod tests {
     }
 
     #[test]
-    fn top_and_next_in_one_field_and_across_fields() {
-        let r = request("Route: <sip:gw;lr>,  <sip:next;lr>\r\n");
-        let top = r.top_route().unwrap();
-        assert_eq!(top.uri, b"sip:gw;lr");
-        assert_eq!(r.fields().bytes(top.value.span), b"<sip:gw;lr>");
-        assert_eq!(r.next_route_uri(top.value), Some(&b"sip:next;lr"[..]));
-        let r = request("Route: <sip:gw;lr>\r\nRoute: <sip:other;lr>\r\n");
-        let top = r.top_route().unwrap();
-        assert_eq!(r.next_route_uri(top.value), Some(&b"sip:other;lr"[..]));
-        let r = request("Route: <sip:gw;lr>\r\n");
-        assert_eq!(r.next_route_uri(r.top_route().unwrap().value), None);
-        assert!(request("").top_route().is_none());
+    fn every_value_in_order_within_and_across_fields() {
+        let r = request("Route: <sip:gw;lr>,  <sip:next;lr>\r\nRoute: <sip:other;lr>\r\n");
+        let routes = r.routes();
+        let uris: Vec<&[u8]> = routes.iter().map(|e| e.uri).collect();
+        assert_eq!(uris, [&b"sip:gw;lr"[..], b"sip:next;lr", b"sip:other;lr"]);
+        assert_eq!(r.fields().bytes(routes[0].value.span), b"<sip:gw;lr>");
+        assert_eq!(r.fields().bytes(routes[1].value.span), b"<sip:next;lr>");
+        assert_eq!(routes[0].value.header, routes[1].value.header);
+        assert_ne!(routes[1].value.header, routes[2].value.header);
+        assert!(request("").routes().is_empty());
     }
 }

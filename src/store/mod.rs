@@ -23,8 +23,10 @@ pub use health::Health;
 use keys::Keys;
 
 use crate::config::{Config, RedisInventoryConfig};
-use crate::inventory::snapshot::{self, Stamp};
-use crate::inventory::{Edit, Inventory, InventoryError, InventoryHandle, LineError, Region};
+use crate::inventory::snapshot::Stamp;
+use crate::inventory::{
+    Counts, Edit, Inventory, InventoryError, InventoryHandle, LineError, Region,
+};
 
 /// Longest wait for one poll of the store.
 const POLL_TIMEOUT: Duration = Duration::from_secs(1);
@@ -93,8 +95,8 @@ async fn within<T>(
 /// How an edit through the store ended.
 #[derive(Debug)]
 pub enum Edited<R> {
-    /// Applied here and in the store: (queues, numbers) now.
-    Done((usize, usize)),
+    /// Applied here and in the store: what the inventory holds now.
+    Done(Counts),
     /// Refused by the check against the inventory in force.
     Refused(R),
     /// The store could not be reached; nothing changed.
@@ -180,7 +182,7 @@ impl Store {
     }
 
     /// Reads the store's version whole, now.
-    pub async fn reload(&self) -> Result<(usize, usize), String> {
+    pub async fn reload(&self) -> Result<Counts, String> {
         let inner = self.inner.clone();
         self.runtime
             .spawn(async move { inner.reload().await })
@@ -267,9 +269,4 @@ pub fn load_blocking(
             Err(sync::LoadError::Store(e)) => Err(fail(format!("cannot read the inventory: {e}"))),
         }
     })
-}
-
-/// Reads the snapshot file, for messages that mention what it holds.
-pub fn read_snapshot(path: &std::path::Path, region: Region) -> anyhow::Result<(Inventory, Stamp)> {
-    snapshot::read(path, region).map_err(|e| anyhow::anyhow!("{e}"))
 }

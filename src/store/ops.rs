@@ -11,7 +11,7 @@ use redis::{RedisResult, Script};
 
 use super::keys::Keys;
 use crate::inventory::snapshot::Stamp;
-use crate::inventory::{queue_row, Inventory};
+use crate::inventory::{queue_row, EncodedEdit, Inventory};
 
 /// Edits kept per version for instances that follow by replaying them; an
 /// instance further behind reads the version whole.
@@ -276,7 +276,7 @@ pub async fn edit(
     conn: &mut ConnectionManager,
     keys: &Keys,
     expected: Stamp,
-    (op, key, row): (&str, &str, &str),
+    encoded: &EncodedEdit,
 ) -> RedisResult<(bool, Stamp)> {
     static CELL: OnceLock<Script> = OnceLock::new();
     let v = expected.version;
@@ -288,9 +288,9 @@ pub async fn edit(
         .arg(keys.prefix())
         .arg(v)
         .arg(expected.revision)
-        .arg(op)
-        .arg(key)
-        .arg(row)
+        .arg(encoded.op)
+        .arg(&encoded.key)
+        .arg(&encoded.row)
         .arg(LOG_KEEP)
         .arg(now_secs())
         .invoke_async(conn)
@@ -298,14 +298,22 @@ pub async fn edit(
     Ok((ok == 1, Stamp { version, revision }))
 }
 
-/// Splits a log entry into (revision, operation, key, row).
-pub fn parse_entry(entry: &str) -> Option<(u64, &str, &str, &str)> {
+/// One entry of the edit log, split into its fields.
+pub struct LogEntry<'a> {
+    pub revision: u64,
+    /// The fields of [`EncodedEdit`], as read back.
+    pub op: &'a str,
+    pub key: &'a str,
+    pub row: &'a str,
+}
+
+/// Splits a log entry (tab-separated revision, operation, key, row).
+pub fn parse_entry(entry: &str) -> Option<LogEntry<'_>> {
     let mut parts = entry.splitn(4, '\t');
-    let revision = parts.next()?.parse().ok()?;
-    Some((
-        revision,
-        parts.next()?,
-        parts.next()?,
-        parts.next().unwrap_or(""),
-    ))
+    Some(LogEntry {
+        revision: parts.next()?.parse().ok()?,
+        op: parts.next()?,
+        key: parts.next()?,
+        row: parts.next().unwrap_or(""),
+    })
 }

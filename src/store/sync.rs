@@ -15,7 +15,7 @@ use super::keys::Keys;
 use super::ops::{self, Switched};
 use super::{within, Client, Edited, Health, LOAD_TIMEOUT, POLL_TIMEOUT, START_TIMEOUT};
 use crate::inventory::snapshot::{self, Stamp};
-use crate::inventory::{Edit, Inventory, InventoryError, InventoryHandle, Region};
+use crate::inventory::{Counts, Edit, Inventory, InventoryError, InventoryHandle, Region};
 
 /// What the instance serves, relative to the store.
 #[derive(Debug, Default)]
@@ -99,10 +99,6 @@ pub(super) async fn read_current(
         redis::ErrorKind::TryAgain,
         "the current version kept changing while being read",
     ))))
-}
-
-fn counts(inv: &Inventory) -> (usize, usize) {
-    (inv.queue_count(), inv.claimed_count())
 }
 
 fn is_empty(inv: &Inventory) -> bool {
@@ -250,11 +246,11 @@ impl Inner {
         let mut edits = Vec::with_capacity(entries.len());
         let mut next = local.stamp.revision + 1;
         for entry in entries {
-            let Some((revision, op, key, row)) = ops::parse_entry(entry) else {
+            let Some(e) = ops::parse_entry(entry) else {
                 return false;
             };
-            match Edit::decode(op, key, row, self.region) {
-                Ok(edit) if revision == next => edits.push(edit),
+            match Edit::decode(e.op, e.key, e.row, self.region) {
+                Ok(edit) if e.revision == next => edits.push(edit),
                 _ => return false,
             }
             next += 1;
@@ -365,10 +361,10 @@ impl Inner {
                     Ok(done) => done,
                     Err(refusal) => return Edited::Refused(refusal),
                 };
-                let (op, key, row) = edit.encode();
+                let encoded = edit.encode();
                 let written = within(POLL_TIMEOUT * 2, async {
                     let mut conn = self.client.conn().await?;
-                    ops::edit(&mut conn, self.keys(), local.stamp, (op, &key, &row)).await
+                    ops::edit(&mut conn, self.keys(), local.stamp, &encoded).await
                 })
                 .await;
                 let (applied, stamp) = match written {
@@ -380,7 +376,7 @@ impl Inner {
                 };
                 self.health.up();
                 if applied {
-                    let c = counts(&next);
+                    let c = next.counts();
                     self.installed(&mut local, stamp, "edit", &next);
                     handle.replace(next);
                     return Edited::Done(c);
@@ -392,7 +388,7 @@ impl Inner {
         Edited::Busy
     }
 
-    pub async fn reload(&self) -> Result<(usize, usize), String> {
+    pub async fn reload(&self) -> Result<Counts, String> {
         let Some(handle) = self.handle.get() else {
             return Err("not serving yet".into());
         };
@@ -411,6 +407,6 @@ impl Inner {
                 s.version, s.revision
             ));
         }
-        Ok(counts(&handle.snapshot()))
+        Ok(handle.snapshot().counts())
     }
 }

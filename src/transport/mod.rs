@@ -4,4 +4,4 @@ mod tcp;
 pub mod tls;
 pub mod udp;
 
-pub use tcp::{spawn_connection, Origin, TcpEvent, OUTBOX};
+pub use tcp::{spawn_connection, Origin, TcpEvent, TlsDial, OUTBOX};

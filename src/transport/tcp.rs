@@ -51,8 +51,15 @@ pub enum Origin {
     /// context and the name the peer's certificate must carry.
     Dial {
         source: Option<IpAddr>,
-        tls: Option<(Arc<TlsContext>, String)>,
+        tls: Option<TlsDial>,
     },
+}
+
+/// How to open TLS on a dialled connection.
+pub struct TlsDial {
+    pub ctx: Arc<TlsContext>,
+    /// The name the peer's certificate must carry.
+    pub host: String,
 }
 
 /// Messages queued for one connection, at most. Far above any burst the core
@@ -134,7 +141,7 @@ pub fn spawn_connection(
             },
             Origin::Dial {
                 source,
-                tls: Some((ctx, host)),
+                tls: Some(TlsDial { ctx, host }),
             } => {
                 let stream = match dial(source, peer.addr).await {
                     Ok(s) => s,
