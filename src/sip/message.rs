@@ -47,6 +47,13 @@ impl Method {
 #[derive(Debug, Clone)]
 pub struct MessageFields {
     raw: RawMessage,
+    at: Located,
+}
+
+/// Where the checks found what the proxy relies on, in the buffer of the
+/// message they checked.
+#[derive(Debug, Clone)]
+struct Located {
     /// End of the body as framed by Content-Length (bytes after it are ignored).
     body_end: u32,
     content_length: Option<usize>,
@@ -106,45 +113,45 @@ impl MessageFields {
     /// End of the message as framed by Content-Length; bytes after it are
     /// not part of it.
     pub fn body_end(&self) -> usize {
-        self.body_end as usize
+        self.at.body_end as usize
     }
     pub fn body(&self) -> &[u8] {
-        &self.raw.buf[self.raw.body_start as usize..self.body_end as usize]
+        &self.raw.buf[self.raw.body_start as usize..self.body_end()]
     }
     /// The Content-Length as written; `None` when the field is absent.
     pub fn content_length(&self) -> Option<usize> {
-        self.content_length
+        self.at.content_length
     }
     pub fn call_id(&self) -> &[u8] {
-        self.bytes(self.call_id)
+        self.bytes(self.at.call_id)
     }
     pub fn cseq(&self) -> u32 {
-        self.cseq_num
+        self.at.cseq_num
     }
     pub fn cseq_method(&self) -> &[u8] {
-        self.bytes(self.cseq_method)
+        self.bytes(self.at.cseq_method)
     }
     pub fn from_header(&self) -> &HeaderField {
-        &self.raw.headers[self.from]
+        &self.raw.headers[self.at.from]
     }
     pub fn to_header(&self) -> &HeaderField {
-        &self.raw.headers[self.to]
+        &self.raw.headers[self.at.to]
     }
     pub fn from_tag(&self) -> &[u8] {
-        self.from_tag.map(|s| self.bytes(s)).unwrap_or(b"")
+        self.at.from_tag.map(|s| self.bytes(s)).unwrap_or(b"")
     }
     pub fn to_tag(&self) -> Option<&[u8]> {
-        self.to_tag.map(|s| self.bytes(s))
+        self.at.to_tag.map(|s| self.bytes(s))
     }
     /// The first Via header field (it holds the top Via value).
     pub fn via_header(&self) -> &HeaderField {
-        &self.raw.headers[self.via]
+        &self.raw.headers[self.at.via]
     }
     pub fn top_via(&self) -> &TopVia {
-        &self.top_via
+        &self.at.top_via
     }
     pub fn branch(&self) -> Option<&[u8]> {
-        self.top_via.branch.map(|s| self.bytes(s))
+        self.at.top_via.branch.map(|s| self.bytes(s))
     }
 }
 
@@ -282,17 +289,8 @@ pub fn parse(buf: Bytes, transport: Transport) -> Result<Message, ParseFailure> 
 
 /// Everything `check` located, minus the buffer itself (moved in by `build`).
 struct Checked {
-    body_end: u32,
-    content_length: Option<usize>,
-    call_id: Span,
-    cseq_num: u32,
-    cseq_method: Span,
-    from: usize,
-    to: usize,
-    from_tag: Option<Span>,
-    to_tag: Option<Span>,
-    via: usize,
-    top_via: TopVia,
+    at: Located,
+    /// Requests only.
     max_forwards: Option<MaxForwards>,
 }
 
@@ -321,7 +319,7 @@ fn check(raw: &RawMessage, transport: Transport) -> Result<Checked, Defect> {
     let to_tag = tag_of(raw, once.to, "Bad To")?;
     let top_via = check_vias(raw)?;
     let body = frame_body(raw, once.content_length, transport)?;
-    Ok(Checked {
+    let at = Located {
         body_end: body.end,
         content_length: body.content_length,
         call_id,
@@ -333,8 +331,8 @@ fn check(raw: &RawMessage, transport: Transport) -> Result<Checked, Defect> {
         to_tag,
         via: once.via,
         top_via,
-        max_forwards,
-    })
+    };
+    Ok(Checked { at, max_forwards })
 }
 
 /// A request line's defects and Request-URI; the method when it is a request.
@@ -546,21 +544,8 @@ fn check_request_uri(uri: &[u8]) -> Result<(), Defect> {
 }
 
 fn build(raw: RawMessage, checked: Checked) -> Result<Message, ParseFailure> {
-    let max_forwards = checked.max_forwards;
-    let fields = MessageFields {
-        raw,
-        body_end: checked.body_end,
-        content_length: checked.content_length,
-        call_id: checked.call_id,
-        cseq_num: checked.cseq_num,
-        cseq_method: checked.cseq_method,
-        from: checked.from,
-        to: checked.to,
-        from_tag: checked.from_tag,
-        to_tag: checked.to_tag,
-        via: checked.via,
-        top_via: checked.top_via,
-    };
+    let Checked { at, max_forwards } = checked;
+    let fields = MessageFields { raw, at };
     match fields.raw.start {
         StartLine::Request { method, uri, .. } => {
             let m = Method::classify(fields.bytes(method));
@@ -607,34 +592,22 @@ mod tests {
 
     #[test]
     fn defects_map_to_codes() {
-        assert_eq!(
-            reject_code(&OK.replace("CSeq: 1 INVITE", "CSeq: 1 ACK")),
-            400
-        );
-        assert_eq!(
-            reject_code(&OK.replace("Max-Forwards: 70", "Max-Forwards: 300")),
-            400
-        );
-        assert_eq!(
-            reject_code(&OK.replace("Content-Length: 4", "Content-Length: 400")),
-            400
-        );
-        assert_eq!(
-            reject_code(&OK.replace("Content-Length: 4", "Content-Length: -4")),
-            400
-        );
-        assert_eq!(
-            reject_code(&OK.replace("SIP/2.0\r\nVia", "SIP/3.0\r\nVia")),
-            505
-        );
-        assert_eq!(reject_code(&OK.replace("Call-ID: x@y\r\n", "")), 400);
-        assert_eq!(
-            reject_code(&OK.replace(
+        let cases = [
+            ("CSeq: 1 INVITE", "CSeq: 1 ACK", 400),
+            ("Max-Forwards: 70", "Max-Forwards: 300", 400),
+            ("Content-Length: 4", "Content-Length: 400", 400),
+            ("Content-Length: 4", "Content-Length: -4", 400),
+            ("SIP/2.0\r\nVia", "SIP/3.0\r\nVia", 505),
+            ("Call-ID: x@y\r\n", "", 400),
+            (
                 "To: <sip:bob@example.com>",
-                "To: <sip:bob@example.com>\r\nTo: <sip:c@d>"
-            )),
-            400
-        );
+                "To: <sip:bob@example.com>\r\nTo: <sip:c@d>",
+                400,
+            ),
+        ];
+        for (from, to, code) in cases {
+            assert_eq!(reject_code(&OK.replace(from, to)), code, "{to:?}");
+        }
     }
 
     #[test]
