@@ -7,32 +7,19 @@
 
 use cidgate::callerid::policy::{DynamicFormat, Resolver};
 use cidgate::inventory::{
-    compiled_patterns, normalize, parse_e164_strict, warm_numbering_plans, Inventory, Region,
+    compiled_patterns, normalize, number_types, numbering_plans, parse_e164_strict,
+    warm_numbering_plans, Inventory, Region,
 };
-use phonenumber::metadata::DATABASE;
 
 /// Per-call inputs for every numbering plan: each type's example number in
 /// E.164, with a stray trunk zero, in national form and dialled from the US,
 /// plus near misses (one digit more or less).
 fn inputs_of_every_plan() -> Vec<(String, Region)> {
     let mut inputs = Vec::new();
-    for meta in (1..=999u16).filter_map(|c| DATABASE.by_code(&c)).flatten() {
+    for meta in numbering_plans() {
         let region = Region::parse(meta.id()).unwrap_or(Region::US);
         let cc = meta.country_code();
-        let d = meta.descriptors();
-        let types = [
-            d.fixed_line(),
-            d.mobile(),
-            d.toll_free(),
-            d.premium_rate(),
-            d.shared_cost(),
-            d.voip(),
-            d.personal_number(),
-            d.pager(),
-            d.uan(),
-            d.voicemail(),
-        ];
-        for example in types.into_iter().flatten().filter_map(|t| t.example()) {
+        for example in number_types(meta).filter_map(|t| t.example()) {
             let national = format!("{}{example}", meta.national_prefix().unwrap_or(""));
             let shorter = national[..national.len() - 1].to_string();
             inputs.extend([

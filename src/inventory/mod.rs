@@ -25,7 +25,8 @@ use crate::stir::Attest;
 pub use edit::{Edit, EditError, EncodedEdit};
 pub use number::{normalize, parse_e164_strict, syntactic_e164, Region, E164};
 pub use records::queue_row;
-pub use warm::{compiled_patterns, warm_numbering_plans};
+pub use rules::number_types;
+pub use warm::{compiled_patterns, numbering_plans, warm_numbering_plans};
 
 /// How much an inventory holds: what a reload or an edit reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

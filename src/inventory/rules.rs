@@ -52,6 +52,27 @@ impl Pattern {
     }
 }
 
+/// The number types a region describes (fixed line, mobile, toll free, …):
+/// a number is valid when it matches the region's general pattern and one of
+/// these. Every type `phonenumber` classifies, in its order.
+pub fn number_types(meta: &Metadata) -> impl Iterator<Item = &Descriptor> {
+    let d = meta.descriptors();
+    [
+        d.fixed_line(),
+        d.mobile(),
+        d.toll_free(),
+        d.premium_rate(),
+        d.shared_cost(),
+        d.voip(),
+        d.personal_number(),
+        d.pager(),
+        d.uan(),
+        d.voicemail(),
+    ]
+    .into_iter()
+    .flatten()
+}
+
 /// A region's compiled metadata, as far as validation needs it.
 struct RegionRules {
     leading_digits: Option<Matcher>,
@@ -66,27 +87,13 @@ struct RegionRules {
 impl RegionRules {
     fn compile(meta: &Metadata) -> Option<RegionRules> {
         let d = meta.descriptors();
-        let types = [
-            d.fixed_line(),
-            d.mobile(),
-            d.toll_free(),
-            d.premium_rate(),
-            d.shared_cost(),
-            d.voip(),
-            d.personal_number(),
-            d.pager(),
-            d.uan(),
-            d.voicemail(),
-        ];
         Some(RegionRules {
             leading_digits: match meta.leading_digits() {
                 Some(re) => Some(anchored(re.as_str())?),
                 None => None,
             },
             general: Pattern::compile(d.general())?,
-            types: types
-                .into_iter()
-                .flatten()
+            types: number_types(meta)
                 .map(Pattern::compile)
                 .collect::<Option<_>>()?,
             national_prefix: meta.national_prefix().map(Box::from),

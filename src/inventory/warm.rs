@@ -16,7 +16,7 @@ use std::time::Instant;
 use phonenumber::metadata::{Metadata, DATABASE};
 
 use super::number::{enlarge_regex_cache, normalize, parse_e164_strict, Region};
-use super::rules;
+use super::rules::{self, number_types};
 
 /// Compiles every pattern validation can use, for every region; the first
 /// call does the work, later calls return at once. Blocking: run it before
@@ -30,7 +30,7 @@ pub fn warm_numbering_plans() {
         let _ = normalize("(415) 555-0100", Region::US);
         let _ = parse_e164_strict("+14155550100");
         let parser = start.elapsed();
-        every_plan().for_each(compile_validation_patterns);
+        numbering_plans().for_each(compile_validation_patterns);
         let reference = start.elapsed() - parser;
         rules::compile_all();
         tracing::info!(
@@ -54,7 +54,7 @@ pub fn compiled_patterns() -> usize {
 /// Every numbering plan, by country code: `DATABASE.iter()` yields one entry
 /// per region id, and the non-geographic entities (+800, +881, ...) all share
 /// the id "001".
-fn every_plan() -> impl Iterator<Item = &'static Metadata> {
+pub fn numbering_plans() -> impl Iterator<Item = &'static Metadata> {
     (1..=999u16)
         .filter_map(|code| DATABASE.by_code(&code))
         .flatten()
@@ -64,21 +64,8 @@ fn every_plan() -> impl Iterator<Item = &'static Metadata> {
 /// number-type descriptors, leading digits, and the international and
 /// national prefixes (a match against "" compiles without matching much).
 fn compile_validation_patterns(meta: &Metadata) {
-    let d = meta.descriptors();
-    let descriptors = [
-        Some(d.general()),
-        d.fixed_line(),
-        d.mobile(),
-        d.toll_free(),
-        d.premium_rate(),
-        d.shared_cost(),
-        d.voip(),
-        d.personal_number(),
-        d.pager(),
-        d.uan(),
-        d.voicemail(),
-    ];
-    for desc in descriptors.into_iter().flatten() {
+    let general = meta.descriptors().general();
+    for desc in std::iter::once(general).chain(number_types(meta)) {
         desc.national_number().is_match("");
     }
     let prefixes = [
