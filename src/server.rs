@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +17,7 @@ use tokio::task::JoinHandle;
 use crate::carrier_board::CarrierBoard;
 use crate::config::Config;
 use crate::inventory::InventoryHandle;
-use crate::proxy::{Event, Peer, Proxy, Transmit};
+use crate::proxy::{Event, Peer, Proxy, Settings, Transmit};
 use crate::shell::accept::AcceptGate;
 use crate::shell::glance::glance;
 use crate::shell::guard::{Class, Guard};
@@ -121,12 +122,14 @@ fn listener_error(transport: Transport, addr: SocketAddr) -> String {
     format!("SIP {name} listener {transport}://{addr} ([server] listen): cannot bind")
 }
 
-/// The bound listeners: UDP sockets, TCP listeners, and where each ended up.
-type Bound = (
-    Vec<Arc<UdpSocket>>,
-    Vec<(TcpListener, Transport)>,
-    Vec<Peer>,
-);
+/// The bound listeners.
+struct Bound {
+    udp: Vec<Arc<UdpSocket>>,
+    /// TCP and TLS listeners, with which of the two each is.
+    streams: Vec<(TcpListener, Transport)>,
+    /// Where each listener ended up (port 0 resolved), in configuration order.
+    listen: Vec<Peer>,
+}
 
 /// Tries at binding a configuration with port 0. The port the kernel gives the
 /// first listener on an IP is free for that transport only; the other one may
@@ -209,7 +212,11 @@ async fn bind_once(config: &Config) -> Result<Bound, BindFailure> {
             addr: local,
         });
     }
-    Ok((udp, tcp, bound))
+    Ok(Bound {
+        udp,
+        streams: tcp,
+        listen: bound,
+    })
 }
 
 /// Starts the gateway. `tap` receives a copy of every core event (the demo and
@@ -220,42 +227,92 @@ pub async fn start(
     tap: Option<mpsc::UnboundedSender<Event>>,
 ) -> anyhow::Result<Gateway> {
     // First, so that an unusable key stops the start at once, naming the file.
-    let signer = config.load_signer()?;
+    let signer = config.load_signer()?.map(Arc::new);
     // Before the listeners exist, so that a gateway that answers is warm:
     // a number of a country not seen before must not stall the core thread.
     tokio::task::spawn_blocking(crate::inventory::warm_numbering_plans)
         .await
         .context("numbering-plan warm-up")?;
-    let (udp, tcp, bound) = bind_all(config).await?;
+    let Bound {
+        udp,
+        streams,
+        listen,
+    } = bind_all(config).await?;
     let mut settings = config.proxy_settings();
-    settings.listen = bound.clone();
+    settings.listen = listen.clone();
     if config.server.admin.is_some() {
         // Install the recorder before the shell takes its metric handles.
         crate::admin::prometheus();
     }
-    let board = CarrierBoard::new(&settings.carriers);
-    let carriers: Vec<SocketAddr> = settings.carriers.iter().map(|p| p.addr).collect();
-    let new_guard = || Guard::new(&config.trust, &carriers, &config.limits);
-
-    let tls = match (
-        config.tls.has_identity() || config.tls.ca.is_some(),
-        config.carrier.iter().any(|c| c.transport == Transport::Tls),
-    ) {
-        (false, false) => None,
-        _ => Some(Arc::new(
-            TlsHandle::new(config.tls.clone())
-                .map_err(|e| anyhow::anyhow!("[tls] {}: {e}", e.key()))?,
-        )),
-    };
+    let tls = tls_handle(config)?;
     let (stop_tx, stop_rx) = watch::channel(Stop::Run);
     let (tcp_tx, tcp_rx) = mpsc::channel::<TcpEvent>(8192);
-    let mut aux = Vec::new();
-    let ids = Arc::new(std::sync::atomic::AtomicU64::new(1));
+    let ids = Arc::new(AtomicU64::new(1));
+    let mut aux = spawn_acceptors(config, streams, &tls, &tcp_tx, &ids)?;
+    aux.push(tokio::spawn(crate::telemetry::summarise_untrusted()));
+    let kit = CoreKit {
+        board: CarrierBoard::new(&settings.carriers),
+        settings,
+        inventory: inventory.clone(),
+        udp,
+        ids,
+        tcp_tx,
+        tap,
+        signer,
+        workers: config.server.worker_count(),
+        tls: tls.clone(),
+        tls_hosts: tls_carrier_names(config),
+        sources: listen.clone(),
+    };
+    let task = spawn_cores(&kit, config, tcp_rx, stop_rx)?;
+    Ok(Gateway {
+        listen,
+        inventory,
+        tls,
+        carriers: kit.board,
+        stop: stop_tx,
+        task,
+        aux,
+    })
+}
+
+/// The running certificate and key: needed by a `tls://` listener or a TLS
+/// carrier, absent otherwise.
+fn tls_handle(config: &Config) -> anyhow::Result<Option<Arc<TlsHandle>>> {
+    let configured = config.tls.has_identity() || config.tls.ca.is_some();
+    let dials_tls = config.carrier.iter().any(|c| c.transport == Transport::Tls);
+    if !configured && !dials_tls {
+        return Ok(None);
+    }
+    let handle = TlsHandle::new(config.tls.clone())
+        .map_err(|e| anyhow::anyhow!("[tls] {}: {e}", e.key()))?;
+    Ok(Some(Arc::new(handle)))
+}
+
+/// The name each TLS carrier's certificate must carry, by carrier address.
+fn tls_carrier_names(config: &Config) -> HashMap<SocketAddr, String> {
+    config
+        .carrier
+        .iter()
+        .filter(|c| c.transport == Transport::Tls)
+        .map(|c| (c.addr, c.host.clone()))
+        .collect()
+}
+
+/// One accept loop per TCP or TLS listener.
+fn spawn_acceptors(
+    config: &Config,
+    streams: Vec<(TcpListener, Transport)>,
+    tls: &Option<Arc<TlsHandle>>,
+    events: &mpsc::Sender<TcpEvent>,
+    ids: &Arc<AtomicU64>,
+) -> anyhow::Result<Vec<JoinHandle<()>>> {
     let admission = Arc::new(Admission {
         trust: config.trust.clone(),
         carriers: config.carrier.iter().map(|c| c.addr.ip()).collect(),
     });
-    for (listener, transport) in tcp {
+    let mut tasks = Vec::new();
+    for (listener, transport) in streams {
         let tls = match transport {
             Transport::Tls => Some(
                 tls.clone()
@@ -263,83 +320,90 @@ pub async fn start(
             ),
             _ => None,
         };
-        aux.push(tokio::spawn(accept_loop(
+        tasks.push(tokio::spawn(accept_loop(
             listener,
             tls,
             admission.clone(),
             AcceptGate::new(MAX_TCP_CONNECTIONS, config.limits.tcp_per_source),
-            tcp_tx.clone(),
+            events.clone(),
             ids.clone(),
         )));
     }
-    aux.push(tokio::spawn(crate::telemetry::summarise_untrusted()));
-    let tls_hosts: HashMap<SocketAddr, String> = config
-        .carrier
-        .iter()
-        .filter(|c| c.transport == Transport::Tls)
-        .map(|c| (c.addr, c.host.clone()))
-        .collect();
-    let workers = config.server.worker_count();
-    let signer = signer.map(Arc::new);
-    let core = |k: usize, guard: Option<Guard>| {
+    Ok(tasks)
+}
+
+/// Starts the proxy cores: one that reads the sockets itself, or several
+/// behind a dispatcher (`[server] workers`). The task ends when they stop.
+fn spawn_cores(
+    kit: &CoreKit,
+    config: &Config,
+    tcp_rx: mpsc::Receiver<TcpEvent>,
+    stop: watch::Receiver<Stop>,
+) -> anyhow::Result<JoinHandle<()>> {
+    let carriers: Vec<SocketAddr> = kit.settings.carriers.iter().map(|p| p.addr).collect();
+    let guard = Guard::new(&config.trust, &carriers, &config.limits);
+    if kit.workers == 1 {
+        // One core: it reads the sockets itself, no dispatcher hop.
+        let inputs = Inputs {
+            udp: kit.udp.clone(),
+            tcp_rx: Some(tcp_rx),
+            inbox: None,
+        };
+        return Ok(tokio::spawn(kit.core(0, Some(guard)).run(inputs, stop)));
+    }
+    let cores = (0..kit.workers).map(|k| kit.core(k, None)).collect();
+    let task =
+        crate::shell::pool::spawn(cores, kit.udp.clone(), tcp_rx, stop, guard, &config.limits)?;
+    Ok(task)
+}
+
+/// What every proxy core is built from; each core gets its own clones.
+struct CoreKit {
+    settings: Settings,
+    inventory: Arc<InventoryHandle>,
+    board: Arc<CarrierBoard>,
+    udp: Vec<Arc<UdpSocket>>,
+    ids: Arc<AtomicU64>,
+    tcp_tx: mpsc::Sender<TcpEvent>,
+    tap: Option<mpsc::UnboundedSender<Event>>,
+    signer: Option<Arc<Signer>>,
+    workers: usize,
+    tls: Option<Arc<TlsHandle>>,
+    tls_hosts: HashMap<SocketAddr, String>,
+    sources: Vec<Peer>,
+}
+
+impl CoreKit {
+    /// Core `k`; `guard` when it reads the sockets itself.
+    fn core(&self, k: usize, guard: Option<Guard>) -> Core {
         // Each core has its own signing threads, so that a signature comes
         // back to the core that owns its call.
-        let (pool, signed_rx) = match &signer {
+        let (pool, signed_rx) = match &self.signer {
             Some(signer) => {
-                let (pool, rx) = start_signing(signer.clone(), workers);
+                let (pool, rx) = start_signing(signer.clone(), self.workers);
                 (Some(pool), Some(rx))
             }
             None => (None, None),
         };
-        let core = Core {
-            proxy: Proxy::new(settings.clone(), inventory.clone()),
-            board: board.clone(),
-            udp: udp.clone(),
+        Core {
+            proxy: Proxy::new(self.settings.clone(), self.inventory.clone()),
+            board: self.board.clone(),
+            udp: self.udp.clone(),
             conns: HashMap::new(),
-            ids: ids.clone(),
-            tcp_tx: tcp_tx.clone(),
-            tap: tap.clone(),
+            ids: self.ids.clone(),
+            tcp_tx: self.tcp_tx.clone(),
+            tap: self.tap.clone(),
             pool,
-            tls: tls.clone(),
-            tls_hosts: tls_hosts.clone(),
-            sources: bound.clone(),
+            signed_rx,
+            tls: self.tls.clone(),
+            tls_hosts: self.tls_hosts.clone(),
+            sources: self.sources.clone(),
             guard,
             io: tokio::runtime::Handle::current(),
             stats: WorkerStats::new(k),
             tcp_log: LogThrottle::default(),
-        };
-        (core, signed_rx)
-    };
-    let task = if workers == 1 {
-        // One core: it reads the sockets itself, no dispatcher hop.
-        let (c, signed_rx) = core(0, Some(new_guard()));
-        let inputs = Inputs {
-            udp: udp.clone(),
-            tcp_rx: Some(tcp_rx),
-            inbox: None,
-            signed_rx,
-        };
-        tokio::spawn(c.run(inputs, stop_rx))
-    } else {
-        let cores = (0..workers).map(|k| core(k, None)).collect();
-        crate::shell::pool::spawn(
-            cores,
-            udp.clone(),
-            tcp_rx,
-            stop_rx,
-            new_guard(),
-            &config.limits,
-        )?
-    };
-    Ok(Gateway {
-        listen: bound,
-        inventory,
-        tls,
-        carriers: board,
-        stop: stop_tx,
-        task,
-        aux,
-    })
+        }
+    }
 }
 
 /// Signing threads: at about 25 µs a signature one thread keeps up with
@@ -416,7 +480,7 @@ async fn accept_loop(
     admission: Arc<Admission>,
     mut gate: AcceptGate,
     events: mpsc::Sender<TcpEvent>,
-    ids: Arc<std::sync::atomic::AtomicU64>,
+    ids: Arc<AtomicU64>,
 ) {
     let transport = if tls.is_some() {
         Transport::Tls
@@ -462,14 +526,13 @@ async fn accept_loop(
     }
 }
 
-/// What a core reads: the UDP sockets it serves itself (none behind a
-/// dispatcher), TCP events it takes directly, what a dispatcher hands it,
-/// and finished signatures.
+/// What a core reads besides its finished signatures: the UDP sockets it
+/// serves itself (none behind a dispatcher), TCP events it takes directly,
+/// and what a dispatcher hands it.
 pub(crate) struct Inputs {
     pub udp: Vec<Arc<UdpSocket>>,
     pub tcp_rx: Option<mpsc::Receiver<TcpEvent>>,
     pub inbox: Option<mpsc::Receiver<Input>>,
-    pub signed_rx: Option<mpsc::UnboundedReceiver<Signed>>,
 }
 
 /// One proxy core and the I/O around it. With one worker it reads the
@@ -479,10 +542,13 @@ pub(crate) struct Core {
     proxy: Proxy,
     /// Signs calls off this task's thread; `None` without `[stir]`.
     pool: Option<SigningPool>,
+    /// Where the pool's finished signatures arrive; `run` takes it to read
+    /// it beside the sockets.
+    signed_rx: Option<mpsc::UnboundedReceiver<Signed>>,
     udp: Vec<Arc<UdpSocket>>,
     /// Stream connections (TCP and TLS) by transport and remote address.
     conns: HashMap<Peer, (u64, mpsc::Sender<Bytes>)>,
-    ids: Arc<std::sync::atomic::AtomicU64>,
+    ids: Arc<AtomicU64>,
     tcp_tx: mpsc::Sender<TcpEvent>,
     tap: Option<mpsc::UnboundedSender<Event>>,
     tls: Option<Arc<TlsHandle>>,
@@ -507,8 +573,8 @@ impl Core {
             udp,
             mut tcp_rx,
             mut inbox,
-            mut signed_rx,
         } = inputs;
+        let mut signed_rx = self.signed_rx.take();
         let mut drain_until: Option<Instant> = None;
         // One receive buffer for every datagram; each message is copied out at
         // its exact size, so the buffer never needs to be zeroed or regrown.
@@ -531,13 +597,7 @@ impl Core {
                 }
                 Some(ev) = recv(&mut tcp_rx) => self.on_tcp(ev),
                 Some(input) = recv(&mut inbox) => self.on_inputs(input, inbox.as_mut()),
-                Some(signed) = next_signed(&mut signed_rx) => {
-                    self.on_signed(signed);
-                    // Whatever else finished meanwhile, in the same turn.
-                    while let Some(more) = signed_rx.as_mut().and_then(|rx| rx.try_recv().ok()) {
-                        self.on_signed(more);
-                    }
-                }
+                Some(signed) = next_signed(&mut signed_rx) => self.on_signatures(signed, signed_rx.as_mut()),
                 _ = sleep_until(deadline) => self.proxy.handle_timeout(Instant::now()),
                 // The gateway handle gone (dropped without a shutdown) means stop.
                 r = stop.changed() => match if r.is_ok() { *stop.borrow() } else { Stop::Now } {
@@ -559,19 +619,29 @@ impl Core {
                 .transactions
                 .set(self.proxy.transactions() as f64);
             if let Some(until) = drain_until {
-                let now = Instant::now();
-                // Done only when nothing waits and nothing more was already
-                // received: what arrived is handled, not dropped.
-                let idle = self.proxy.drained(now)
-                    && tcp_rx.as_ref().is_none_or(|rx| rx.is_empty())
-                    && inbox.as_ref().is_none_or(|rx| rx.is_empty())
-                    && !self.take_queued(&udp, &mut buf);
-                if now >= until || idle {
+                let received = !tcp_rx.as_ref().is_none_or(|rx| rx.is_empty())
+                    || !inbox.as_ref().is_none_or(|rx| rx.is_empty());
+                if self.done_draining(until, received, &udp, &mut buf) {
                     break;
                 }
                 self.flush().await;
             }
         }
+    }
+
+    /// Whether a drain is over: past `until`, or nothing waits and nothing
+    /// more was already received (`received`: on a channel; the sockets are
+    /// read here), so that what arrived is handled, not dropped.
+    fn done_draining(
+        &mut self,
+        until: Instant,
+        received: bool,
+        udp: &[Arc<UdpSocket>],
+        buf: &mut [u8],
+    ) -> bool {
+        let now = Instant::now();
+        let idle = self.proxy.drained(now) && !received && !self.take_queued(udp, buf);
+        now >= until || idle
     }
 
     /// Handles what is already queued on every socket this core reads;
@@ -665,9 +735,19 @@ impl Core {
         }
     }
 
-    fn on_signed(&mut self, signed: Signed) {
-        self.proxy
-            .handle_signature(Instant::now(), signed.token, signed.result.ok());
+    /// Hands `first` and every other signature already finished to the
+    /// core, in the same turn.
+    fn on_signatures(
+        &mut self,
+        first: Signed,
+        mut rx: Option<&mut mpsc::UnboundedReceiver<Signed>>,
+    ) {
+        let mut next = Some(first);
+        while let Some(signed) = next {
+            self.proxy
+                .handle_signature(Instant::now(), signed.token, signed.result.ok());
+            next = rx.as_mut().and_then(|rx| rx.try_recv().ok());
+        }
     }
 
     /// Hands the signatures the core asked for to the pool; a full queue

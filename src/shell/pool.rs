@@ -50,7 +50,7 @@ struct Port {
 /// Starts one thread per core and the dispatcher; the returned task ends
 /// when every worker has stopped (see [`Stop`]).
 pub(crate) fn spawn(
-    cores: Vec<(Core, Option<mpsc::UnboundedReceiver<crate::stir::Signed>>)>,
+    cores: Vec<Core>,
     udp: Vec<Arc<UdpSocket>>,
     tcp_rx: mpsc::Receiver<TcpEvent>,
     stop: watch::Receiver<Stop>,
@@ -59,7 +59,7 @@ pub(crate) fn spawn(
 ) -> std::io::Result<JoinHandle<()>> {
     let mut ports = Vec::new();
     let mut threads = Vec::new();
-    for (k, (core, signed_rx)) in cores.into_iter().enumerate() {
+    for (k, core) in cores.into_iter().enumerate() {
         let (tx, rx) = mpsc::channel(limits.worker_queue + CONTROL_ROOM);
         let stop = stop.clone();
         let thread = std::thread::Builder::new()
@@ -73,7 +73,6 @@ pub(crate) fn spawn(
                     udp: Vec::new(),
                     tcp_rx: None,
                     inbox: Some(rx),
-                    signed_rx,
                 };
                 rt.block_on(core.run(inputs, stop));
             })?;
