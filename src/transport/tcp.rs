@@ -124,40 +124,8 @@ pub fn spawn_connection(
                 stream,
                 ctx,
                 is_pbx,
-            } => {
-                let _ = stream.set_nodelay(true);
-                match tls::accept(&ctx, stream, peer.addr, is_pbx).await {
-                    Ok(tls) => link.serve(tls).await,
-                    Err(e) => {
-                        tracing::warn!(peer = %peer.addr, error = %e, "tls handshake refused; connection closed");
-                        metrics::counter!("cidgate_tls_handshake_failures_total", "side" => "accept")
-                            .increment(1);
-                    }
-                }
-            }
-            Origin::Dial { source, tls: None } => match dial(source, peer.addr).await {
-                Ok(stream) => link.serve(stream).await,
-                Err(e) => link.failed(&e.to_string(), "tcp connect failed").await,
-            },
-            Origin::Dial {
-                source,
-                tls: Some(TlsDial { ctx, host }),
-            } => {
-                let stream = match dial(source, peer.addr).await {
-                    Ok(s) => s,
-                    Err(e) => return link.failed(&e.to_string(), "tcp connect failed").await,
-                };
-                match tls::connect(&ctx, stream, &host).await {
-                    Ok(tls) => link.serve(tls).await,
-                    Err(e) => {
-                        metrics::counter!("cidgate_tls_handshake_failures_total", "side" => "connect")
-                            .increment(1);
-                        let why = format!("{host}: {e}");
-                        link.failed(&why, "tls to next hop failed (certificate or handshake); no plaintext fallback")
-                            .await
-                    }
-                }
-            }
+            } => link.accept_tls(stream, &ctx, is_pbx).await,
+            Origin::Dial { source, tls } => link.dial(source, tls).await,
         }
     });
 }
@@ -172,6 +140,44 @@ struct Link {
 }
 
 impl Link {
+    /// Serves an accepted connection once its TLS handshake succeeds.
+    async fn accept_tls(self, stream: TcpStream, ctx: &TlsContext, is_pbx: bool) {
+        let _ = stream.set_nodelay(true);
+        match tls::accept(ctx, stream, self.peer.addr, is_pbx).await {
+            Ok(tls) => self.serve(tls).await,
+            Err(e) => {
+                tracing::warn!(peer = %self.peer.addr, error = %e, "tls handshake refused; connection closed");
+                metrics::counter!("cidgate_tls_handshake_failures_total", "side" => "accept")
+                    .increment(1);
+            }
+        }
+    }
+
+    /// Dials `peer` from `source`, with TLS when `tls` says so, and serves
+    /// the connection; a failure is reported to the core as such.
+    async fn dial(self, source: Option<IpAddr>, tls: Option<TlsDial>) {
+        let stream = match dial(source, self.peer.addr).await {
+            Ok(s) => s,
+            Err(e) => return self.failed(&e.to_string(), "tcp connect failed").await,
+        };
+        let Some(TlsDial { ctx, host }) = tls else {
+            return self.serve(stream).await;
+        };
+        match tls::connect(&ctx, stream, &host).await {
+            Ok(tls) => self.serve(tls).await,
+            Err(e) => {
+                metrics::counter!("cidgate_tls_handshake_failures_total", "side" => "connect")
+                    .increment(1);
+                let why = format!("{host}: {e}");
+                self.failed(
+                    &why,
+                    "tls to next hop failed (certificate or handshake); no plaintext fallback",
+                )
+                .await
+            }
+        }
+    }
+
     async fn failed(self, error: &str, what: &'static str) {
         tracing::warn!(peer = %self.peer.addr, transport = %self.peer.transport, error, "{what}");
         let _ = self
@@ -210,78 +216,91 @@ impl Link {
     }
 }
 
+/// Moves bytes until either side ends: framed messages to the core, what the
+/// core queued to the peer, and an answer to every keep-alive ping.
 async fn run<S: AsyncRead + AsyncWrite + Send + 'static>(
     stream: S,
     peer: Peer,
     events: &mpsc::Sender<TcpEvent>,
-    mut outbox: mpsc::Receiver<Bytes>,
+    outbox: mpsc::Receiver<Bytes>,
 ) {
-    let (mut rd, mut wr) = tokio::io::split(stream);
-    let (pong_tx, mut pong_rx) = mpsc::channel::<()>(4);
-    let writer = async move {
-        let mut batch: Vec<u8> = Vec::with_capacity(64 * 1024);
-        loop {
-            tokio::select! {
-                msg = outbox.recv() => match msg {
-                    Some(data) => {
-                        // Everything already queued goes out in one write: under
-                        // load that is one syscall for many messages.
-                        batch.clear();
-                        batch.extend_from_slice(&data);
-                        while batch.len() < WRITE_BATCH {
-                            match outbox.try_recv() {
-                                Ok(more) => batch.extend_from_slice(&more),
-                                Err(_) => break,
-                            }
-                        }
-                        // TLS keeps records it could not write yet until a flush.
-                        if wr.write_all(&batch).await.is_err() || wr.flush().await.is_err() {
-                            break;
-                        }
+    let (rd, wr) = tokio::io::split(stream);
+    let (pong_tx, pong_rx) = mpsc::channel::<()>(4);
+    tokio::select! {
+        _ = write_loop(wr, outbox, pong_rx) => {},
+        _ = read_loop(rd, peer, events, pong_tx) => {},
+    }
+}
+
+/// Writes what the core queued, batching what is already waiting, and the
+/// pong of each ping; ends when the queue closes or a write fails.
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut wr: W,
+    mut outbox: mpsc::Receiver<Bytes>,
+    mut pong_rx: mpsc::Receiver<()>,
+) {
+    let mut batch: Vec<u8> = Vec::with_capacity(64 * 1024);
+    loop {
+        let out: &[u8] = tokio::select! {
+            msg = outbox.recv() => {
+                let Some(data) = msg else { return };
+                // Everything already queued goes out in one write: under
+                // load that is one syscall for many messages.
+                batch.clear();
+                batch.extend_from_slice(&data);
+                while batch.len() < WRITE_BATCH {
+                    match outbox.try_recv() {
+                        Ok(more) => batch.extend_from_slice(&more),
+                        Err(_) => break,
                     }
-                    None => break,
-                },
-                p = pong_rx.recv() => match p {
-                    Some(()) => if wr.write_all(b"\r\n").await.is_err() || wr.flush().await.is_err() { break },
-                    None => break,
-                },
+                }
+                &batch
             }
+            p = pong_rx.recv() => {
+                let Some(()) = p else { return };
+                b"\r\n"
+            }
+        };
+        // TLS keeps records it could not write yet until a flush.
+        if wr.write_all(out).await.is_err() || wr.flush().await.is_err() {
+            return;
         }
-    };
-    let reader = async move {
-        let mut framer = Framer::new(MAX_MESSAGE);
+    }
+}
+
+/// Reads and frames messages for the core until the peer closes, stays
+/// silent for [`IDLE_TIMEOUT`], or sends what cannot be framed.
+async fn read_loop<R: AsyncRead + Unpin>(
+    mut rd: R,
+    peer: Peer,
+    events: &mpsc::Sender<TcpEvent>,
+    pong_tx: mpsc::Sender<()>,
+) {
+    let mut framer = Framer::new(MAX_MESSAGE);
+    loop {
+        let buf = framer.buffer_mut();
+        buf.reserve(8192);
+        match tokio::time::timeout(IDLE_TIMEOUT, rd.read_buf(buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return,
+            Ok(Ok(_)) => {}
+        }
         loop {
-            let buf = framer.buffer_mut();
-            buf.reserve(8192);
-            match tokio::time::timeout(IDLE_TIMEOUT, rd.read_buf(buf)).await {
-                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return,
-                Ok(Ok(_)) => {}
-            }
-            loop {
-                match framer.next_frame() {
-                    Ok(Some(Frame::Message(data))) => {
-                        if events
-                            .send(TcpEvent::Message { from: peer, data })
-                            .await
-                            .is_err()
-                        {
-                            return;
-                        }
-                    }
-                    Ok(Some(Frame::Ping)) => {
-                        let _ = pong_tx.try_send(());
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        tracing::debug!(peer = %peer.addr, error = %e, "closing unframeable stream");
+            match framer.next_frame() {
+                Ok(Some(Frame::Message(data))) => {
+                    let message = TcpEvent::Message { from: peer, data };
+                    if events.send(message).await.is_err() {
                         return;
                     }
                 }
+                Ok(Some(Frame::Ping)) => {
+                    let _ = pong_tx.try_send(());
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::debug!(peer = %peer.addr, error = %e, "closing unframeable stream");
+                    return;
+                }
             }
         }
-    };
-    tokio::select! {
-        _ = writer => {},
-        _ = reader => {},
     }
 }
