@@ -41,6 +41,25 @@ struct Rows<R: Read> {
     pending: Option<csv::Result<StringRecord>>,
 }
 
+/// The header a file should have, for messages: optional columns nest,
+/// as in `number[,region[,attest]]`.
+fn header_shape(expected: &[&str], required: usize) -> String {
+    let optional = &expected[required..];
+    let nested: String = optional.iter().map(|c| format!("[,{c}")).collect();
+    let closing = "]".repeat(optional.len());
+    format!("{}{nested}{closing}", expected[..required].join(","))
+}
+
+/// Whether `found` is the expected header: the required columns and any
+/// prefix of the optional ones, in order (a byte-order mark is allowed).
+fn header_matches(found: &[String], expected: &[&str], required: usize) -> bool {
+    (required..=expected.len()).contains(&found.len())
+        && found
+            .iter()
+            .zip(expected)
+            .all(|(f, e)| f.trim_start_matches('\u{feff}') == *e)
+}
+
 impl<R: Read> Rows<R> {
     /// Reads and checks the header row; `None` (after reporting why) if the
     /// file cannot be interpreted at all.
@@ -67,29 +86,12 @@ impl<R: Read> Rows<R> {
             replay: false,
             pending: None,
         };
-        // Optional columns nest: `number[,region[,attest]]`.
-        let optional = &expected[required..];
-        let shape = format!(
-            "{}{}{}",
-            expected[..required].join(","),
-            optional
-                .iter()
-                .map(|c| format!("[,{c}"))
-                .collect::<String>(),
-            "]".repeat(optional.len())
-        );
-        let found = match rows.reader.read_record(&mut rows.record) {
-            Ok(true) => rows
-                .record
-                .iter()
-                .map(|f| f.trim().to_ascii_lowercase())
-                .collect::<Vec<_>>(),
-            Ok(false) => {
-                builder.error(
-                    &rows.file,
-                    1,
-                    format!("empty file: expected the header row `{shape}`"),
-                );
+        let shape = header_shape(expected, required);
+        let found = match rows.read_header() {
+            Ok(Some(found)) => found,
+            Ok(None) => {
+                let why = format!("empty file: expected the header row `{shape}`");
+                builder.error(&rows.file, 1, why);
                 return None;
             }
             Err(e) => {
@@ -97,35 +99,41 @@ impl<R: Read> Rows<R> {
                 return None;
             }
         };
-        let ok = (required..=expected.len()).contains(&found.len())
-            && found
-                .iter()
-                .zip(expected)
-                .all(|(f, e)| f.trim_start_matches('\u{feff}') == *e);
+        if header_matches(&found, expected, required) {
+            rows.columns = found.len();
+            return Some(rows);
+        }
         // numbers.csv may come without a header (a plain list of numbers is
         // what people export); a first row that is a number is data.
-        let first = rows.record.get(0).unwrap_or("").trim();
-        let looks_like_number = first
-            .trim_start_matches('\u{feff}')
-            .starts_with(|c: char| c == '+' || c == '(' || c.is_ascii_digit());
-        if !ok && expected == NUMBERS_HEADER && looks_like_number {
+        if expected == NUMBERS_HEADER && rows.first_field_is_number() {
             rows.columns = expected.len();
             rows.replay = true;
             return Some(rows);
         }
-        if !ok {
-            builder.error(
-                &rows.file,
-                1,
-                format!(
-                    "header row is `{}`, expected `{shape}`",
-                    rows.record.iter().collect::<Vec<_>>().join(",")
-                ),
-            );
-            return None;
+        let header = rows.record.iter().collect::<Vec<_>>().join(",");
+        let why = format!("header row is `{header}`, expected `{shape}`");
+        builder.error(&rows.file, 1, why);
+        None
+    }
+
+    /// The first row's fields, trimmed and in lower case; `None` for an
+    /// empty file.
+    fn read_header(&mut self) -> csv::Result<Option<Vec<String>>> {
+        if !self.reader.read_record(&mut self.record)? {
+            return Ok(None);
         }
-        rows.columns = found.len();
-        Some(rows)
+        let fields = self.record.iter();
+        Ok(Some(
+            fields.map(|f| f.trim().to_ascii_lowercase()).collect(),
+        ))
+    }
+
+    /// Whether the row just read starts with something shaped like a number.
+    fn first_field_is_number(&self) -> bool {
+        let first = self.record.get(0).unwrap_or("").trim();
+        first
+            .trim_start_matches('\u{feff}')
+            .starts_with(|c: char| c == '+' || c == '(' || c.is_ascii_digit())
     }
 
     /// Advances to the next row with the header's column count; returns its
