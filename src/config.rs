@@ -699,19 +699,7 @@ impl Checker<'_> {
         let section = self.section_before(line_start);
 
         if let Some(rest) = message.strip_prefix("unknown field ") {
-            let (name, expected) = rest.split_once(", expected ").unwrap_or((rest, ""));
-            let expected = expected.strip_prefix("one of ").unwrap_or(expected);
-            let what = match (header, section) {
-                // A table header naming something unknown.
-                (Some(_), _) => format!("unknown section {name}"),
-                (None, Some(section)) => format!("unknown key {name} in {section}"),
-                (None, None) => format!("unknown key {name} at top level"),
-            };
-            return if expected.is_empty() {
-                what
-            } else {
-                format!("{what} (expected one of {expected})")
-            };
+            return describe_unknown_field(rest, header, section);
         }
         // Only serde's type and value complaints are about a key; anything
         // else is TOML syntax and is reported as the parser words it.
@@ -876,49 +864,13 @@ impl Checker<'_> {
     }
 
     fn server(&mut self, raw: RawServer) -> Option<ServerConfig> {
-        let listen = match raw.listen {
-            None => DEFAULT_LISTEN
-                .iter()
-                .map(|s| parse_listen(s))
-                .collect::<Option<Vec<_>>>(),
-            Some(list) if list.get_ref().is_empty() => self.fail(
-                &list,
-                "[server] listen: at least one address is needed".into(),
-            ),
-            Some(list) => {
-                let parsed: Vec<_> = list
-                    .into_inner()
-                    .into_iter()
-                    .map(|entry| {
-                        parse_listen(entry.get_ref()).or_else(|| {
-                            self.fail(
-                                &entry,
-                                "[server] listen: not a listen address; expected udp://IP:PORT, tcp://IP:PORT or tls://IP:PORT".into(),
-                            )
-                        })
-                    })
-                    .collect();
-                parsed.into_iter().collect()
-            }
-        };
+        let listen = self.listen(raw.listen);
         let domain = match raw.domain {
             None => Some(DEFAULT_DOMAIN.to_string()),
             Some(d) if is_host(d.get_ref()) => Some(d.into_inner()),
             Some(d) => self.fail(&d, "[server] domain: not a host name or IP address".into()),
         };
-        let admin = match raw.admin {
-            None => Some(Some(
-                DEFAULT_ADMIN.parse().expect("default admin address parses"),
-            )),
-            Some(a) if a.get_ref().trim().is_empty() => Some(None),
-            Some(a) => match a.get_ref().trim().parse::<SocketAddr>() {
-                Ok(addr) => Some(Some(addr)),
-                Err(_) => self.fail(
-                    &a,
-                    "[server] admin: expected IP:PORT, or \"\" to disable".into(),
-                ),
-            },
-        };
+        let admin = self.admin(raw.admin);
         let dialog_secret = self.secret(raw.dialog_secret, "dialog_secret");
         let dialog_secret_previous =
             self.secret(raw.dialog_secret_previous, "dialog_secret_previous");
@@ -947,6 +899,53 @@ impl Checker<'_> {
             dialog_secret: dialog_secret?,
             dialog_secret_previous: dialog_secret_previous?,
         })
+    }
+
+    /// `[server] listen`: every entry is checked, so that all bad ones are
+    /// reported at once.
+    fn listen(&mut self, raw: S<Vec<Spanned<String>>>) -> Option<Vec<ListenAddr>> {
+        match raw {
+            None => DEFAULT_LISTEN
+                .iter()
+                .map(|s| parse_listen(s))
+                .collect::<Option<Vec<_>>>(),
+            Some(list) if list.get_ref().is_empty() => self.fail(
+                &list,
+                "[server] listen: at least one address is needed".into(),
+            ),
+            Some(list) => {
+                let parsed: Vec<_> = list
+                    .into_inner()
+                    .into_iter()
+                    .map(|entry| {
+                        parse_listen(entry.get_ref()).or_else(|| {
+                            self.fail(
+                                &entry,
+                                "[server] listen: not a listen address; expected udp://IP:PORT, tcp://IP:PORT or tls://IP:PORT".into(),
+                            )
+                        })
+                    })
+                    .collect();
+                parsed.into_iter().collect()
+            }
+        }
+    }
+
+    /// `[server] admin`: an address, or `""` for no admin server (`Some(None)`).
+    fn admin(&mut self, raw: S<String>) -> Option<Option<SocketAddr>> {
+        match raw {
+            None => Some(Some(
+                DEFAULT_ADMIN.parse().expect("default admin address parses"),
+            )),
+            Some(a) if a.get_ref().trim().is_empty() => Some(None),
+            Some(a) => match a.get_ref().trim().parse::<SocketAddr>() {
+                Ok(addr) => Some(Some(addr)),
+                Err(_) => self.fail(
+                    &a,
+                    "[server] admin: expected IP:PORT, or \"\" to disable".into(),
+                ),
+            },
+        }
     }
 
     fn secret(&mut self, raw: S<String>, key: &str) -> Option<Option<String>> {
@@ -979,12 +978,39 @@ impl Checker<'_> {
             verify_carrier: raw.verify_carrier.unwrap_or(true),
             require_client_cert: raw.require_client_cert.unwrap_or(false),
         };
+        let before = self.issues.len();
+        self.tls_requirements(&tls, &spans, server, carriers);
+        if self.issues.len() > before {
+            return None;
+        }
+        if tls.has_identity() || tls.ca.is_some() {
+            if let Err(e) = crate::transport::tls::TlsContext::load(&tls) {
+                let span = match e.key() {
+                    "cert" => spans[0].clone(),
+                    "key" => spans[1].clone(),
+                    _ => spans[2].clone(),
+                };
+                self.issue(span, format!("[tls] {}: {e}", e.key()));
+                return None;
+            }
+        }
+        Some(tls)
+    }
+
+    /// Reports what `[tls]` lacks for the listeners and carriers that use
+    /// it; `spans`: where cert, key and ca are written.
+    fn tls_requirements(
+        &mut self,
+        tls: &TlsConfig,
+        spans: &[Option<Range<usize>>; 3],
+        server: Option<&ServerConfig>,
+        carriers: Option<&[CarrierConfig]>,
+    ) {
         let listens_tls =
             server.is_some_and(|s| s.listen.iter().any(|l| l.transport == Transport::Tls));
         let tls_carrier = carriers
             .and_then(|cs| cs.iter().find(|c| c.transport == Transport::Tls))
             .map(|c| c.uri.clone());
-        let before = self.issues.len();
         if listens_tls && !tls.has_identity() {
             self.issue(
                 spans[0].clone().or(spans[1].clone()),
@@ -1011,21 +1037,6 @@ impl Checker<'_> {
                 format!("[tls] ca: needed to verify the TLS carrier {uri} (or set verify_carrier = false)"),
             );
         }
-        if self.issues.len() > before {
-            return None;
-        }
-        if tls.has_identity() || tls.ca.is_some() {
-            if let Err(e) = crate::transport::tls::TlsContext::load(&tls) {
-                let span = match e.key() {
-                    "cert" => spans[0].clone(),
-                    "key" => spans[1].clone(),
-                    _ => spans[2].clone(),
-                };
-                self.issue(span, format!("[tls] {}: {e}", e.key()));
-                return None;
-            }
-        }
-        Some(tls)
     }
 
     fn trust(&mut self, raw: RawTrust) -> Option<TrustList> {
@@ -1351,6 +1362,24 @@ fn is_header_line(s: &str) -> bool {
     match s.split_once(':') {
         Some((name, _)) => is_token(name.trim_end()) && !has_control(s),
         None => false,
+    }
+}
+
+/// An unknown key or section, in the words an operator uses; `rest`: what
+/// follows serde's "unknown field ", with the names it expected.
+fn describe_unknown_field(rest: &str, header: Option<&str>, section: Option<&str>) -> String {
+    let (name, expected) = rest.split_once(", expected ").unwrap_or((rest, ""));
+    let expected = expected.strip_prefix("one of ").unwrap_or(expected);
+    let what = match (header, section) {
+        // A table header naming something unknown.
+        (Some(_), _) => format!("unknown section {name}"),
+        (None, Some(section)) => format!("unknown key {name} in {section}"),
+        (None, None) => format!("unknown key {name} at top level"),
+    };
+    if expected.is_empty() {
+        what
+    } else {
+        format!("{what} (expected one of {expected})")
     }
 }
 
