@@ -125,13 +125,18 @@ pub async fn run() -> anyhow::Result<()> {
     let config = Config::from_toml_str(&toml, Path::new("(built-in demo config)"))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let inventory = Arc::new(InventoryHandle::new(example_inventory()?));
-    let (tap_tx, mut tap) = mpsc::unbounded_channel();
+    let (tap_tx, tap) = mpsc::unbounded_channel();
     let gw = crate::server::start(&config, inventory, Some(tap_tx)).await?;
     let gw_addr = gw.udp_addr().context("no UDP listener")?;
 
-    let (seen_tx, mut seen) = mpsc::unbounded_channel::<Bytes>();
+    let (seen_tx, seen) = mpsc::unbounded_channel::<Bytes>();
     let carrier_task = tokio::spawn(play_carrier(carrier, seen_tx));
-    let pbx = UdpSocket::bind("127.0.0.1:0").await?;
+    let mut pbx = Pbx {
+        socket: UdpSocket::bind("127.0.0.1:0").await?,
+        gw: gw_addr,
+        tap,
+        seen,
+    };
 
     println!("cidgate demo: gateway on udp://{gw_addr}, carrier on udp://{carrier_addr}");
     println!("inventory: sales +14155550100 \"Acme Sales\"; support-uk +442071838750 (GB);");
@@ -139,43 +144,7 @@ pub async fn run() -> anyhow::Result<()> {
     let mut failures = 0;
     for (i, case) in CASES.iter().enumerate() {
         println!("── call {}: {}", i + 1, case.title);
-        let invite = pbx_invite(case, i, gw_addr, pbx.local_addr()?);
-        print_identity("   PBX sent     ", &invite);
-        pbx.send_to(&invite, gw_addr).await?;
-        let outcome = tokio::time::timeout(Duration::from_secs(3), async {
-            loop {
-                if let Some(Event::Decision {
-                    outcome, number, ..
-                }) = tap.recv().await
-                {
-                    return (outcome, number);
-                }
-            }
-        })
-        .await
-        .context("no decision from the gateway")?;
-        println!(
-            "   outcome       {}{}",
-            outcome.0,
-            outcome.1.map(|n| format!(" → {n}")).unwrap_or_default()
-        );
-        let final_resp = await_final(&pbx).await?;
-        if let Ok(Message::Response(r)) = parse(final_resp.clone(), Transport::Udp) {
-            if r.code() < 300 {
-                let fwd = tokio::time::timeout(Duration::from_secs(1), seen.recv())
-                    .await
-                    .ok()
-                    .flatten()
-                    .context("carrier saw nothing")?;
-                print_identity("   carrier got  ", &fwd);
-                print_status("   PBX got      ", &final_resp, &[HeaderName::From]);
-                finish_call(&pbx, gw_addr, &final_resp, i).await?;
-            } else {
-                print_status("   PBX got      ", &final_resp, &[]);
-                let ack = ack_for(&invite, &final_resp);
-                pbx.send_to(&ack, gw_addr).await?;
-            }
-        } else {
+        if !pbx.call(case, i).await? {
             failures += 1;
         }
         println!();
@@ -187,6 +156,68 @@ pub async fn run() -> anyhow::Result<()> {
     }
     println!("done: every outcome shown; run `cidgate resolve` against your own inventory next.");
     Ok(())
+}
+
+/// The demo's PBX side, and what it observes of the gateway and carrier.
+struct Pbx {
+    socket: UdpSocket,
+    gw: SocketAddr,
+    /// The gateway's events (its decisions).
+    tap: mpsc::UnboundedReceiver<Event>,
+    /// What the carrier received.
+    seen: mpsc::UnboundedReceiver<Bytes>,
+}
+
+impl Pbx {
+    /// Places one call and prints what each side saw; false when the PBX
+    /// got no usable final response.
+    async fn call(&mut self, case: &Case, i: usize) -> anyhow::Result<bool> {
+        let (pbx, gw_addr) = (&self.socket, self.gw);
+        let invite = pbx_invite(case, i, gw_addr, pbx.local_addr()?);
+        print_identity("   PBX sent     ", &invite);
+        pbx.send_to(&invite, gw_addr).await?;
+        let (outcome, number) = next_decision(&mut self.tap).await?;
+        let shown = number.map(|n| format!(" → {n}")).unwrap_or_default();
+        println!("   outcome       {outcome}{shown}");
+        let final_resp = await_final(pbx).await?;
+        let Ok(Message::Response(r)) = parse(final_resp.clone(), Transport::Udp) else {
+            return Ok(false);
+        };
+        if r.code() < 300 {
+            let fwd = tokio::time::timeout(Duration::from_secs(1), self.seen.recv())
+                .await
+                .ok()
+                .flatten()
+                .context("carrier saw nothing")?;
+            print_identity("   carrier got  ", &fwd);
+            print_status("   PBX got      ", &final_resp, &[HeaderName::From]);
+            finish_call(pbx, gw_addr, &final_resp, i).await?;
+        } else {
+            print_status("   PBX got      ", &final_resp, &[]);
+            let ack = ack_for(&invite, &final_resp);
+            pbx.send_to(&ack, gw_addr).await?;
+        }
+        Ok(true)
+    }
+}
+
+/// The gateway's caller-ID decision on the call just placed: the outcome and
+/// the number shown.
+async fn next_decision(
+    tap: &mut mpsc::UnboundedReceiver<Event>,
+) -> anyhow::Result<(&'static str, Option<String>)> {
+    tokio::time::timeout(Duration::from_secs(3), async {
+        loop {
+            if let Some(Event::Decision {
+                outcome, number, ..
+            }) = tap.recv().await
+            {
+                return (outcome, number);
+            }
+        }
+    })
+    .await
+    .context("no decision from the gateway")
 }
 
 fn pbx_invite(case: &Case, i: usize, gw: SocketAddr, me: SocketAddr) -> Bytes {

@@ -9,7 +9,7 @@ use clap::{ArgGroup, Parser, Subcommand};
 
 use cidgate::callerid::policy::Resolver;
 use cidgate::config::{Config, ConfigError};
-use cidgate::inventory::InventoryHandle;
+use cidgate::inventory::{Inventory, InventoryHandle};
 
 /// glibc malloc was about a sixth of the per-INVITE profile (every message
 /// allocates a few small buffers); mimalloc's thread-local free lists make those
@@ -432,42 +432,50 @@ fn run(path: &Path) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    rt.block_on(async move {
-        let handle = Arc::new(InventoryHandle::new(inventory));
-        let gw = cidgate::server::start(&config, handle, None).await?;
-        for p in &gw.listen {
-            tracing::info!(listen = %format!("{}://{}", p.transport, p.addr), "listening");
-        }
-        let admin = match config.server.admin {
-            Some(addr) => Some(
-                cidgate::admin::start_with_carriers(
-                    addr,
-                    &config,
-                    gw.inventory.clone(),
-                    store.clone(),
-                    gw.tls.clone(),
-                    Some(gw.carriers.clone()),
-                )
-                .await?
-                .1,
-            ),
-            None => None,
-        };
-        match &store {
-            Some(store) => store.follow(gw.inventory.clone()),
-            None => cidgate::reload::spawn_watchers(&config, gw.inventory.clone()),
-        }
-        if let Some(tls) = gw.tls.clone() {
-            cidgate::reload::spawn_tls_reload(tls);
-        }
-        wait_for_termination().await;
-        tracing::info!("shutting down");
-        if let Some(a) = admin {
-            a.abort();
-        }
-        gw.drain(std::time::Duration::from_secs(10)).await;
-        anyhow::Ok(())
-    })
+    rt.block_on(serve(config, inventory, store))
+}
+
+/// Runs the gateway, its admin server and its reloads until SIGTERM or
+/// Ctrl-C, then drains.
+async fn serve(
+    config: Config,
+    inventory: Inventory,
+    store: Option<Arc<cidgate::store::Store>>,
+) -> anyhow::Result<()> {
+    let handle = Arc::new(InventoryHandle::new(inventory));
+    let gw = cidgate::server::start(&config, handle, None).await?;
+    for p in &gw.listen {
+        tracing::info!(listen = %format!("{}://{}", p.transport, p.addr), "listening");
+    }
+    let admin = match config.server.admin {
+        Some(addr) => Some(
+            cidgate::admin::start_with_carriers(
+                addr,
+                &config,
+                gw.inventory.clone(),
+                store.clone(),
+                gw.tls.clone(),
+                Some(gw.carriers.clone()),
+            )
+            .await?
+            .1,
+        ),
+        None => None,
+    };
+    match &store {
+        Some(store) => store.follow(gw.inventory.clone()),
+        None => cidgate::reload::spawn_watchers(&config, gw.inventory.clone()),
+    }
+    if let Some(tls) = gw.tls.clone() {
+        cidgate::reload::spawn_tls_reload(tls);
+    }
+    wait_for_termination().await;
+    tracing::info!("shutting down");
+    if let Some(a) = admin {
+        a.abort();
+    }
+    gw.drain(std::time::Duration::from_secs(10)).await;
+    Ok(())
 }
 
 async fn wait_for_termination() {
