@@ -129,6 +129,8 @@ impl Inner {
         );
     }
 
+    /// The inventory to start with: the store's, else (with a reason that
+    /// is logged) the snapshot file's; an error when neither can be used.
     pub async fn load_at_start(&self) -> anyhow::Result<Inventory> {
         let url = &self.client.url;
         let read = within(START_TIMEOUT, async {
@@ -170,6 +172,12 @@ impl Inner {
                 format!("inventory store {url} unreachable ({e})")
             }
         };
+        self.start_from_snapshot(&mut local, &problem)
+    }
+
+    /// Falls back to the snapshot file when the store's inventory cannot be
+    /// served at start, for `problem`.
+    fn start_from_snapshot(&self, local: &mut Local, problem: &str) -> anyhow::Result<Inventory> {
         let Some(path) = &self.snapshot else {
             anyhow::bail!(
                 "{problem}; refusing to start without an inventory (set [inventory] snapshot = \"path\" to start from the last good copy)"
