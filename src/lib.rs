@@ -11,6 +11,8 @@
 //! (the self-contained demonstration) and `fuzzing` (properties shared by the
 //! fuzz targets and the test suite).
 
+#![warn(clippy::too_many_lines)]
+
 pub mod admin;
 pub mod callerid;
 pub mod carrier_board;

@@ -1,5 +1,7 @@
 //! The `cidgate` command line: run, check-config, resolve, demo.
 
+#![warn(clippy::too_many_lines)]
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
