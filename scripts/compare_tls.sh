@@ -231,9 +231,40 @@ one_run() {
   local tls tlspbx=""
   tls=$(tls_summary "$OUT/tls-list-$name.txt")
   [ "$legs" = both ] && tlspbx=" tls_pbx=$(tls_summary "$OUT/tls-list-pbx-$name.txt")"
-  [ -n "$perf" ] || echo "$name $line load=${load// /,} tls_carrier=$tls$tlspbx" >> "$OUT/results"
+  # SIPp 3.6.1 aborts the UAC on a 200 retransmitted after the call moved on (an ACK
+  # later than 500 ms: the machine stalled); such a run is failed and not counted
+  local abort=""; grep -q 'Assertion' "$OUT/runs/$name/uac.out" 2>/dev/null && abort=" sipp_abort=1"
+  [ -n "$perf" ] || echo "$name $line load=${load// /,} tls_carrier=$tls$tlspbx$abort" >> "$OUT/results"
   printf '  %-28s %s  (load %s)\n' "$name" "${line#RESULT }" "$load"
   grep -E 'gateway ' "$OUT/runs-$name.txt" | sed 's/^ */      /'
+}
+
+# perf_buckets DATA: the profile's samples summed by kind of work
+perf_buckets() {
+  perf report -i "$1" --no-children --sort dso,symbol -g none --stdio --percent-limit 0 \
+    -F overhead,dso,symbol --field-separator $'\t' 2>/dev/null | python3 -c '
+import re, sys
+b = {}
+for line in sys.stdin:
+    parts = line.rstrip("\n").split("\t")
+    if line.startswith("#") or len(parts) < 3:
+        continue
+    pct, dso, sym = float(parts[0].strip().rstrip("%")), parts[1].strip(), re.sub(r"^\[[.k]\]\s*", "", parts[2].strip())
+    if "kernel" in dso:
+        k = "kernel: network stack (UDP, TCP, softirq)" if re.search(r"udp|tcp|skb|sock|ip_|net_|napi|softirq|__dev|loopback", sym) \
+            else "kernel: scheduling, epoll, syscalls, page faults"
+    elif re.search(r"ring_core|^ring::|rustls", sym): k = "TLS records and crypto (rustls, ring)"
+    elif re.search(r"^_?mi_|mimalloc", sym): k = "allocator (mimalloc)"
+    elif dso.startswith("libc"): k = "libc (memcpy, syscall stubs)"
+    elif "cidgate::sip::" in sym: k = "cidgate: SIP parse and scan"
+    elif re.search(r"cidgate::(proxy|callerid)", sym): k = "cidgate: proxy core and caller-ID policy"
+    elif re.search(r"^tokio::|^mio::", sym): k = "tokio runtime"
+    else: k = "the rest of cidgate (futures, hashing, fmt/logging, timers, memchr)" if "cidgate" in dso else "other: " + dso
+    b[k] = b.get(k, 0) + pct
+for k, v in sorted(b.items(), key=lambda kv: -kv[1]):
+    if v >= 0.5:
+        print("    %5.1f%%  %s" % (v, k))
+'
 }
 
 : > "$OUT/results"
@@ -252,8 +283,10 @@ if [ "$PERF" = 1 ] && [ -n "$CIDGATE" ]; then
   for legs in $LEGS; do
     echo "== perf: cidgate, TLS legs: $legs (not counted)"
     one_run cidgate "$legs" "perf-cidgate-$legs" perf
-    perf report -i "$OUT/perf-$legs.data" --no-children --sort dso,symbol --stdio 2>/dev/null | head -80 > "$OUT/perf-$legs.txt"
-    perf report -i "$OUT/perf-$legs.data" --no-children --sort dso --stdio 2>/dev/null | grep -v '^#' | head -15 > "$OUT/perf-$legs-dso.txt"
+    perf report -i "$OUT/perf-$legs.data" --no-children --sort dso,symbol -g none --stdio 2>/dev/null \
+      | grep -v '^#' | grep -v '^$' | head -60 > "$OUT/perf-$legs.txt"
+    echo "  where cidgate's CPU goes (perf samples, legs=$legs; top symbols in $OUT/perf-$legs.txt):"
+    perf_buckets "$OUT/perf-$legs.data" | tee -a "$OUT/perf-$legs.txt"
   done
 fi
 uptime | sed 's/^/== end: /'
@@ -274,7 +307,8 @@ for leg in legs:
         rs = sorted(runs.get((leg, t), []), key=lambda r: r[0])
         cpus = [float(kv["cpu_us_per_call"]) for _, kv in rs
                 if kv.get("verdict") == "PASS" and kv.get("cpu_us_per_call", "-") not in ("-", "nan")]
-        each = ", ".join("%s%s" % (kv.get("cpu_us_per_call", "-"), "" if kv.get("verdict") == "PASS" else " (%s)" % kv.get("verdict"))
+        each = ", ".join("%s%s" % (kv.get("cpu_us_per_call", "-"), "" if kv.get("verdict") == "PASS" else " (%s%s)"
+                                   % (kv.get("verdict"), ": SIPp abort" if kv.get("sipp_abort") else ""))
                          for _, kv in rs)
         tls = sorted({"carrier leg " + kv.get("tls_carrier", "?") + ("; PBX leg " + kv["tls_pbx"] if "tls_pbx" in kv else "")
                       for _, kv in rs})
