@@ -9,33 +9,14 @@ use std::time::Duration;
 
 use cidgate::config::Config;
 use cidgate::inventory::InventoryHandle;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use common::http::request;
 
 const QUEUES: &str = "queue_id,caller_id_number,caller_id_name,region,anonymous\nsales,+14155550100,Acme Sales,US,false\n";
 const NUMBERS: &str = "number,region\n+14155550100\n+14155550101\n";
 
-/// Minimal HTTP/1.1 exchange: returns (status, body).
+/// A request without a body: (status, body).
 async fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
-    http_with(addr, method, path, "").await
-}
-
-async fn http_with(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: admin\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
-        .await
-        .unwrap()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text[9..12].parse().unwrap();
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    (status, body)
+    request(addr, method, path, "").await
 }
 
 fn setup(dir: &Path) -> Config {
@@ -134,7 +115,7 @@ async fn upsert_and_delete_are_checked_like_a_load() {
             .unwrap();
 
     // A queue whose number is not claimed is refused; nothing changes.
-    let (code, body) = http_with(
+    let (code, body) = request(
         addr,
         "PUT",
         "/inventory/queues/new",
@@ -150,7 +131,7 @@ async fn upsert_and_delete_are_checked_like_a_load() {
         http(addr, "PUT", "/inventory/numbers/+14155550199").await.0,
         200
     );
-    let (code, body) = http_with(
+    let (code, body) = request(
         addr,
         "PUT",
         "/inventory/queues/new",
@@ -165,7 +146,7 @@ async fn upsert_and_delete_are_checked_like_a_load() {
 
     // Upsert replaces; a number still used by a queue cannot be released.
     assert_eq!(
-        http_with(addr, "PUT", "/inventory/queues/new", "+14155550101,Renamed")
+        request(addr, "PUT", "/inventory/queues/new", "+14155550101,Renamed")
             .await
             .0,
         200
@@ -185,7 +166,7 @@ async fn upsert_and_delete_are_checked_like_a_load() {
     assert!(handle.snapshot().queue("new").is_none());
     assert_eq!(http(addr, "DELETE", "/inventory/queues/new").await.0, 404);
     assert_eq!(
-        http_with(addr, "PUT", "/inventory/queues/bad", "+14155550100,X,ZZ")
+        request(addr, "PUT", "/inventory/queues/bad", "+14155550100,X,ZZ")
             .await
             .0,
         422
@@ -222,7 +203,7 @@ async fn refusals_speak_the_operators_language() {
         body,
         "+14155550100 is the caller_id_number of queue `sales`; give it another number or delete it first\n"
     );
-    http_with(addr, "PUT", "/inventory/queues/sales2", "+14155550100,Two").await;
+    request(addr, "PUT", "/inventory/queues/sales2", "+14155550100,Two").await;
     let (_, body) = http(addr, "DELETE", "/inventory/numbers/+14155550100").await;
     assert!(
         body.starts_with("+14155550100 is the caller_id_number of queues `sales`, `sales2`;"),
@@ -230,14 +211,14 @@ async fn refusals_speak_the_operators_language() {
     );
 
     // A queue whose number is not claimed: how to claim it.
-    let (code, body) = http_with(addr, "PUT", "/inventory/queues/new", "+14155550199,New").await;
+    let (code, body) = request(addr, "PUT", "/inventory/queues/new", "+14155550199,New").await;
     assert_eq!(code, 409, "{body}");
     assert_eq!(
         body,
         "queue `new`: caller_id_number +14155550199 is not a claimed number; claim it first (PUT /inventory/numbers/+14155550199)\n"
     );
     // Bad values, unknown entries: the reason alone.
-    let (code, body) = http_with(addr, "PUT", "/inventory/queues/bad", "12345,Bad").await;
+    let (code, body) = request(addr, "PUT", "/inventory/queues/bad", "12345,Bad").await;
     assert_eq!(code, 422, "{body}");
     assert_eq!(
         body,
@@ -264,7 +245,7 @@ async fn refusals_speak_the_operators_language() {
         ("PUT", "/inventory/queues/bad", "12345,Bad"),
         ("PUT", "/inventory/numbers/+1555", ""),
     ] {
-        let (_, text) = http_with(addr, method, path, body).await;
+        let (_, text) = request(addr, method, path, body).await;
         assert!(
             !text.contains('<') && !text.contains(":1:") && !text.contains(":0:"),
             "{text}"
@@ -283,7 +264,7 @@ async fn numbers_are_claimed_in_any_region() {
     };
 
     // National form of another region: the body names the region.
-    let (code, body) = http_with(addr, "PUT", "/inventory/numbers/020%207946%200001", "GB").await;
+    let (code, body) = request(addr, "PUT", "/inventory/numbers/020%207946%200001", "GB").await;
     assert_eq!(code, 200, "{body}");
     assert!(claimed("+442079460001"));
     // Or the query does; with neither, the default region (US) reads it.
@@ -306,7 +287,7 @@ async fn numbers_are_claimed_in_any_region() {
     );
 
     // A queue may now present the GB number; released in its national form.
-    let (code, body) = http_with(addr, "PUT", "/inventory/queues/uk", "+442079460001,UK,GB").await;
+    let (code, body) = request(addr, "PUT", "/inventory/queues/uk", "+442079460001,UK,GB").await;
     assert_eq!(code, 200, "{body}");
     assert_eq!(http(addr, "DELETE", "/inventory/queues/uk").await.0, 200);
     let (code, body) = http(
@@ -319,13 +300,13 @@ async fn numbers_are_claimed_in_any_region() {
     assert!(!claimed("+442079460001"));
 
     // Malformed region bodies and parameters.
-    let (code, body) = http_with(addr, "PUT", "/inventory/numbers/020%207946%200004", "ZZ").await;
+    let (code, body) = request(addr, "PUT", "/inventory/numbers/020%207946%200004", "ZZ").await;
     assert_eq!(code, 422, "{body}");
     assert!(
         body.starts_with("region \"ZZ\" is not an ISO 3166"),
         "{body}"
     );
-    let (code, _) = http_with(addr, "PUT", "/inventory/numbers/+14155550100", "US,extra").await;
+    let (code, _) = request(addr, "PUT", "/inventory/numbers/+14155550100", "US,extra").await;
     assert_eq!(code, 400);
     let (code, body) = http(addr, "PUT", "/inventory/numbers/+14155550100?regoin=US").await;
     assert_eq!(code, 400, "{body}");
@@ -345,7 +326,7 @@ async fn inventory_lists_queues_and_numbers_as_json_pages() {
             200
         );
     }
-    http_with(addr, "PUT", "/inventory/queues/anon", ",Nobody,GB,yes").await;
+    request(addr, "PUT", "/inventory/queues/anon", ",Nobody,GB,yes").await;
 
     let (code, body) = http(addr, "GET", "/inventory").await;
     assert_eq!(code, 200, "{body}");
@@ -425,7 +406,7 @@ async fn readme_admin_examples_answer_as_written() {
             .unwrap()
             .parse()
             .unwrap();
-        let (code, answer) = http_with(addr, method, path, body).await;
+        let (code, answer) = request(addr, method, path, body).await;
         assert_eq!(code, expected, "{}\n{answer}", ex.line);
         if method == "GET" && path.starts_with("/inventory") {
             let json: serde_json::Value = serde_json::from_str(&answer).unwrap();

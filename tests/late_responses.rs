@@ -24,13 +24,7 @@ fn answered(h: &mut Harness, id: &str) -> (Bytes, Bytes, Bytes) {
     let inv = Bytes::from(invite(id, "X-Queue-Id: sales\r\n"));
     let out = h.input(udp(PBX), &inv);
     let fwd = to(&out, udp(CARRIER))[0].data.clone();
-    let ok = respond(
-        &fwd,
-        200,
-        "OK",
-        Some("callee1"),
-        "Contact: <sip:callee@127.0.0.20:5080>\r\n",
-    );
+    let ok = answer(&fwd, "callee1");
     let out = h.input(udp(CARRIER), &ok);
     assert_eq!(status(&to(&out, udp(PBX))[0].data), 200);
     (inv, fwd, ok)
@@ -101,13 +95,7 @@ fn a_drain_ends_only_a_grace_time_after_the_last_final_response() {
     h.proxy.start_draining();
     h.advance(Duration::from_millis(100));
     assert!(!h.proxy.drained(h.now), "a call is still waiting");
-    let ok = respond(
-        &fwd,
-        200,
-        "OK",
-        Some("c"),
-        "Contact: <sip:callee@127.0.0.20:5080>\r\n",
-    );
+    let ok = answer(&fwd, "c");
     h.input(udp(CARRIER), &ok);
     assert_eq!(h.proxy.pending_transactions(), 0);
     assert!(!h.proxy.drained(h.now), "the ACK has yet to cross");

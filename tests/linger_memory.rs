@@ -43,13 +43,7 @@ fn an_answered_call_lingers_in_a_bounded_number_of_bytes() {
         let inv = invite(id, "X-Queue-Id: sales\r\n");
         let out = h.input(udp(PBX), &inv);
         let fwd: Bytes = to(&out, udp(CARRIER))[0].data.clone();
-        let ok = respond(
-            &fwd,
-            200,
-            "OK",
-            Some("c"),
-            "Contact: <sip:callee@127.0.0.20:5080>\r\n",
-        );
+        let ok = answer(&fwd, "c");
         h.input(udp(CARRIER), &ok);
     };
     for i in 0..CALLS {

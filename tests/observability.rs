@@ -11,23 +11,16 @@ use std::time::Duration;
 
 use cidgate::config::Config;
 use cidgate::inventory::InventoryHandle;
+use common::binary::{example_inventory_section, RunningBinary};
+use common::http::request;
 use common::{inventory, invite};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::UdpSocket;
 
 const WAIT: Duration = Duration::from_secs(10);
 
+/// The body of a GET.
 async fn get(addr: SocketAddr, path: &str) -> String {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(WAIT, s.read_to_end(&mut out))
-        .await
-        .unwrap()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out).into_owned();
-    text.split("\r\n\r\n").nth(1).unwrap_or("").to_string()
+    request(addr, "GET", path, "").await.1
 }
 
 /// The value of the sample of `name` carrying every label in `labels`
@@ -163,67 +156,21 @@ async fn metrics_keep_the_caller_id_reject_apart_from_refusals() {
     admin_task.abort();
 }
 
-/// Reads the child's stderr until a line contains `needle`; all lines read.
-async fn read_until(
-    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>,
-    needle: &str,
-    wait: Duration,
-) -> Vec<String> {
-    let mut seen = Vec::new();
-    let end = tokio::time::Instant::now() + wait;
-    loop {
-        let line = tokio::time::timeout_at(end, lines.next_line())
-            .await
-            .unwrap_or_else(|_| panic!("no {needle:?} in:\n{}", seen.join("\n")))
-            .unwrap()
-            .expect("stderr open");
-        let done = line.contains(needle);
-        seen.push(line);
-        if done {
-            return seen;
-        }
-    }
-}
-
 #[tokio::test]
 async fn untrusted_refusals_are_logged_with_their_source_once_per_interval() {
-    use std::process::Stdio;
-    use tokio::io::AsyncBufReadExt;
     let dir = tempfile::tempdir().unwrap();
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
     let cfg = dir.path().join("gw.toml");
     std::fs::write(
         &cfg,
         format!(
             "[server]\nlisten = [\"udp://127.0.0.1:0\"]\nadmin = \"\"\n[trust]\npbx = [\"127.0.0.1/32\"]\n\
-             [[carrier]]\nuri = \"sip:127.0.0.1:9\"\n[inventory]\nqueues = \"{}\"\nnumbers = \"{}\"\n",
-            data.join("queues.csv").display(),
-            data.join("numbers.csv").display()
+             [[carrier]]\nuri = \"sip:127.0.0.1:9\"\n{}",
+            example_inventory_section()
         ),
     )
     .unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_cidgate"))
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let started = read_until(&mut lines, "listen=udp://", Duration::from_secs(60)).await;
-    let gw: SocketAddr = started
-        .last()
-        .unwrap()
-        .split("udp://")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .trim_end_matches('"')
-        .parse()
-        .unwrap();
+    let mut gateway = RunningBinary::start(&cfg).await;
+    let gw = gateway.udp;
 
     let stranger = UdpSocket::bind("127.0.0.2:0").await.unwrap();
     let from = stranger.local_addr().unwrap();
@@ -232,23 +179,25 @@ async fn untrusted_refusals_are_logged_with_their_source_once_per_interval() {
         assert!(answer.starts_with("SIP/2.0 403 Forbidden"), "{answer}");
     }
     // The first at once, with its source address and port.
-    let first = read_until(&mut lines, "not in [trust] pbx refused (403)", WAIT).await;
+    let first = gateway
+        .read_log_until("not in [trust] pbx refused (403)", WAIT)
+        .await;
     assert!(
         first.last().unwrap().contains(&format!("source={from}")),
         "{first:?}"
     );
     // The other 19 in one summary line, once the interval has passed.
     let interval = cidgate::telemetry::UNTRUSTED_LOG_INTERVAL;
-    let rest = read_until(
-        &mut lines,
-        "more requests from sources not in [trust] pbx",
-        interval + WAIT,
-    )
-    .await;
+    let rest = gateway
+        .read_log_until(
+            "more requests from sources not in [trust] pbx",
+            interval + WAIT,
+        )
+        .await;
     let summary = rest.last().unwrap();
     assert!(summary.contains("19 more requests"), "{summary}");
     assert!(summary.contains(&format!("{} ×19", from.ip())), "{summary}");
     let single_lines = rest.iter().filter(|l| l.contains("refused (403)")).count();
     assert_eq!(single_lines, 0, "{rest:?}");
-    child.kill().await.unwrap();
+    gateway.child.kill().await.unwrap();
 }

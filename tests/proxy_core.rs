@@ -250,13 +250,7 @@ fn responses_flow_back_with_the_pbx_identity() {
     );
     // No Timer A after a provisional.
     assert!(to(&h.advance(Duration::from_secs(2)), udp(CARRIER)).is_empty());
-    let ok = respond(
-        &fwd,
-        200,
-        "OK",
-        Some("callee1"),
-        "Contact: <sip:callee@127.0.0.20:5080>\r\n",
-    );
+    let ok = answer(&fwd, "callee1");
     let out = h.input(udp(CARRIER), &ok);
     let up = one(&out, udp(PBX));
     assert_eq!(status(up), 200);
@@ -272,13 +266,7 @@ fn responses_flow_back_with_the_pbx_identity() {
 
 fn established(h: &mut Harness, id: &str) -> (Bytes, Bytes, Bytes) {
     let (inv, fwd) = call(h, id, "X-Queue-Id: sales\r\n");
-    let ok = respond(
-        &fwd,
-        200,
-        "OK",
-        Some("callee1"),
-        "Contact: <sip:callee@127.0.0.20:5080>\r\n",
-    );
+    let ok = answer(&fwd, "callee1");
     let out = h.input(udp(CARRIER), &ok);
     let up = one(&out, udp(PBX)).clone();
     (inv, fwd, up)

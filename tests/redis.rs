@@ -15,9 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::http::try_request;
 use common::{header_value, invite, respond, status};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 const SECRET: &str = "one-secret-shared-by-both-instances";
@@ -162,7 +162,7 @@ impl Gateway {
         // for a debug build on a busy machine, not a timing claim.
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
-            if let Some((200, _)) = try_http(gw.admin, "GET", "/healthz", "").await {
+            if let Some((200, _)) = try_request(gw.admin, "GET", "/healthz", "").await {
                 return gw;
             }
             assert!(
@@ -196,7 +196,7 @@ impl Gateway {
     }
 
     async fn http(&self, method: &str, path: &str, body: &str) -> (u16, String) {
-        try_http(self.admin, method, path, body)
+        try_request(self.admin, method, path, body)
             .await
             .unwrap_or_else(|| panic!("admin API of {} does not answer", self.admin))
     }
@@ -207,26 +207,6 @@ impl Drop for Gateway {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-async fn try_http(addr: SocketAddr, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(addr).await.ok()?;
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: admin\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.ok()?;
-    let mut out = Vec::new();
-    tokio::time::timeout(WAIT, s.read_to_end(&mut out))
-        .await
-        .ok()?
-        .ok()?;
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text.get(9..12)?.parse().ok()?;
-    Some((
-        status,
-        text.split("\r\n\r\n").nth(1).unwrap_or("").to_string(),
-    ))
 }
 
 /// `cidgate inventory push`; (success, stdout + stderr).
@@ -808,7 +788,7 @@ async fn unreachable_at_start_refused_without_snapshot_served_with_one() {
     // for a debug build on a busy machine, not a timing claim.
     let deadline = Instant::now() + Duration::from_secs(120);
     let body = loop {
-        if let Some((200, body)) = try_http(gw.admin, "GET", "/healthz", "").await {
+        if let Some((200, body)) = try_request(gw.admin, "GET", "/healthz", "").await {
             break body;
         }
         assert!(Instant::now() < deadline, "{}", gw.log_text());

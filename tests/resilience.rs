@@ -6,20 +6,22 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use cidgate::config::Config;
 use cidgate::inventory::InventoryHandle;
+use common::binary::{example_inventory_section, RunningBinary};
+use common::http::request;
 use common::*;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::UdpSocket;
 
 /// How long a test waits for a message before it fails. Generous: this is
 /// a bound against hanging, not a timing claim.
 const WAIT: Duration = Duration::from_secs(15);
+/// How long a drained gateway may take to exit.
+const EXIT: Duration = Duration::from_secs(30);
 
 async fn recv(sock: &UdpSocket) -> (Bytes, SocketAddr) {
     let mut buf = vec![0u8; 65536];
@@ -112,21 +114,6 @@ async fn a_silent_first_carrier_hands_the_call_to_the_second() {
     gw.shutdown().await;
 }
 
-async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(WAIT, s.read_to_end(&mut out))
-        .await
-        .unwrap()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text[9..12].parse().unwrap();
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    (status, body)
-}
-
 #[tokio::test]
 async fn probes_take_a_dead_carrier_out_and_the_admin_api_shows_it() {
     let silent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -158,7 +145,7 @@ async fn probes_take_a_dead_carrier_out_and_the_admin_api_shows_it() {
     let want = format!("carrier udp:{dead} down");
     let mut body = String::new();
     for _ in 0..100 {
-        body = http_get(admin, "/healthz").await.1;
+        body = request(admin, "GET", "/healthz", "").await.1;
         if body.contains(&want) {
             break;
         }
@@ -167,7 +154,7 @@ async fn probes_take_a_dead_carrier_out_and_the_admin_api_shows_it() {
     assert!(body.contains(&want), "{body}");
     assert!(body.starts_with("ok\n"), "one carrier is still up: {body}");
     assert!(body.contains(&format!("carrier udp:{alive} up")), "{body}");
-    let (_, metrics) = http_get(admin, "/metrics").await;
+    let (_, metrics) = request(admin, "GET", "/metrics", "").await;
     assert!(
         metrics.contains(&format!("cidgate_carrier_up{{carrier=\"udp:{dead}\"}} 0")),
         "{metrics}"
@@ -184,74 +171,17 @@ async fn probes_take_a_dead_carrier_out_and_the_admin_api_shows_it() {
     gw.shutdown().await;
 }
 
-/// A gateway process of the real binary, and the UDP address it listens on.
-struct Process {
-    child: tokio::process::Child,
-    udp: SocketAddr,
-}
-
 fn write_config(dir: &Path, listen: &str, carrier: SocketAddr) -> PathBuf {
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
     let cfg = dir.join("gw.toml");
     std::fs::write(
         &cfg,
         format!(
-            "[server]\nlisten = [\"udp://{listen}\"]\nadmin = \"\"\ndialog_secret = \"restart test shared secret\"\n[[carrier]]\nuri = \"sip:{carrier}\"\n[health]\nprobe_interval = 0\n[inventory]\nqueues = \"{}\"\nnumbers = \"{}\"\n",
-            data.join("queues.csv").display(),
-            data.join("numbers.csv").display()
+            "[server]\nlisten = [\"udp://{listen}\"]\nadmin = \"\"\ndialog_secret = \"restart test shared secret\"\n[[carrier]]\nuri = \"sip:{carrier}\"\n[health]\nprobe_interval = 0\n{}",
+            example_inventory_section()
         ),
     )
     .unwrap();
     cfg
-}
-
-async fn spawn_gateway(cfg: &Path) -> Process {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_cidgate"))
-        .args(["run", "--config"])
-        .arg(cfg)
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    // Starting warms the numbering plans first: allow for a slow machine.
-    let udp: SocketAddr = loop {
-        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-            .await
-            .expect("gateway logs its listener")
-            .unwrap()
-            .expect("log line");
-        if let Some(rest) = line.split("udp://").nth(1) {
-            break rest
-                .split_whitespace()
-                .next()
-                .unwrap()
-                .trim_end_matches('"')
-                .parse()
-                .unwrap();
-        }
-    };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Process { child, udp }
-}
-
-fn sigterm(p: &Process) {
-    let pid = p.child.id().unwrap().to_string();
-    // The shell's own kill: no dependency on a kill binary being installed.
-    let killed = std::process::Command::new("sh")
-        .args(["-c", &format!("kill -TERM {pid}")])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-}
-
-async fn exits_cleanly(mut p: Process) {
-    let code = tokio::time::timeout(Duration::from_secs(30), p.child.wait())
-        .await
-        .expect("exits after draining")
-        .unwrap();
-    assert!(code.success(), "{code:?}");
 }
 
 #[tokio::test]
@@ -259,14 +189,14 @@ async fn sigterm_drain_relays_the_answer_and_then_the_ack() {
     let dir = tempfile::tempdir().unwrap();
     let carrier = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let callee = carrier.local_addr().unwrap();
-    let gw = spawn_gateway(&write_config(dir.path(), "127.0.0.1:0", callee)).await;
+    let gw = RunningBinary::start(&write_config(dir.path(), "127.0.0.1:0", callee)).await;
     let pbx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let me = pbx.local_addr().unwrap();
     pbx.send_to(pbx_invite(me, "dr", "sales-us").as_bytes(), gw.udp)
         .await
         .unwrap();
     let (fwd, from) = recv_where(&carrier, |m| is_request(m, "INVITE")).await;
-    sigterm(&gw);
+    gw.sigterm();
     // A new call is refused while the old one finishes.
     tokio::time::sleep(Duration::from_millis(200)).await;
     pbx.send_to(pbx_invite(me, "dr2", "sales-us").as_bytes(), gw.udp)
@@ -286,7 +216,7 @@ async fn sigterm_drain_relays_the_answer_and_then_the_ack() {
         .unwrap();
     let (ack, _) = recv_where(&carrier, |m| is_request(m, "ACK")).await;
     assert_eq!(header_value(&ack, "Call-ID").unwrap(), "dr@pbx.example.com");
-    exits_cleanly(gw).await;
+    gw.exits_cleanly(EXIT).await;
 }
 
 #[tokio::test]
@@ -294,7 +224,7 @@ async fn a_restarted_gateway_forwards_the_2xx_retransmission_and_the_ack() {
     let dir = tempfile::tempdir().unwrap();
     let carrier = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let callee = carrier.local_addr().unwrap();
-    let before = spawn_gateway(&write_config(dir.path(), "127.0.0.1:0", callee)).await;
+    let before = RunningBinary::start(&write_config(dir.path(), "127.0.0.1:0", callee)).await;
     let gw_addr = before.udp;
     let pbx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let me = pbx.local_addr().unwrap();
@@ -305,9 +235,9 @@ async fn a_restarted_gateway_forwards_the_2xx_retransmission_and_the_ack() {
     carrier.send_to(&ok, from).await.unwrap();
     // The PBX's ACK for this copy is lost: the gateway restarts first.
     recv_where(&pbx, is_status(200)).await;
-    sigterm(&before);
-    exits_cleanly(before).await;
-    let after = spawn_gateway(&write_config(dir.path(), &gw_addr.to_string(), callee)).await;
+    before.sigterm();
+    before.exits_cleanly(EXIT).await;
+    let after = RunningBinary::start(&write_config(dir.path(), &gw_addr.to_string(), callee)).await;
     assert_eq!(after.udp, gw_addr);
     // The carrier retransmits its 200 to the new process, which has no
     // transaction for it and forwards it from the route state alone.
@@ -326,6 +256,6 @@ async fn a_restarted_gateway_forwards_the_2xx_retransmission_and_the_ack() {
     let mut buf = [0u8; 4096];
     let got = tokio::time::timeout(Duration::from_millis(500), pbx.recv_from(&mut buf)).await;
     assert!(got.is_err(), "nothing reflected to the PBX");
-    sigterm(&after);
-    exits_cleanly(after).await;
+    after.sigterm();
+    after.exits_cleanly(EXIT).await;
 }

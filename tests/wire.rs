@@ -17,9 +17,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
 const WAIT: Duration = Duration::from_secs(5);
-/// A spawned gateway binds its ports after compiling every numbering plan:
-/// seconds in a debug build on a loaded machine.
-const START: Duration = Duration::from_secs(60);
 
 async fn gateway(carrier_uri: &str) -> Gateway {
     let toml = format!(
@@ -354,8 +351,6 @@ async fn oversized_invite_moves_to_tcp_toward_the_carrier() {
 /// finishes, then the process exits cleanly.
 #[tokio::test]
 async fn sigterm_drains_gracefully() {
-    use std::process::Stdio;
-    use tokio::io::AsyncBufReadExt;
     let dir = tempfile::tempdir().unwrap();
     let carrier = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let cfg = dir.path().join("gw.toml");
@@ -363,40 +358,15 @@ async fn sigterm_drains_gracefully() {
     std::fs::write(
         &cfg,
         format!(
-            "[server]\nlisten = [\"udp://127.0.0.1:0\"]\nadmin = \"\"\n{}[[carrier]]\nuri = \"sip:{}\"\n[health]\nprobe_interval = 0\n[inventory]\nqueues = \"{}\"\nnumbers = \"{}\"\n",
+            "[server]\nlisten = [\"udp://127.0.0.1:0\"]\nadmin = \"\"\n{}[[carrier]]\nuri = \"sip:{}\"\n[health]\nprobe_interval = 0\n{}",
             workers_line(),
             carrier.local_addr().unwrap(),
-            data.join("queues.csv").display(),
-            data.join("numbers.csv").display()
+            binary::example_inventory_section()
         ),
     )
     .unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_cidgate"))
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let gw_addr: SocketAddr = loop {
-        let line = tokio::time::timeout(START, lines.next_line())
-            .await
-            .unwrap()
-            .unwrap()
-            .expect("log line");
-        if let Some(rest) = line.split("udp://").nth(1) {
-            break rest
-                .split_whitespace()
-                .next()
-                .unwrap()
-                .trim_end_matches('"')
-                .parse()
-                .unwrap();
-        }
-    };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let gw = binary::RunningBinary::start(&cfg).await;
+    let gw_addr = gw.udp;
     let queue = std::fs::read_to_string(data.join("queues.csv")).unwrap();
     let queue_id = queue
         .lines()
@@ -415,13 +385,7 @@ async fn sigterm_drains_gracefully() {
     .await
     .unwrap();
     let (fwd, from) = recv(&carrier).await;
-    let pid = child.id().unwrap().to_string();
-    // The shell's own kill: no dependency on a kill binary being installed.
-    let killed = std::process::Command::new("sh")
-        .args(["-c", &format!("kill -TERM {pid}")])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    gw.sigterm();
     tokio::time::sleep(Duration::from_millis(200)).await;
     pbx.send_to(
         pbx_invite(me, "UDP", "g2", &format!("X-Queue-Id: {queue_id}\r\n")).as_bytes(),
@@ -437,11 +401,7 @@ async fn sigterm_drains_gracefully() {
         .unwrap();
     let ok = recv_skip_100(&pbx).await;
     assert_eq!(status(&ok), 200);
-    let code = tokio::time::timeout(WAIT, child.wait())
-        .await
-        .expect("exits after draining")
-        .unwrap();
-    assert!(code.success(), "{code:?}");
+    gw.exits_cleanly(WAIT).await;
 }
 
 /// Port 0 in the config: UDP and TCP must end up on one port every time, even

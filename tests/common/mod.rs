@@ -2,6 +2,8 @@
 //! the I/O-free proxy core, and message inspection.
 #![allow(dead_code)]
 
+pub mod binary;
+pub mod http;
 pub mod readme;
 pub mod stir;
 
@@ -271,6 +273,13 @@ pub fn invite(call: &str, extra: &str) -> String {
 
 pub fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
+}
+
+/// The callee's 200 OK to `req` (with a Contact at the carrier): a call
+/// answered.
+pub fn answer(req: &Bytes, to_tag: &str) -> Bytes {
+    let contact = "Contact: <sip:callee@127.0.0.20:5080>\r\n";
+    respond(req, 200, "OK", Some(to_tag), contact)
 }
 
 /// Builds a response to `req` as a UAS would (Via, From, To+tag, Call-ID, CSeq
