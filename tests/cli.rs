@@ -6,30 +6,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-fn cidgate(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_cidgate"))
-        .args(args)
-        .output()
-        .expect("cidgate runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// Runs `cidgate`: (exit code, stdout, stderr).
-fn cidgate_code(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_cidgate"))
-        .args(args)
-        .output()
-        .expect("cidgate runs");
-    (
-        out.status.code().expect("exited, not killed"),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use common::binary::{cidgate, cidgate_code};
 
 /// Copies examples/ into `dir` with the config passed through `edit`; returns
 /// the config's path.

@@ -2,24 +2,14 @@
 //! `cnam export` file read back with the csv crate, check-config warnings and
 //! what `resolve` shows. Runs the real binary for the CLI parts.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use cidgate::cnam::{eligibility, shape};
 use cidgate::inventory::normalize;
 use cidgate::inventory::Region;
-
-fn cidgate(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_cidgate"))
-        .args(args)
-        .output()
-        .expect("cidgate runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use common::binary::cidgate;
 
 /// Numbers of several NANP regions and one outside it (libphonenumber's
 /// example numbers, valid for their region).

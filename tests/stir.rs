@@ -7,6 +7,7 @@ mod common;
 use std::path::Path;
 
 use cidgate::stir::{Attest, Claims, Destination, OrigId, Signer};
+use common::binary::cidgate;
 use common::stir::{decode_identity, openssl, p256_key, secsipidx_verify};
 
 const X5U: &str = "https://certs.example.net/cidgate.pem";
@@ -130,65 +131,57 @@ fn unusable_keys_are_refused_with_file_and_reason() {
     refused(&path("missing.pem"), "cannot read the key");
     refused(dir.path(), "cannot read the key");
 
-    let p384 = path("p384.pem");
-    openssl(&[
-        "ecparam",
-        "-name",
-        "secp384r1",
-        "-genkey",
-        "-noout",
-        "-out",
-        p384.to_str().unwrap(),
-    ]);
-    refused(&p384, "P-384");
-    let p384_8 = path("p384-8.pem");
-    openssl(&[
-        "genpkey",
-        "-algorithm",
-        "EC",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-384",
-        "-out",
-        p384_8.to_str().unwrap(),
-    ]);
-    refused(&p384_8, "P-384");
-
-    let rsa = path("rsa.pem");
-    openssl(&[
-        "genpkey",
-        "-algorithm",
-        "RSA",
-        "-pkeyopt",
-        "rsa_keygen_bits:1024",
-        "-out",
-        rsa.to_str().unwrap(),
-    ]);
-    refused(&rsa, "RSA");
-
-    let ed = path("ed.pem");
-    openssl(&[
-        "genpkey",
-        "-algorithm",
-        "ED25519",
-        "-out",
-        ed.to_str().unwrap(),
-    ]);
-    refused(&ed, "Ed25519");
-
-    let encrypted = path("enc.pem");
-    openssl(&[
-        "genpkey",
-        "-algorithm",
-        "EC",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-aes256",
-        "-pass",
-        "pass:secret",
-        "-out",
-        encrypted.to_str().unwrap(),
-    ]);
-    refused(&encrypted, "encrypted");
+    // Keys openssl makes that are not P-256 keys we can use: (file, openssl
+    // arguments before `-out`, what the error says).
+    let unusable: [(&str, &[&str], &str); 5] = [
+        (
+            "p384.pem",
+            &["ecparam", "-name", "secp384r1", "-genkey", "-noout"],
+            "P-384",
+        ),
+        (
+            "p384-8.pem",
+            &[
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-384",
+            ],
+            "P-384",
+        ),
+        (
+            "rsa.pem",
+            &[
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:1024",
+            ],
+            "RSA",
+        ),
+        ("ed.pem", &["genpkey", "-algorithm", "ED25519"], "Ed25519"),
+        (
+            "enc.pem",
+            &[
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-aes256",
+                "-pass",
+                "pass:secret",
+            ],
+            "encrypted",
+        ),
+    ];
+    for (file, args, why) in unusable {
+        let key = path(file);
+        openssl(&[args, &["-out", key.to_str().unwrap()]].concat());
+        refused(&key, why);
+    }
 
     let garbage = path("garbage.pem");
     std::fs::write(&garbage, "this is not a key\n").unwrap();
@@ -230,18 +223,6 @@ fn certificate_url_must_be_https() {
         assert!(err.contains(why), "{x5u:?}: {err}");
     }
     assert!(Signer::from_pem(&pem, "HTTPS://c.example/a.pem").is_ok());
-}
-
-fn cidgate(args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cidgate"))
-        .args(args)
-        .output()
-        .expect("cidgate runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// A config with `[stir]` set to `stir` (TOML lines) next to a small inventory.

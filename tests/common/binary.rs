@@ -1,5 +1,5 @@
-//! The real `cidgate run` binary as a child process, for what only the
-//! binary does: start-up, signals and its log.
+//! The real `cidgate` binary as a child process, for what only the binary
+//! does: the command line, start-up, signals and its log.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -91,6 +91,25 @@ impl RunningBinary {
             .unwrap();
         assert!(code.success(), "{code:?}");
     }
+}
+
+/// Runs `cidgate args…` to its end: (exit code, stdout, stderr).
+pub fn cidgate_code(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cidgate"))
+        .args(args)
+        .output()
+        .expect("cidgate runs");
+    (
+        out.status.code().expect("exited, not killed"),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// [`cidgate_code`], saying only whether it succeeded.
+pub fn cidgate(args: &[&str]) -> (bool, String, String) {
+    let (code, stdout, stderr) = cidgate_code(args);
+    (code == 0, stdout, stderr)
 }
 
 /// The `[inventory]` section of a configuration that uses the example files
