@@ -70,49 +70,49 @@ pub fn prometheus() -> PrometheusHandle {
         .clone()
 }
 
-/// Serves the admin API on `addr` (port 0 picks one); returns the bound
-/// address and the server task.
+/// A running admin API.
+pub struct AdminServer {
+    /// The bound address (port 0 in the configuration resolved).
+    pub addr: SocketAddr,
+    pub task: JoinHandle<()>,
+}
+
+/// What the admin API works with besides the inventory files, when the
+/// gateway has it.
+#[derive(Default)]
+pub struct Attached {
+    /// The shared inventory store: edits and reloads go through it.
+    pub store: Option<Arc<Store>>,
+    /// The running TLS certificate and key: `/inventory/reload` reloads them
+    /// too (a bad set is refused and the running one stays).
+    pub tls: Option<Arc<TlsHandle>>,
+    /// The running gateway's carriers: `/healthz` and `/metrics` include
+    /// their states, and `/healthz` answers 503 while none is up.
+    pub carriers: Option<Arc<CarrierBoard>>,
+}
+
+/// Serves the admin API on `addr` (port 0 picks one) over the inventory
+/// files alone.
 pub async fn start(
     addr: SocketAddr,
     config: &Config,
     inventory: Arc<InventoryHandle>,
-) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
-    start_with(addr, config, inventory, None, None).await
+) -> anyhow::Result<AdminServer> {
+    start_with(addr, config, inventory, Attached::default()).await
 }
 
-/// [`start`] for an instance whose inventory is shared through `store`:
-/// edits and reloads go through the store.
-pub async fn start_with_store(
-    addr: SocketAddr,
-    config: &Config,
-    inventory: Arc<InventoryHandle>,
-    store: Option<Arc<Store>>,
-) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
-    start_with(addr, config, inventory, store, None).await
-}
-
-/// [`start_with_store`], with the TLS certificate and key reloaded by
-/// `/inventory/reload` too (a bad one is refused and the running one stays).
+/// [`start`] for a gateway with a store, TLS or carriers attached.
 pub async fn start_with(
     addr: SocketAddr,
     config: &Config,
     inventory: Arc<InventoryHandle>,
-    store: Option<Arc<Store>>,
-    tls: Option<Arc<TlsHandle>>,
-) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
-    start_with_carriers(addr, config, inventory, store, tls, None).await
-}
-
-/// [`start_with`] for a running gateway: `/healthz` and `/metrics` include
-/// its carriers' states, and `/healthz` answers 503 while none is up.
-pub async fn start_with_carriers(
-    addr: SocketAddr,
-    config: &Config,
-    inventory: Arc<InventoryHandle>,
-    store: Option<Arc<Store>>,
-    tls: Option<Arc<TlsHandle>>,
-    carriers: Option<Arc<CarrierBoard>>,
-) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
+    attached: Attached,
+) -> anyhow::Result<AdminServer> {
+    let Attached {
+        store,
+        tls,
+        carriers,
+    } = attached;
     let state = AppState {
         carriers,
         tls,
@@ -148,7 +148,7 @@ pub async fn start_with_carriers(
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    Ok((bound, task))
+    Ok(AdminServer { addr: bound, task })
 }
 
 /// 200 while the gateway can place calls (a degraded store does not stop

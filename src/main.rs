@@ -450,18 +450,16 @@ async fn serve(
         tracing::info!(listen = %format!("{}://{}", p.transport, p.addr), "listening");
     }
     let admin = match config.server.admin {
-        Some(addr) => Some(
-            cidgate::admin::start_with_carriers(
-                addr,
-                &config,
-                gw.inventory.clone(),
-                store.clone(),
-                gw.tls.clone(),
-                Some(gw.carriers.clone()),
-            )
-            .await?
-            .1,
-        ),
+        Some(addr) => {
+            let attached = cidgate::admin::Attached {
+                store: store.clone(),
+                tls: gw.tls.clone(),
+                carriers: Some(gw.carriers.clone()),
+            };
+            let inventory = gw.inventory.clone();
+            let server = cidgate::admin::start_with(addr, &config, inventory, attached).await?;
+            Some(server.task)
+        }
         None => None,
     };
     match &store {

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cidgate::admin::AdminServer;
 use cidgate::config::Config;
 use cidgate::inventory::InventoryHandle;
 use common::http::request;
@@ -32,7 +33,7 @@ async fn health_metrics_lookup_and_reload() {
     let dir = tempfile::tempdir().unwrap();
     let config = setup(dir.path());
     let handle = Arc::new(InventoryHandle::new(config.load_inventory().unwrap()));
-    let (addr, task) =
+    let AdminServer { addr, task } =
         cidgate::admin::start("127.0.0.1:0".parse().unwrap(), &config, handle.clone())
             .await
             .unwrap();
@@ -109,7 +110,7 @@ async fn upsert_and_delete_are_checked_like_a_load() {
     let dir = tempfile::tempdir().unwrap();
     let config = setup(dir.path());
     let handle = Arc::new(InventoryHandle::new(config.load_inventory().unwrap()));
-    let (addr, task) =
+    let AdminServer { addr, task } =
         cidgate::admin::start("127.0.0.1:0".parse().unwrap(), &config, handle.clone())
             .await
             .unwrap();
@@ -184,7 +185,7 @@ async fn serve(
 ) {
     let config = setup(dir);
     let handle = Arc::new(InventoryHandle::new(config.load_inventory().unwrap()));
-    let (addr, task) =
+    let AdminServer { addr, task } =
         cidgate::admin::start("127.0.0.1:0".parse().unwrap(), &config, handle.clone())
             .await
             .unwrap();
@@ -374,7 +375,7 @@ async fn readme_admin_examples_answer_as_written() {
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
     let config = Config::from_file(&examples.join("cidgate.toml")).unwrap();
     let handle = Arc::new(InventoryHandle::new(config.load_inventory().unwrap()));
-    let (addr, task) =
+    let AdminServer { addr, task } =
         cidgate::admin::start("127.0.0.1:0".parse().unwrap(), &config, handle.clone())
             .await
             .unwrap();

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cidgate::admin::AdminServer;
 use cidgate::config::Config;
 use cidgate::inventory::InventoryHandle;
 use common::binary::{example_inventory_section, RunningBinary};
@@ -67,10 +68,12 @@ async fn metrics_keep_the_caller_id_reject_apart_from_refusals() {
                 [trust]\npbx = [\"127.0.0.1/32\"]\n[[carrier]]\nuri = \"sip:127.0.0.1:9\"\n";
     let cfg = Config::from_toml_str(toml, Path::new("test.toml")).unwrap();
     let handle = Arc::new(InventoryHandle::new(inventory()));
-    let (admin, admin_task) =
-        cidgate::admin::start("127.0.0.1:0".parse().unwrap(), &cfg, handle.clone())
-            .await
-            .unwrap();
+    let AdminServer {
+        addr: admin,
+        task: admin_task,
+    } = cidgate::admin::start("127.0.0.1:0".parse().unwrap(), &cfg, handle.clone())
+        .await
+        .unwrap();
     let gw = cidgate::server::start(&cfg, handle, None).await.unwrap();
     let gw_addr = gw.udp_addr().unwrap();
     let pbx = UdpSocket::bind("127.0.0.1:0").await.unwrap();

@@ -126,16 +126,15 @@ async fn probes_take_a_dead_carrier_out_and_the_admin_api_shows_it() {
     let gw = cidgate::server::start(&cfg, Arc::new(InventoryHandle::new(inventory())), None)
         .await
         .unwrap();
-    let (admin, task) = cidgate::admin::start_with_carriers(
-        "127.0.0.1:0".parse().unwrap(),
-        &cfg,
-        gw.inventory.clone(),
-        None,
-        None,
-        Some(gw.carriers.clone()),
-    )
-    .await
-    .unwrap();
+    let attached = cidgate::admin::Attached {
+        carriers: Some(gw.carriers.clone()),
+        ..Default::default()
+    };
+    let inventory = gw.inventory.clone();
+    let cidgate::admin::AdminServer { addr: admin, task } =
+        cidgate::admin::start_with("127.0.0.1:0".parse().unwrap(), &cfg, inventory, attached)
+            .await
+            .unwrap();
     // The live carrier answers its probes in the background.
     let answering = tokio::spawn(async move {
         loop {
