@@ -24,12 +24,7 @@ const WAIT: Duration = Duration::from_secs(15);
 const EXIT: Duration = Duration::from_secs(30);
 
 async fn recv(sock: &UdpSocket) -> (Bytes, SocketAddr) {
-    let mut buf = vec![0u8; 65536];
-    let (n, from) = tokio::time::timeout(WAIT, sock.recv_from(&mut buf))
-        .await
-        .expect("timed out waiting for a datagram")
-        .unwrap();
-    (Bytes::copy_from_slice(&buf[..n]), from)
+    recv_datagram(sock, WAIT).await
 }
 
 /// The next message on `sock` that `want` accepts; OPTIONS probes are

@@ -92,12 +92,7 @@ async fn rig() -> Rig {
 }
 
 async fn recv(sock: &UdpSocket) -> Bytes {
-    let mut buf = vec![0u8; 65536];
-    let (n, _) = tokio::time::timeout(WAIT, sock.recv_from(&mut buf))
-        .await
-        .expect("timed out waiting for a datagram")
-        .unwrap();
-    Bytes::copy_from_slice(&buf[..n])
+    recv_datagram(sock, WAIT).await.0
 }
 
 /// Receives the next INVITE (skipping retransmissions of others).

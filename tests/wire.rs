@@ -30,12 +30,7 @@ async fn gateway(carrier_uri: &str) -> Gateway {
 }
 
 async fn recv(sock: &UdpSocket) -> (Bytes, SocketAddr) {
-    let mut buf = vec![0u8; 65536];
-    let (n, from) = tokio::time::timeout(WAIT, sock.recv_from(&mut buf))
-        .await
-        .expect("timed out waiting for a datagram")
-        .unwrap();
-    (Bytes::copy_from_slice(&buf[..n]), from)
+    recv_datagram(sock, WAIT).await
 }
 
 /// Receives until a message that is not a 100 Trying.

@@ -271,6 +271,17 @@ pub fn invite(call: &str, extra: &str) -> String {
     )
 }
 
+/// The next datagram on `sock`; fails the test when none comes within `wait`
+/// (a bound against hanging, not a timing claim).
+pub async fn recv_datagram(sock: &tokio::net::UdpSocket, wait: Duration) -> (Bytes, SocketAddr) {
+    let mut buf = vec![0u8; 65536];
+    let (n, from) = tokio::time::timeout(wait, sock.recv_from(&mut buf))
+        .await
+        .expect("timed out waiting for a datagram")
+        .unwrap();
+    (Bytes::copy_from_slice(&buf[..n]), from)
+}
+
 pub fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
 }
