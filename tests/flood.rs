@@ -66,10 +66,7 @@ async fn trusted_call(gw: SocketAddr, callee: SocketAddr, i: usize) -> bool {
     let pbx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let me = pbx.local_addr().unwrap();
     let call = format!("trusted{i}");
-    let inv = invite(&call, "X-Queue-Id: sales\r\n").replace(
-        "Via: SIP/2.0/UDP 127.0.0.10:5070",
-        &format!("Via: SIP/2.0/UDP {me}"),
-    );
+    let inv = invite_via(me, "UDP", &call, "X-Queue-Id: sales\r\n");
     let Some(ok) = transaction(&pbx, gw, inv.as_bytes(), 200).await else {
         return false;
     };
@@ -105,10 +102,7 @@ async fn transaction(pbx: &UdpSocket, gw: SocketAddr, req: &[u8], code: u16) -> 
 
 /// What the flooder sends, in turn.
 fn flood_messages(gw: SocketAddr, me: SocketAddr) -> Vec<Vec<u8>> {
-    let inv = invite("flood", "X-Queue-Id: sales\r\n").replace(
-        "Via: SIP/2.0/UDP 127.0.0.10:5070",
-        &format!("Via: SIP/2.0/UDP {me}"),
-    );
+    let inv = invite_via(me, "UDP", "flood", "X-Queue-Id: sales\r\n");
     vec![
         inv.clone().into_bytes(),
         inv.replacen("INVITE", "OPTIONS", 1).replace("10 INVITE", "10 OPTIONS").into_bytes(),

@@ -14,7 +14,7 @@ use cidgate::config::Config;
 use cidgate::inventory::InventoryHandle;
 use common::binary::{example_inventory_section, RunningBinary};
 use common::http::request;
-use common::{inventory, invite};
+use common::{inventory, invite_via};
 use tokio::net::UdpSocket;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -54,14 +54,6 @@ async fn exchange(sock: &UdpSocket, gw: SocketAddr, msg: &str) -> String {
     }
 }
 
-/// The INVITE of `common::invite`, sent by `from` (Via names the real source).
-fn invite_from(from: SocketAddr, call: &str, extra: &str) -> String {
-    invite(call, extra).replace(
-        "Via: SIP/2.0/UDP 127.0.0.10:5070",
-        &format!("Via: SIP/2.0/UDP {from}"),
-    )
-}
-
 #[tokio::test]
 async fn metrics_keep_the_caller_id_reject_apart_from_refusals() {
     let toml = "[server]\nlisten = [\"udp://127.0.0.1:0\"]\nadmin = \"127.0.0.1:0\"\n\
@@ -85,34 +77,39 @@ async fn metrics_keep_the_caller_id_reject_apart_from_refusals() {
         // The caller-ID reject: a decision about a call, not a refusal.
         (
             &pbx,
-            invite_from(p, "c1", "X-Queue-Id: nope\r\n"),
+            invite_via(p, "UDP", "c1", "X-Queue-Id: nope\r\n"),
             "SIP/2.0 403 ",
         ),
         (
             &stranger,
-            invite_from(s, "c2", "X-Queue-Id: sales\r\n"),
+            invite_via(s, "UDP", "c2", "X-Queue-Id: sales\r\n"),
             "SIP/2.0 403 ",
         ),
         (
             &pbx,
-            invite_from(p, "c3", "X-Queue-Id: sales\r\n")
+            invite_via(p, "UDP", "c3", "X-Queue-Id: sales\r\n")
                 .replace("Max-Forwards: 70", "Max-Forwards: 0"),
             "SIP/2.0 483 ",
         ),
         (
             &pbx,
-            invite_from(p, "c4", "X-Queue-Id: sales\r\n")
+            invite_via(p, "UDP", "c4", "X-Queue-Id: sales\r\n")
                 .replace("Call-ID: c4@pbx.example.com\r\n", ""),
             "SIP/2.0 400 ",
         ),
         (
             &pbx,
-            invite_from(p, "c5", "X-Queue-Id: sales\r\nProxy-Require: x-magic\r\n"),
+            invite_via(
+                p,
+                "UDP",
+                "c5",
+                "X-Queue-Id: sales\r\nProxy-Require: x-magic\r\n",
+            ),
             "SIP/2.0 420 ",
         ),
         (
             &pbx,
-            invite_from(p, "c6", "")
+            invite_via(p, "UDP", "c6", "")
                 .replace("INVITE sip:", "BYE sip:")
                 .replace("CSeq: 10 INVITE", "CSeq: 11 BYE")
                 .replace("carrier.example.com>", "carrier.example.com>;tag=callee"),
@@ -178,7 +175,12 @@ async fn untrusted_refusals_are_logged_with_their_source_once_per_interval() {
     let stranger = UdpSocket::bind("127.0.0.2:0").await.unwrap();
     let from = stranger.local_addr().unwrap();
     for i in 0..20 {
-        let answer = exchange(&stranger, gw, &invite_from(from, &format!("u{i}"), "")).await;
+        let answer = exchange(
+            &stranger,
+            gw,
+            &invite_via(from, "UDP", &format!("u{i}"), ""),
+        )
+        .await;
         assert!(answer.starts_with("SIP/2.0 403 Forbidden"), "{answer}");
     }
     // The first at once, with its source address and port.

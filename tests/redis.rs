@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::http::try_request;
-use common::{header_value, invite, respond, status};
+use common::{header_value, invite_via, respond, status};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
@@ -366,10 +366,7 @@ impl Pbx {
         rx: &mut mpsc::UnboundedReceiver<Bytes>,
     ) -> Result<String, String> {
         let me = self.sock.local_addr().unwrap();
-        let inv = invite(call, &format!("X-Queue-Id: {queue}\r\n")).replace(
-            "Via: SIP/2.0/UDP 127.0.0.10:5070",
-            &format!("Via: SIP/2.0/UDP {me}"),
-        );
+        let inv = invite_via(me, "UDP", call, &format!("X-Queue-Id: {queue}\r\n"));
         self.sock.send_to(inv.as_bytes(), setup).await.unwrap();
         let ok = Self::final_response(rx).await?;
         if status(&ok) != 200 {

@@ -47,10 +47,7 @@ fn is_status(code: u16) -> impl Fn(&Bytes) -> bool {
 }
 
 fn pbx_invite(pbx: SocketAddr, call: &str, queue: &str) -> String {
-    invite(call, &format!("X-Queue-Id: {queue}\r\n")).replace(
-        "Via: SIP/2.0/UDP 127.0.0.10:5070",
-        &format!("Via: SIP/2.0/UDP {pbx}"),
-    )
+    invite_via(pbx, "UDP", call, &format!("X-Queue-Id: {queue}\r\n"))
 }
 
 /// The PBX's ACK for a 2xx: to the callee's Contact through our Record-Route.

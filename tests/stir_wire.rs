@@ -125,16 +125,11 @@ impl Rig {
     /// answering it so nothing lingers.
     async fn call(&mut self, call: &str, ruri: &str, extra: &str) -> Bytes {
         let me = self.pbx.local_addr().unwrap();
-        let inv = invite(call, extra)
-            .replace(
-                "Via: SIP/2.0/UDP 127.0.0.10:5070",
-                &format!("Via: SIP/2.0/UDP {me}"),
-            )
-            .replacen(
-                "INVITE sip:+12125550123@gw.example.net",
-                &format!("INVITE {ruri}"),
-                1,
-            );
+        let inv = invite_via(me, "UDP", call, extra).replacen(
+            "INVITE sip:+12125550123@gw.example.net",
+            &format!("INVITE {ruri}"),
+            1,
+        );
         self.pbx
             .send_to(inv.as_bytes(), self.gw_addr)
             .await
@@ -310,20 +305,14 @@ async fn called_numbers_are_normalised_with_the_queue_region_or_signed_as_uri() 
 async fn rejects_carry_no_signature_and_retransmissions_keep_the_identity() {
     let r = rig().await;
     let me = r.pbx.local_addr().unwrap();
-    let reject = invite("rj", "X-Queue-Id: nope\r\n").replace(
-        "Via: SIP/2.0/UDP 127.0.0.10:5070",
-        &format!("Via: SIP/2.0/UDP {me}"),
-    );
+    let reject = invite_via(me, "UDP", "rj", "X-Queue-Id: nope\r\n");
     r.pbx.send_to(reject.as_bytes(), r.gw_addr).await.unwrap();
     let answer = recv(&r.pbx).await;
     assert_eq!(status(&answer), 403);
     assert!(header_value(&answer, "Identity").is_none());
 
     // Not answered: the gateway retransmits (Timer A) the same signed INVITE.
-    let inv = invite("rt", "X-Queue-Id: sales\r\n").replace(
-        "Via: SIP/2.0/UDP 127.0.0.10:5070",
-        &format!("Via: SIP/2.0/UDP {me}"),
-    );
+    let inv = invite_via(me, "UDP", "rt", "X-Queue-Id: sales\r\n");
     r.pbx.send_to(inv.as_bytes(), r.gw_addr).await.unwrap();
     let first = next_invite(&r.carrier, "rt").await;
     // The PBX retransmits too: absorbed, not signed again.

@@ -188,12 +188,13 @@ async fn call(pbx_leg: Leg, carrier_leg: Leg, pki: &Pki, pbx_hangs_up: bool) {
         "sip:agent7@{me};transport={}",
         pbx_leg.token().to_lowercase()
     );
-    let inv = invite(&call, "X-Queue-Id: sales\r\nPrivacy: id\r\n")
-        .replace(
-            "Via: SIP/2.0/UDP 127.0.0.10:5070",
-            &format!("Via: SIP/2.0/{} {me}", pbx_leg.token()),
-        )
-        .replace("<sip:agent7@127.0.0.10:5070>", &format!("<{pbx_contact}>"));
+    let inv = invite_via(
+        me,
+        pbx_leg.token(),
+        &call,
+        "X-Queue-Id: sales\r\nPrivacy: id\r\n",
+    )
+    .replace("<sip:agent7@127.0.0.10:5070>", &format!("<{pbx_contact}>"));
     let pbx_from = header_value(&Bytes::from(inv.clone()), "From").unwrap();
     pbx.send(inv.as_bytes()).await;
     assert_eq!(status(&pbx.recv().await), 100);
@@ -319,10 +320,7 @@ async fn calls_over_every_leg_combination_with_bye_from_both_sides() {
 async fn udp_call_final(gw: &Gateway, call: &str) -> Bytes {
     let pbx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let me = pbx.local_addr().unwrap();
-    let inv = invite(call, "X-Queue-Id: sales\r\n").replace(
-        "Via: SIP/2.0/UDP 127.0.0.10:5070",
-        &format!("Via: SIP/2.0/UDP {me}"),
-    );
+    let inv = invite_via(me, "UDP", call, "X-Queue-Id: sales\r\n");
     pbx.send_to(inv.as_bytes(), gw.udp_addr().unwrap())
         .await
         .unwrap();
@@ -345,10 +343,7 @@ async fn a_carrier_whose_certificate_fails_gets_the_next_one_or_503() {
     let gw = gateway(&pki, &uris).await;
     let pbx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let me = pbx.local_addr().unwrap();
-    let inv = invite("failover", "X-Queue-Id: sales\r\n").replace(
-        "Via: SIP/2.0/UDP 127.0.0.10:5070",
-        &format!("Via: SIP/2.0/UDP {me}"),
-    );
+    let inv = invite_via(me, "UDP", "failover", "X-Queue-Id: sales\r\n");
     pbx.send_to(inv.as_bytes(), gw.udp_addr().unwrap())
         .await
         .unwrap();
@@ -399,10 +394,7 @@ async fn a_carrier_whose_certificate_fails_gets_the_next_one_or_503() {
 async fn a_call_still_works(gw: &Gateway, carrier: &UdpSocket, call: &str) {
     let pbx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let me = pbx.local_addr().unwrap();
-    let inv = invite(call, "X-Queue-Id: sales\r\n").replace(
-        "Via: SIP/2.0/UDP 127.0.0.10:5070",
-        &format!("Via: SIP/2.0/UDP {me}"),
-    );
+    let inv = invite_via(me, "UDP", call, "X-Queue-Id: sales\r\n");
     pbx.send_to(inv.as_bytes(), gw.udp_addr().unwrap())
         .await
         .unwrap();
@@ -503,15 +495,8 @@ async fn hostile_handshakes_are_closed_and_other_calls_go_on() {
     // With a certificate from the CA, the PBX gets through.
     let mut ok = SipStream::tls_to(tls_addr, &pki.ca, Some(&pki.pbx)).await;
     let me = ok.local;
-    ok.send(
-        invite("withcert", "X-Queue-Id: sales\r\n")
-            .replace(
-                "Via: SIP/2.0/UDP 127.0.0.10:5070",
-                &format!("Via: SIP/2.0/TLS {me}"),
-            )
-            .as_bytes(),
-    )
-    .await;
+    ok.send(invite_via(me, "TLS", "withcert", "X-Queue-Id: sales\r\n").as_bytes())
+        .await;
     assert_eq!(status(&ok.recv().await), 100);
     a_call_still_works(&gw, &carrier, "after-all").await;
     gw.shutdown().await;
@@ -527,9 +512,11 @@ async fn outgoing_tcp_and_tls_connections_come_from_the_listen_address() {
         let gw = gateway_on("127.0.0.2", &pki, &[uri], "").await;
         let pbx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let me = pbx.local_addr().unwrap();
-        let inv = invite(&format!("src-{transport}"), "X-Queue-Id: sales\r\n").replace(
-            "Via: SIP/2.0/UDP 127.0.0.10:5070",
-            &format!("Via: SIP/2.0/UDP {me}"),
+        let inv = invite_via(
+            me,
+            "UDP",
+            &format!("src-{transport}"),
+            "X-Queue-Id: sales\r\n",
         );
         pbx.send_to(inv.as_bytes(), gw.udp_addr().unwrap())
             .await

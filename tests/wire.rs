@@ -43,13 +43,6 @@ async fn recv_skip_100(sock: &UdpSocket) -> Bytes {
     }
 }
 
-fn pbx_invite(pbx: SocketAddr, transport: &str, call: &str, extra: &str) -> String {
-    invite(call, extra).replace(
-        "Via: SIP/2.0/UDP 127.0.0.10:5070",
-        &format!("Via: SIP/2.0/{transport} {pbx}"),
-    )
-}
-
 #[tokio::test]
 async fn udp_call_end_to_end() {
     let carrier = UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -60,7 +53,7 @@ async fn udp_call_end_to_end() {
     .await;
     let gw_addr = gw.udp_addr().unwrap();
     let pbx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let inv = Bytes::from(pbx_invite(
+    let inv = Bytes::from(invite_via(
         pbx.local_addr().unwrap(),
         "UDP",
         "w1",
@@ -129,7 +122,7 @@ async fn udp_reject_and_strangers() {
     let gw = gateway(&format!("sip:{}", carrier.local_addr().unwrap())).await;
     let gw_addr = gw.udp_addr().unwrap();
     let pbx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let inv = pbx_invite(
+    let inv = invite_via(
         pbx.local_addr().unwrap(),
         "UDP",
         "rj",
@@ -144,7 +137,7 @@ async fn udp_reject_and_strangers() {
 
     // A source outside the trust list (127.0.0.2 is loopback, but not trusted).
     let stranger = UdpSocket::bind("127.0.0.2:0").await.unwrap();
-    let inv = pbx_invite(
+    let inv = invite_via(
         stranger.local_addr().unwrap(),
         "UDP",
         "st",
@@ -207,8 +200,8 @@ async fn tcp_split_pipelined_keepalive_and_carrier_reuse() {
 
     // Two INVITEs: the first split at awkward offsets, the second pipelined
     // right behind it in the same write as the first one's tail.
-    let a = pbx_invite(me, "TCP", "t1", "X-Queue-Id: sales\r\n");
-    let b = pbx_invite(me, "TCP", "t2", "X-Queue-Id: uk\r\n");
+    let a = invite_via(me, "TCP", "t1", "X-Queue-Id: sales\r\n");
+    let b = invite_via(me, "TCP", "t2", "X-Queue-Id: uk\r\n");
     let mut all = a.clone().into_bytes();
     all.extend_from_slice(b.as_bytes());
     for chunk in [
@@ -276,7 +269,7 @@ async fn tcp_reject_and_oversized_message_closes_connection() {
     let gw = gateway(&format!("sip:{}", carrier.local_addr().unwrap())).await;
     let mut pbx = TcpStream::connect(gw.tcp_addr().unwrap()).await.unwrap();
     let me = pbx.local_addr().unwrap();
-    pbx.write_all(pbx_invite(me, "TCP", "tr", "X-Queue-Id: nope\r\n").as_bytes())
+    pbx.write_all(invite_via(me, "TCP", "tr", "X-Queue-Id: nope\r\n").as_bytes())
         .await
         .unwrap();
     let mut pend = Vec::new();
@@ -317,7 +310,7 @@ async fn oversized_invite_moves_to_tcp_toward_the_carrier() {
     let pad: String = (0..12)
         .map(|i| format!("X-Pad-{i}: {}\r\n", "p".repeat(60)))
         .collect();
-    let inv = pbx_invite(
+    let inv = invite_via(
         pbx.local_addr().unwrap(),
         "UDP",
         "mtu",
@@ -374,7 +367,7 @@ async fn sigterm_drains_gracefully() {
     let pbx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let me = pbx.local_addr().unwrap();
     pbx.send_to(
-        pbx_invite(me, "UDP", "g1", &format!("X-Queue-Id: {queue_id}\r\n")).as_bytes(),
+        invite_via(me, "UDP", "g1", &format!("X-Queue-Id: {queue_id}\r\n")).as_bytes(),
         gw_addr,
     )
     .await
@@ -383,7 +376,7 @@ async fn sigterm_drains_gracefully() {
     gw.sigterm();
     tokio::time::sleep(Duration::from_millis(200)).await;
     pbx.send_to(
-        pbx_invite(me, "UDP", "g2", &format!("X-Queue-Id: {queue_id}\r\n")).as_bytes(),
+        invite_via(me, "UDP", "g2", &format!("X-Queue-Id: {queue_id}\r\n")).as_bytes(),
         gw_addr,
     )
     .await

@@ -98,12 +98,7 @@ async fn two_cores_serve_calls_cancels_and_dialogs_like_one() {
     let before = cidgate::admin::prometheus().render();
 
     let invites: Vec<String> = (0..CALLS)
-        .map(|i| {
-            invite(&format!("wk{i}"), "X-Queue-Id: sales\r\n").replace(
-                "Via: SIP/2.0/UDP 127.0.0.10:5070",
-                &format!("Via: SIP/2.0/UDP {me}"),
-            )
-        })
+        .map(|i| invite_via(me, "UDP", &format!("wk{i}"), "X-Queue-Id: sales\r\n"))
         .collect();
     for inv in &invites {
         pbx.send_to(inv.as_bytes(), gw_addr).await.unwrap();
@@ -266,9 +261,11 @@ async fn every_core_sees_the_answers_to_its_carrier_probes() {
             tokio::time::sleep(Duration::from_millis(3000)).await;
         }
         for i in 0..CALLS {
-            let inv = invite(&format!("pr{round}-{i}"), "X-Queue-Id: sales\r\n").replace(
-                "Via: SIP/2.0/UDP 127.0.0.10:5070",
-                &format!("Via: SIP/2.0/UDP {me}"),
+            let inv = invite_via(
+                me,
+                "UDP",
+                &format!("pr{round}-{i}"),
+                "X-Queue-Id: sales\r\n",
             );
             pbx.send_to(inv.as_bytes(), gw_addr).await.unwrap();
         }

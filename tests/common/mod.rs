@@ -271,6 +271,15 @@ pub fn invite(call: &str, extra: &str) -> String {
     )
 }
 
+/// [`invite`] as a PBX at `from` sends it over `transport` (`UDP`, `TCP`,
+/// `TLS`): its Via names that address, so answers come back to the socket.
+pub fn invite_via(from: SocketAddr, transport: &str, call: &str, extra: &str) -> String {
+    invite(call, extra).replace(
+        "Via: SIP/2.0/UDP 127.0.0.10:5070",
+        &format!("Via: SIP/2.0/{transport} {from}"),
+    )
+}
+
 /// The next datagram on `sock`; fails the test when none comes within `wait`
 /// (a bound against hanging, not a timing claim).
 pub async fn recv_datagram(sock: &tokio::net::UdpSocket, wait: Duration) -> (Bytes, SocketAddr) {
