@@ -21,7 +21,7 @@ use axum::Router;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::task::JoinHandle;
 
-use crate::carrier_board::CarrierBoard;
+use crate::carrier_board::{CarrierBoard, CarrierHealth};
 use crate::config::Config;
 use crate::inventory::{
     Counts, Edit, Inventory, InventoryBuilder, InventoryError, InventoryHandle, Queue, Region, E164,
@@ -155,13 +155,13 @@ pub async fn start_with(
 /// them); 503 while every carrier is down.
 async fn healthz(State(s): State<AppState>) -> (StatusCode, String) {
     let report = match &s.store {
-        Some(store) => store.health().report().1,
+        Some(store) => store.health().report(),
         None => "ok\n".into(),
     };
     let Some(board) = &s.carriers else {
         return (StatusCode::OK, report);
     };
-    let (any_up, lines) = board.health_lines();
+    let CarrierHealth { any_up, lines } = board.health();
     if any_up {
         (StatusCode::OK, report + &lines)
     } else {

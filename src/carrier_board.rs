@@ -6,6 +6,14 @@ use std::sync::{Arc, Mutex};
 
 use crate::proxy::Peer;
 
+/// What `/healthz` says of the carriers.
+pub struct CarrierHealth {
+    /// Whether any carrier can take calls (else `/healthz` answers 503).
+    pub any_up: bool,
+    /// One line per carrier, up or down, in failover order.
+    pub lines: String,
+}
+
 /// Every carrier in failover order, as `transport:address`, and whether it
 /// is up. Carriers start up: a carrier is down only once probes or calls
 /// have shown it.
@@ -37,7 +45,7 @@ impl CarrierBoard {
 
     /// The carrier lines of `/healthz`, and whether any carrier can take
     /// calls.
-    pub fn health_lines(&self) -> (bool, String) {
+    pub fn health(&self) -> CarrierHealth {
         let all = self.snapshot();
         let any_up = all.iter().any(|(_, up)| *up);
         let mut text = String::new();
@@ -47,7 +55,10 @@ impl CarrierBoard {
                 if *up { "up" } else { "down" }
             ));
         }
-        (any_up, text)
+        CarrierHealth {
+            any_up,
+            lines: text,
+        }
     }
 
     /// The carrier gauge in Prometheus text form.

@@ -105,10 +105,10 @@ impl Health {
         self.detail().refused = None;
     }
 
-    /// `(healthy, text)` for `/healthz`: degraded while the store is
-    /// unreachable or holds a version this instance refused; the gateway
-    /// still serves calls in both cases.
-    pub fn report(&self) -> (bool, String) {
+    /// The store's lines of `/healthz`: degraded while the store is
+    /// unreachable or holds a version this instance refused (the gateway
+    /// still serves calls in both cases, so `/healthz` stays 200).
+    pub fn report(&self) -> String {
         let d = self.detail();
         let serving = format!(
             "serving inventory version {} revision {}{}",
@@ -121,24 +121,18 @@ impl Health {
             }
         );
         if let Some((since, why)) = &d.down {
-            return (
-                false,
-                format!(
-                    "degraded: inventory store {} unreachable for {} s ({why}); {serving}\n",
-                    self.url,
-                    since.elapsed().as_secs()
-                ),
+            return format!(
+                "degraded: inventory store {} unreachable for {} s ({why}); {serving}\n",
+                self.url,
+                since.elapsed().as_secs()
             );
         }
         if let Some((stamp, why)) = &d.refused {
-            return (
-                false,
-                format!(
-                    "degraded: inventory store {} holds version {} revision {}, refused: {why}; {serving}\n",
-                    self.url, stamp.version, stamp.revision
-                ),
+            return format!(
+                "degraded: inventory store {} holds version {} revision {}, refused: {why}; {serving}\n",
+                self.url, stamp.version, stamp.revision
             );
         }
-        (true, format!("ok: {serving} from {}\n", self.url))
+        format!("ok: {serving} from {}\n", self.url)
     }
 }
