@@ -8,6 +8,20 @@ use std::process::Command;
 
 use common::binary::{cidgate, cidgate_code};
 
+/// queues.csv and numbers.csv in `dir`, line 3 of numbers.csv not a number.
+fn write_inventory_with_a_bad_number(dir: &Path) {
+    std::fs::write(
+        dir.join("queues.csv"),
+        "queue_id,caller_id_number,caller_id_name,region\nq1,+14155550100,Q,US\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("numbers.csv"),
+        "number,region\n+14155550100\nnot-a-number\n",
+    )
+    .unwrap();
+}
+
 /// Copies examples/ into `dir` with the config passed through `edit`; returns
 /// the config's path.
 fn copy_example(dir: &Path, edit: impl FnOnce(String) -> String) -> String {
@@ -43,16 +57,7 @@ fn check_config_accepts_the_example_and_names_the_bad_key() {
     assert!(err.contains("queue_heder"), "{err}");
 
     // A config whose inventory has a bad line fails, naming file and line.
-    std::fs::write(
-        dir.path().join("queues.csv"),
-        "queue_id,caller_id_number,caller_id_name,region\nq1,+14155550100,Q,US\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("numbers.csv"),
-        "number,region\n+14155550100\nnot-a-number\n",
-    )
-    .unwrap();
+    write_inventory_with_a_bad_number(dir.path());
     let cfg = dir.path().join("inv.toml");
     std::fs::write(
         &cfg,
@@ -192,16 +197,7 @@ fn check_config_takes_the_file_with_or_without_config_flag() {
 #[test]
 fn check_config_reports_every_problem_and_the_inventory_in_one_run() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("queues.csv"),
-        "queue_id,caller_id_number,caller_id_name,region\nq1,+14155550100,Q,US\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("numbers.csv"),
-        "number,region\n+14155550100\nnot-a-number\n",
-    )
-    .unwrap();
+    write_inventory_with_a_bad_number(dir.path());
     let cfg = dir.path().join("gw.toml");
     std::fs::write(
         &cfg,
