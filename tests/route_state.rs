@@ -284,3 +284,53 @@ fn legs_of_one_transport_get_one_record_route() {
     assert!(rr.starts_with("<sip:gw.example.net;lr;cg="), "{rr}");
     assert!(!rr.contains(','), "{rr}");
 }
+
+/// A PBX From far longer than a route may be: the Record-Route stays under
+/// 200 bytes, the call and its BYEs still work both ways, and the PBX still
+/// gets its own tag (dialogs match by tags) in what the carrier sends; its
+/// URI too while that fits (only the display name goes).
+#[test]
+fn a_long_pbx_from_keeps_the_record_route_short_and_the_dialog_working() {
+    for (call, user_len, uri_kept) in [("lf1", 40, true), ("lf2", 400, false)] {
+        let mut h = Harness::new();
+        let display = "Agent ".to_string() + &"with a very long display name ".repeat(8);
+        let user = "agent-".to_string() + &"x".repeat(user_len);
+        let long_from = format!("\"{display}\" <sip:{user}@pbx.example.com>");
+        let inv = invite(call, "X-Queue-Id: sales\r\n")
+            .replace("\"Agent 7\" <sip:agent7@pbx.example.com>", &long_from);
+        assert!(inv.contains(&user), "the long From is in the INVITE");
+        let out = h.input(udp(PBX), &inv);
+        let fwd = one(&out, udp(CARRIER)).clone();
+        let from_gw = header_value(&fwd, "From").unwrap();
+        let out = h.input(udp(CARRIER), answer(&fwd, "callee1"));
+        let ok = one(&out, udp(PBX)).clone();
+        let rr = header_value(&ok, "Record-Route").unwrap();
+        for uri in rr.split(", ") {
+            assert!(
+                uri.len() < 200,
+                "Record-Route URI under 200 bytes ({}): {uri}",
+                uri.len()
+            );
+        }
+        // The carrier hangs up: the PBX gets the BYE in its own dialog.
+        let bye = format!(
+            "BYE sip:agent7@127.0.0.10:5070 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.20:5080;branch=z9hG4bK{call}bye\r\nRoute: {rr}\r\nMax-Forwards: 70\r\nFrom: <sip:+12125550123@carrier.example.com>;tag=callee1\r\nTo: {from_gw}\r\nCall-ID: {call}@pbx.example.com\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n"
+        );
+        let out = h.input(udp(CARRIER), &bye);
+        let b = one(&out, udp(PBX)).clone();
+        assert!(is_request(&b, "BYE"));
+        let to = header_value(&b, "To").unwrap();
+        assert!(
+            to.contains(&format!(";tag=pbx-{call}")),
+            "the PBX's tag: {to}"
+        );
+        assert_eq!(to.contains(&user), uri_kept, "the PBX's URI kept: {to}");
+        assert!(!to.contains("display name"), "the display name went: {to}");
+        // And the PBX's own BYE in the other direction is routed by the state.
+        let out = h.input(
+            udp(PBX),
+            in_dialog_from_pbx("BYE", call, &format!("Route: {rr}\r\n"), 11),
+        );
+        assert!(is_request(one(&out, udp(CARRIER)), "BYE"));
+    }
+}

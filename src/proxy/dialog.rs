@@ -165,6 +165,35 @@ impl SealKey {
         URL_SAFE_NO_PAD.encode(sealed)
     }
 
+    /// Seals `state` into a token of at most `budget` characters where that
+    /// can be done by giving up what matters least: first the display name of
+    /// the PBX's From, then the PBX's From altogether (the PBX then sees the
+    /// presented identity in the To of the carrier's requests; dialogs match
+    /// by tags, RFC 3261 §12.2.2), then the end of the presented name. The
+    /// number, the PBX's address and the anonymity flag are always kept: calls
+    /// would break without them.
+    pub fn seal_within(
+        &self,
+        call_id: &[u8],
+        ftag: &[u8],
+        state: &DialogState,
+        budget: usize,
+    ) -> String {
+        let fits = |s: &DialogState| token_len(encoded_len(s)) <= budget;
+        if fits(state) {
+            return self.seal(call_id, ftag, state);
+        }
+        let mut smaller = state.clone();
+        smaller.pbx_from = addr_only(&state.pbx_from).to_vec();
+        if !fits(&smaller) {
+            smaller.pbx_from.clear();
+        }
+        while !fits(&smaller) && !smaller.name.is_empty() {
+            smaller.name.pop();
+        }
+        self.seal(call_id, ftag, &smaller)
+    }
+
     /// Returns the state if `token` was sealed for this dialog by the current
     /// or the previous secret.
     pub fn open(&self, call_id: &[u8], ftag: &[u8], token: &[u8]) -> Option<DialogState> {
@@ -246,6 +275,42 @@ fn encode(state: &DialogState) -> Vec<u8> {
     push_field(&mut p, state.name.as_bytes());
     push_field(&mut p, &state.pbx_from);
     p
+}
+
+/// Length of [`encode`]'s output, without building it.
+fn encoded_len(state: &DialogState) -> usize {
+    let field = |n: usize| {
+        if n.min(u16::MAX as usize) < 255 {
+            1 + n
+        } else {
+            3 + n.min(u16::MAX as usize)
+        }
+    };
+    let addr = if state.pbx.addr.is_ipv6() { 16 } else { 4 };
+    let digits = state
+        .number
+        .strip_prefix('+')
+        .filter(|d| !d.is_empty() && d.len() < 255 && d.bytes().all(|b| b.is_ascii_digit()));
+    let number = match digits {
+        Some(d) => 1 + d.len().div_ceil(2),
+        None => field(state.number.len()),
+    };
+    1 + addr + 2 + number + field(state.name.len()) + field(state.pbx_from.len())
+}
+
+/// Characters of the token for a plain state of `plain` bytes: AEAD tag
+/// added, base64 without padding.
+fn token_len(plain: usize) -> usize {
+    (4 * (plain + TAG_LEN)).div_ceil(3)
+}
+
+/// The `<uri>` part of a name-addr (its display name dropped); an addr-spec
+/// as it is.
+fn addr_only(name_addr: &[u8]) -> &[u8] {
+    match name_addr.iter().position(|&b| b == b'<') {
+        Some(i) => &name_addr[i..],
+        None => name_addr,
+    }
 }
 
 fn push_field(p: &mut Vec<u8>, field: &[u8]) {
@@ -340,6 +405,44 @@ mod tests {
                 addr: "127.0.0.1:5090".parse().unwrap(),
             },
         }
+    }
+
+    #[test]
+    fn token_length_is_known_before_sealing() {
+        let k = SealKey::random();
+        for (name, from_len, number) in [
+            ("", 0, "+1"),
+            ("Sales", 20, "+14155550100"),
+            ("Ünïcödé queue", 254, "anonymous"),
+            ("x", 300, "+4930123456"),
+        ] {
+            let mut s = state();
+            s.name = name.into();
+            s.pbx_from = vec![b'a'; from_len];
+            s.number = number.into();
+            assert_eq!(encoded_len(&s), encode(&s).len(), "{s:?}");
+            let token = k.seal(b"c", b"t", &s);
+            assert_eq!(token.len(), token_len(encoded_len(&s)), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn seal_within_gives_up_display_name_then_from_then_name_end() {
+        let k = SealKey::random();
+        let open = |t: &str| k.open(b"c", b"t", t.as_bytes()).unwrap();
+        let full = k.seal(b"c", b"t", &state());
+        assert_eq!(k.seal_within(b"c", b"t", &state(), full.len()), full);
+        let t = k.seal_within(b"c", b"t", &state(), full.len() - 1);
+        assert!(t.len() < full.len());
+        assert_eq!(open(&t).pbx_from, b"<sip:7001@pbx>");
+        let t = k.seal_within(b"c", b"t", &state(), 60);
+        let got = open(&t);
+        assert!(t.len() <= 60 && got.pbx_from.is_empty(), "{got:?}");
+        assert_eq!(got.name, state().name, "the name is kept while it fits");
+        let t = k.seal_within(b"c", b"t", &state(), 50);
+        let got = open(&t);
+        assert!(t.len() <= 50 && state().name.starts_with(&got.name), "{got:?}");
+        assert_eq!((got.number, got.pbx), (state().number, state().pbx));
     }
 
     #[test]

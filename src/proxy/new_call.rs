@@ -210,7 +210,12 @@ impl AttemptInputs<'_> {
             },
             pbx: self.upstream,
         };
-        let token = settings.key.seal(c.call_id(), c.from_tag(), &state);
+        let token = settings.key.seal_within(
+            c.call_id(),
+            c.from_tag(),
+            &state,
+            settings.route_token_budget(),
+        );
         let build = |transport: Transport| {
             let via = self.via.line(transport, &branch);
             let record_route = settings.record_route(self.upstream.transport, transport, &token);

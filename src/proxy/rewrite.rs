@@ -46,6 +46,10 @@ fn is_stripped(s: &Settings, c: &MessageFields, idx: usize) -> bool {
 /// Replaces the address part of a From/To value, keeping its parameters (tag
 /// included) exactly as written.
 fn replace_addr(sp: &mut Splice<'_>, c: &MessageFields, h: &HeaderField, new_addr: &[u8]) {
+    // Nothing kept (a route state that had to stay short): leave it as it is.
+    if new_addr.is_empty() {
+        return;
+    }
     let value = c.bytes(h.value);
     // Checked at parse time, so this cannot fail for From/To.
     if let Ok(na) = syntax::parse_name_addr(value) {

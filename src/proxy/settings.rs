@@ -13,6 +13,10 @@ use super::Peer;
 use crate::callerid::{DynamicFormat, PaiForm};
 use crate::sip::{syntax, Request, Transport};
 
+/// Our Record-Route URI stays under this many bytes (with its angle
+/// brackets), so that it fits the header lines of every carrier and SBC.
+pub const MAX_ROUTE_URI: usize = 200;
+
 #[derive(Clone)]
 pub struct Settings {
     pub domain: String,
@@ -98,6 +102,21 @@ impl Settings {
         }
         rr.push_str("\r\n");
         rr
+    }
+
+    /// The longest route token that keeps each of our Record-Route URIs
+    /// (`<sip:...;lr;cg=TOKEN>`) under [`MAX_ROUTE_URI`] bytes, whichever
+    /// transport the request leaves on (a large INVITE may move to TCP after
+    /// the token is sealed).
+    pub fn route_token_budget(&self) -> usize {
+        let mut longest = 0;
+        for transport in [Transport::Udp, Transport::Tcp, Transport::Tls] {
+            let mut uri = String::new();
+            self.push_route_uri(&mut uri, transport);
+            longest = longest.max(uri.len());
+        }
+        // ";cg=" and the closing '>' around the token; under, not up to, the cap.
+        MAX_ROUTE_URI.saturating_sub(longest + ";cg=".len() + ">".len() + 1)
     }
 
     /// `<sip:DOMAIN[:PORT][;transport=T];lr` for the listener of `transport`.
