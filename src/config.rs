@@ -73,7 +73,7 @@ pub struct ServerConfig {
     /// Admin HTTP address; `None` when configured as `""` (disabled).
     pub admin: Option<SocketAddr>,
     pub log: LogFormat,
-    /// Keys the HMAC that seals dialog state into Record-Route. Shared by a
+    /// Keys the AEAD that seals dialog state into Record-Route. Shared by a
     /// restarted (or a second) gateway, it keeps routing dialogs set up before;
     /// `None` means a random key per process.
     pub dialog_secret: Option<String>,
