@@ -441,7 +441,10 @@ mod tests {
         assert_eq!(got.name, state().name, "the name is kept while it fits");
         let t = k.seal_within(b"c", b"t", &state(), 50);
         let got = open(&t);
-        assert!(t.len() <= 50 && state().name.starts_with(&got.name), "{got:?}");
+        assert!(
+            t.len() <= 50 && state().name.starts_with(&got.name),
+            "{got:?}"
+        );
         assert_eq!((got.number, got.pbx), (state().number, state().pbx));
     }
 
