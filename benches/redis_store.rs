@@ -24,6 +24,11 @@ use cidgate::inventory::Region;
 mod support;
 use support::{build_inventory, claimed_number, queue_id};
 
+/// The allocator the `cidgate` binary runs with, so the load figures are the
+/// product's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const QUEUES: u64 = 100_000;
 const NUMBERS: u64 = 1_000_000;
 const LOADS: usize = 5;
@@ -99,12 +104,60 @@ fn gateway(dir: &Path, name: &str, redis: &str) -> (Killed, SocketAddr) {
         .stderr(std::fs::File::create(dir.join(format!("{name}.log"))).unwrap())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut child = Killed(child);
+    let log = || std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default();
+    let started = Instant::now();
     while http(admin, "GET", "/healthz", "").is_none_or(|(s, _)| s != 200) {
-        assert!(Instant::now() < deadline, "{name} did not start");
+        if let Ok(Some(status)) = child.0.try_wait() {
+            panic!("{name} exited ({status}) before serving:\n{}", log());
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "{name} did not start within 120 s:\n{}",
+            log()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
-    (Killed(child), admin)
+    println!(
+        "redis_store: {name} serving after {} (start, numbering-plan warm-up, load from Redis)",
+        ms(started.elapsed())
+    );
+    (child, admin)
+}
+
+/// CPU time (user + system) `pid` has used so far, from /proc/<pid>/stat
+/// (fields 14 and 15, in clock ticks).
+fn cpu_time(pid: &str) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name (field 2) may hold spaces; count from after its ')'.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let field = |i: usize| -> u64 {
+        rest.split_whitespace()
+            .nth(i)
+            .and_then(|f| f.parse().ok())
+            .unwrap_or(0)
+    };
+    let ticks = field(11) + field(12);
+    Duration::from_secs_f64(ticks as f64 / clock_ticks() as f64)
+}
+
+fn clock_ticks() -> u64 {
+    static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(100)
+    })
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }
 
 fn median(v: &mut [Duration]) -> Duration {
@@ -118,7 +171,9 @@ fn ms(d: Duration) -> String {
 
 fn main() {
     let dir = tempfile::tempdir().unwrap();
-    let (_redis, port) = redis_server(dir.path());
+    println!("redis_store: load average at start {}", load_average());
+    let (redis, port) = redis_server(dir.path());
+    let redis_pid = redis.0.id().to_string();
     let cfg = RedisInventoryConfig {
         url: format!("redis://127.0.0.1:{port}/0"),
         key_prefix: "cidgate:".into(),
@@ -140,26 +195,41 @@ fn main() {
     );
     drop(inventory);
 
-    let mut loads = Vec::new();
+    // Wall time, the bench's own CPU time (reading, parsing, checking;
+    // dropping the inventory is outside the timed part) and redis-server's.
+    let (mut walls, mut cpus, mut servers) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..LOADS {
+        let (cpu, server) = (cpu_time("self"), cpu_time(&redis_pid));
         let t = Instant::now();
         let (inv, _) = rt.block_on(cidgate::store::load_once(&cfg, us)).unwrap();
-        loads.push(t.elapsed());
+        walls.push(t.elapsed());
+        cpus.push(cpu_time("self") - cpu);
+        servers.push(cpu_time(&redis_pid) - server);
         assert_eq!(inv.claimed_count(), NUMBERS as usize);
         assert_eq!(inv.queue_count(), QUEUES as usize);
     }
-    let max = *loads.iter().max().unwrap();
+    for (what, v) in [
+        ("wall", &mut walls),
+        ("CPU of the loading process", &mut cpus),
+        ("CPU of redis-server", &mut servers),
+    ] {
+        let max = *v.iter().max().unwrap();
+        println!(
+            "redis_store: load of {NUMBERS} numbers + {QUEUES} queues (MULTI/EXEC read, checked like a load), {LOADS} runs, {what}: median {}, max {}",
+            ms(median(v)),
+            ms(max)
+        );
+    }
     println!(
-        "redis_store: load of {NUMBERS} numbers + {QUEUES} queues (MULTI/EXEC read, checked like a load), {LOADS} runs: median {}, max {}",
-        ms(median(&mut loads)),
-        ms(max)
+        "redis_store: load average after the loads {}",
+        load_average()
     );
 
     let (_one, one) = gateway(dir.path(), "one", &cfg.url);
     let (_two, two) = gateway(dir.path(), "two", &cfg.url);
     let queue = queue_id(0);
     let numbers = [claimed_number(0).0, claimed_number(2).0];
-    let mut took = Vec::with_capacity(EDITS);
+    let (mut took, mut puts) = (Vec::with_capacity(EDITS), Vec::with_capacity(EDITS));
     for i in 0..EDITS {
         let number = &numbers[(i + 1) % 2];
         let t = Instant::now();
@@ -171,6 +241,7 @@ fn main() {
         )
         .unwrap();
         assert_eq!(status, 200, "{body}");
+        puts.push(t.elapsed());
         let want = format!("\"caller_id_number\":\"{number}\"");
         loop {
             let (_, body) = http(two, "GET", &format!("/inventory/queues/{queue}"), "").unwrap();
@@ -185,10 +256,16 @@ fn main() {
         }
         took.push(t.elapsed());
     }
-    let max = *took.iter().max().unwrap();
-    println!(
-        "redis_store: admin edit on instance one until instance two serves it ({NUMBERS} numbers loaded), {EDITS} edits: median {}, max {}",
-        ms(median(&mut took)),
-        ms(max)
-    );
+    for (what, v) in [
+        ("until instance two serves it", &mut took),
+        ("until instance one answers the PUT", &mut puts),
+    ] {
+        let max = *v.iter().max().unwrap();
+        println!(
+            "redis_store: admin edit on instance one {what} ({NUMBERS} numbers loaded), {EDITS} edits: median {}, max {}",
+            ms(median(v)),
+            ms(max)
+        );
+    }
+    println!("redis_store: load average at the end {}", load_average());
 }

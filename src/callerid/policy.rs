@@ -187,8 +187,9 @@ impl Resolver {
         let Some(input) = per_call else {
             return Ok(decide(Outcome::Queue, queue_number));
         };
-        // Claimed numbers were validated at load: a canonical claimed number
-        // needs no parsing, whatever the mode.
+        // Claimed numbers were validated when they were claimed (a file load,
+        // a push, an admin edit): a canonical claimed number needs no
+        // parsing, whatever the mode.
         if let Some(e) = syntactic_e164(input).filter(|e| inv.is_claimed(e)) {
             return Ok(decide(Outcome::Dynamic, e));
         }

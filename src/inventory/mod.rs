@@ -85,7 +85,7 @@ impl Inventory {
     }
 
     /// Whether the instance owns `number`. Needs no `phonenumber` call: the
-    /// claimed numbers were validated when they were loaded.
+    /// claimed numbers were validated when they were claimed (file load, push, edit).
     pub fn is_claimed(&self, number: &E164) -> bool {
         self.claimed.contains(&number.key())
     }

@@ -163,7 +163,7 @@ impl fmt::Debug for E164 {
 /// Accepts exactly `+` followed by 1..=15 ASCII digits, the first not 0.
 ///
 /// No numbering-plan check: this is the shape test that lets a caller look a
-/// number up in the claimed set (whose members were validated at load) without
+/// number up in the claimed set (whose members were validated when claimed) without
 /// touching `phonenumber`.
 pub fn syntactic_e164(s: &str) -> Option<E164> {
     let digits = s.strip_prefix('+')?;

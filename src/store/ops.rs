@@ -3,7 +3,6 @@
 //! and the atomic edit. Everything that must not interleave with another
 //! client runs as one Lua script or one MULTI/EXEC.
 
-use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use redis::aio::ConnectionManager;
@@ -146,17 +145,14 @@ pub async fn poll(conn: &mut ConnectionManager, keys: &Keys, have: Stamp) -> Red
 #[derive(Debug)]
 pub struct Whole {
     pub stamp: Stamp,
-    pub queues: HashMap<String, String>,
+    /// Queue id → canonical row.
+    pub queues: HashEntries,
     /// Number → attestation (`""`: the configured default).
-    pub numbers: HashMap<String, String>,
+    pub numbers: HashEntries,
 }
 
 /// `current`'s version and revision, the queues hash, the numbers hash.
-type WholeReply = (
-    (Option<u64>, Option<u64>),
-    HashMap<String, String>,
-    HashMap<String, String>,
-);
+type WholeReply = ((Option<u64>, Option<u64>), redis::Value, redis::Value);
 
 /// Reads `version` in one MULTI/EXEC with `current`, so no edit can land
 /// between the parts; `None` when `current` no longer names that version (a
@@ -187,9 +183,74 @@ pub async fn read_whole(
             version,
             revision: r.unwrap_or(0),
         },
-        queues,
-        numbers,
+        queues: HashEntries::from_reply(queues)?,
+        numbers: HashEntries::from_reply(numbers)?,
     }))
+}
+
+/// The fields and values of a hash as `HGETALL` answered, kept in the
+/// reply's own buffers: a million-entry hash costs no copy, no map and no
+/// second allocation per entry (the load checks and indexes them anyway).
+#[derive(Debug, Default)]
+pub struct HashEntries {
+    /// field, value, field, value, … (bulk strings, checked in `from_reply`).
+    flat: Vec<redis::Value>,
+    /// Entries that are not UTF-8 (shown lossily): the load refuses them.
+    not_utf8: Vec<(String, String)>,
+}
+
+impl HashEntries {
+    /// Takes the reply apart: a flat array (RESP2) or a map (RESP3) of bulk
+    /// strings; anything else is a type error, as for any other reply.
+    fn from_reply(reply: redis::Value) -> RedisResult<HashEntries> {
+        use redis::Value;
+        let flat = match reply {
+            Value::Nil => Vec::new(),
+            Value::Array(items) if items.len() % 2 == 0 => items,
+            Value::Map(pairs) => pairs.into_iter().flat_map(|(f, v)| [f, v]).collect(),
+            other => return Err(not_a_hash(&other)),
+        };
+        let mut not_utf8 = Vec::new();
+        for pair in flat.chunks_exact(2) {
+            let (Value::BulkString(f), Value::BulkString(v)) = (&pair[0], &pair[1]) else {
+                return Err(not_a_hash(&pair[0]));
+            };
+            if std::str::from_utf8(f).is_err() || std::str::from_utf8(v).is_err() {
+                let lossy = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+                not_utf8.push((lossy(f), lossy(v)));
+            }
+        }
+        Ok(HashEntries { flat, not_utf8 })
+    }
+
+    /// The entries as (field, value); one that is not UTF-8 (listed by
+    /// [`not_utf8`](Self::not_utf8), which the caller refuses first) reads
+    /// as empty strings.
+    pub fn pairs(&self) -> impl ExactSizeIterator<Item = (&str, &str)> {
+        self.flat
+            .chunks_exact(2)
+            .map(|p| (bulk_text(&p[0]), bulk_text(&p[1])))
+    }
+
+    /// Entries whose field or value is not UTF-8, shown lossily.
+    pub fn not_utf8(&self) -> &[(String, String)] {
+        &self.not_utf8
+    }
+}
+
+fn bulk_text(v: &redis::Value) -> &str {
+    match v {
+        redis::Value::BulkString(b) => std::str::from_utf8(b).unwrap_or(""),
+        _ => "",
+    }
+}
+
+fn not_a_hash(got: &redis::Value) -> redis::RedisError {
+    redis::RedisError::from((
+        redis::ErrorKind::TypeError,
+        "HGETALL did not answer field/value strings",
+        format!("{got:?}").chars().take(80).collect::<String>(),
+    ))
 }
 
 /// Writes `inventory` as a new version (not yet current); returns it.

@@ -15,7 +15,9 @@ use super::keys::Keys;
 use super::ops::{self, Switched};
 use super::{within, Client, Edited, Health, LOAD_TIMEOUT, POLL_TIMEOUT, START_TIMEOUT};
 use crate::inventory::snapshot::{self, Stamp};
-use crate::inventory::{Counts, Edit, Inventory, InventoryError, InventoryHandle, Region};
+use crate::inventory::{
+    Counts, Edit, Inventory, InventoryError, InventoryHandle, LineError, Region,
+};
 
 /// What the instance serves, relative to the store.
 #[derive(Debug, Default)]
@@ -85,11 +87,14 @@ pub(super) async fn read_current(
             continue;
         };
         let v = whole.stamp.version;
+        let (numbers_at, queues_at) = (keys.numbers(v), keys.queues(v));
+        refuse_not_utf8(&whole, &numbers_at, &queues_at)
+            .map_err(|e| LoadError::Refused(whole.stamp, e))?;
         let inventory = Inventory::from_records(
-            whole.numbers.iter().map(|(n, a)| (n.as_str(), a.as_str())),
-            &keys.numbers(v),
-            whole.queues.iter().map(|(k, r)| (k.as_str(), r.as_str())),
-            &keys.queues(v),
+            whole.numbers.pairs(),
+            &numbers_at,
+            whole.queues.pairs(),
+            &queues_at,
             region,
         )
         .map_err(|e| LoadError::Refused(whole.stamp, e))?;
@@ -99,6 +104,31 @@ pub(super) async fn read_current(
         redis::ErrorKind::TryAgain,
         "the current version kept changing while being read",
     ))))
+}
+
+/// Entries the load cannot read as text, named like refused records.
+fn refuse_not_utf8(
+    whole: &ops::Whole,
+    numbers_at: &str,
+    queues_at: &str,
+) -> Result<(), InventoryError> {
+    let lines: Vec<LineError> = [(&whole.numbers, numbers_at), (&whole.queues, queues_at)]
+        .into_iter()
+        .flat_map(|(hash, at)| {
+            hash.not_utf8().iter().map(move |(f, v)| LineError {
+                file: at.to_string(),
+                line: 0,
+                reason: format!("entry {f:?} ({v:?}) is not UTF-8"),
+            })
+        })
+        .collect();
+    if lines.is_empty() {
+        return Ok(());
+    }
+    Err(InventoryError {
+        lines,
+        warnings: Vec::new(),
+    })
 }
 
 fn is_empty(inv: &Inventory) -> bool {
@@ -133,10 +163,15 @@ impl Inner {
     /// is logged) the snapshot file's; an error when neither can be used.
     pub async fn load_at_start(&self) -> anyhow::Result<Inventory> {
         let url = &self.client.url;
-        let read = within(START_TIMEOUT, async {
-            let mut conn = self.client.conn().await?;
-            Ok(read_current(&mut conn, self.keys(), self.region).await)
-        })
+        // Reaching the store is bounded by the start timeout; reading a large
+        // inventory on a busy machine may take longer, up to the load timeout.
+        let read = async {
+            let mut conn = within(START_TIMEOUT, self.client.conn()).await?;
+            within(LOAD_TIMEOUT, async {
+                Ok(read_current(&mut conn, self.keys(), self.region).await)
+            })
+            .await
+        }
         .await;
         let mut local = self.state.lock().await;
         let problem = match read {
