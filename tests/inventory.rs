@@ -610,6 +610,30 @@ fn records_and_snapshot_round_trip_and_are_checked_like_a_load() {
     assert!(e.contains("k:queues: queue \"q2\""), "{e}");
     assert!(e.contains("+14155550199 is not a claimed number"), "{e}");
 
+    // A row is read as the CSV reader reads it, quoted or not: fields
+    // trimmed, trailing ones optional, at most four.
+    let plain = Edit::put_queue("q7", " +14155550100 , Seven ,us", us).unwrap();
+    let quoted = Edit::put_queue("q7", "\"+14155550100\",\"Seven\",US,false", us).unwrap();
+    assert_eq!(plain, quoted);
+    let Edit::PutQueue(q7) = &plain else {
+        panic!("{plain:?}")
+    };
+    assert_eq!((&*q7.name, q7.anonymous), ("Seven", false));
+    for (row, why) in [
+        ("+14155550100,A,US,false,extra", "5 fields"),
+        ("\"+14155550100\",A,US,false,extra", "5 fields"),
+        ("", "empty row"),
+        ("+14155550100,A,ZZ", "region \"ZZ\""),
+    ] {
+        let e = Edit::put_queue("q7", row, us).unwrap_err();
+        assert!(e.contains(why), "{row:?}: {e}");
+    }
+    // Numbers from the store must already be E.164 (a push writes them so).
+    let e = Inventory::from_records([("4155550100", "")], "k:numbers", [], "k:queues", us)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("\"4155550100\" is not in E.164 form"), "{e}");
+
     // Edits encode to log fields and decode to the same edit.
     for edit in [
         Edit::put_queue("q9", "+14155550100,Nine,,yes", us).unwrap(),

@@ -822,3 +822,65 @@ fn the_two_instance_example_configurations_are_a_valid_pair() {
     assert_ne!(one.server.admin, two.server.admin);
     assert_ne!(r1.snapshot, r2.snapshot);
 }
+
+/// The store is shared input: a load refuses what a push could not have
+/// written (a number not in E.164 form, bytes that are not UTF-8), naming
+/// each entry, and changes nothing until the data is fixed.
+#[tokio::test]
+async fn a_load_refuses_hand_written_entries_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = Redis::start(dir.path());
+    let cfg = cidgate::config::RedisInventoryConfig {
+        url: redis.url(),
+        key_prefix: "cidgate:".into(),
+        snapshot: None,
+    };
+    let us = cidgate::inventory::Region::US;
+    let inventory = cidgate::inventory::Inventory::from_csv_readers(
+        QUEUES_A.as_bytes(),
+        "queues.csv",
+        NUMBERS_A.as_bytes(),
+        "numbers.csv",
+        us,
+    )
+    .unwrap();
+    let version = cidgate::store::push(&cfg, &inventory)
+        .await
+        .unwrap()
+        .version;
+    let (loaded, _) = cidgate::store::load_once(&cfg, us).await.unwrap();
+    assert_eq!((loaded.queue_count(), loaded.claimed_count()), (2, 3));
+
+    let numbers = format!("cidgate:v{version}:numbers");
+    let mut conn = redis.conn().unwrap();
+    let () = redis::cmd("HSET")
+        .arg(&numbers)
+        .arg("4155550103")
+        .arg("")
+        .arg(&b"+1415555\xff0104"[..])
+        .arg("A")
+        .query(&mut conn)
+        .unwrap();
+    let e = format!(
+        "{:#}",
+        cidgate::store::load_once(&cfg, us).await.unwrap_err()
+    );
+    assert!(e.contains(&numbers), "{e}");
+    assert!(e.contains("\"+1415555\u{fffd}0104\""), "{e}");
+    assert!(e.contains("is not UTF-8"), "{e}");
+
+    // With the bytes removed, the national-form number is named too.
+    let () = redis::cmd("HDEL")
+        .arg(&numbers)
+        .arg(&b"+1415555\xff0104"[..])
+        .query(&mut conn)
+        .unwrap();
+    let e = format!(
+        "{:#}",
+        cidgate::store::load_once(&cfg, us).await.unwrap_err()
+    );
+    assert!(
+        e.contains("number \"4155550103\": \"4155550103\" is not in E.164 form"),
+        "{e}"
+    );
+}
