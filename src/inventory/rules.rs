@@ -184,7 +184,7 @@ pub(crate) fn compiled_regions() -> usize {
 }
 
 /// Compiles `source` anchored at the start, with the options `phonenumber`
-/// uses (verbose mode). The crate exposes no way to build a regex other than
+/// uses (verbose mode), for ASCII input. The crate exposes no way to build a regex other than
 /// through its own cache, so the pattern is built there, cloned out (a cheap
 /// handle) and removed again so the crate's working set is not disturbed.
 /// The newline ends a `#` comment should a pattern ever contain one.
@@ -192,10 +192,15 @@ fn anchored(source: &str) -> Option<Matcher> {
     let pattern = format!("^(?:{source}\n)");
     let cache = DATABASE.cache();
     let mut cache = cache.lock().ok()?;
-    let regex = cache
-        .configure(&pattern, |b| b.ignore_whitespace(true))
-        .ok()?
-        .clone();
+    // ASCII classes first (the input is ASCII digits; see
+    // `warm::compile_ascii`), Unicode should a pattern need it.
+    let regex = match cache.configure(&pattern, |b| b.ignore_whitespace(true).unicode(false)) {
+        Ok(regex) => regex.clone(),
+        Err(_) => cache
+            .configure(&pattern, |b| b.ignore_whitespace(true))
+            .ok()?
+            .clone(),
+    };
     cache.remove(pattern.as_str());
     Some(Box::new(move |s: &str| regex.is_match(s)))
 }
