@@ -67,3 +67,46 @@ fn an_answered_call_lingers_in_a_bounded_number_of_bytes() {
     h.advance(Duration::from_secs(40));
     assert_eq!(h.proxy.transactions(), 0);
 }
+
+/// The timer queue holds entries for live transactions, not for every call
+/// of the last three minutes: each forwarded INVITE arms Timer C (181 s)
+/// while its answered call lingers only 32 s, and queue entries are only
+/// taken out when due unless the queue is swept. Rounds of ringing and
+/// answered calls, each lingering out (40 s) before the next: unswept, a
+/// round's queue also holds the Timer C entries of the four rounds before.
+#[test]
+fn the_timer_queue_does_not_keep_entries_of_finished_calls() {
+    const CALLS: usize = 2_000;
+    const ROUNDS: usize = 10;
+    let mut h = Harness::new();
+    let (mut first, mut most) = (0, 0);
+    for round in 0..ROUNDS {
+        for i in 0..CALLS {
+            let inv = invite(&format!("r{round}c{i}"), "X-Queue-Id: sales\r\n");
+            let out = h.input(udp(PBX), &inv);
+            let fwd: Bytes = to(&out, udp(CARRIER))[0].data.clone();
+            // Ringing first: Timer C is armed on the first provisional.
+            h.input(udp(CARRIER), &respond(&fwd, 180, "Ringing", Some("c"), ""));
+            h.input(udp(CARRIER), &answer(&fwd, "c"));
+        }
+        h.events.clear();
+        if round == 0 {
+            first = h.proxy.queued_timers();
+        }
+        most = most.max(h.proxy.queued_timers());
+        // This round's calls finish lingering; their Timer C entries are
+        // still minutes from due.
+        h.advance(Duration::from_secs(40));
+        assert_eq!(h.proxy.transactions(), 0);
+    }
+    println!(
+        "timer queue: {first} entries for {CALLS} live calls, at most {most} over {ROUNDS} rounds"
+    );
+    // Swept when it has grown by half (and never below 4096 entries);
+    // unswept, four rounds of Timer C entries pile up on the live ones.
+    let unswept = first + 4 * CALLS;
+    assert!(
+        most <= first + first / 2 + 4096 && most < unswept,
+        "{most} queued timers for {CALLS} live calls ({first} in the first round)"
+    );
+}

@@ -119,6 +119,12 @@ impl Proxy {
         self.txns.len()
     }
 
+    /// Entries in the timer queue, due or stale (for tests: the queue must
+    /// not outgrow the transactions it serves).
+    pub fn queued_timers(&self) -> usize {
+        self.txns.queued_timers()
+    }
+
     /// Transactions still waiting for a final response.
     pub fn pending_transactions(&self) -> usize {
         self.txns.pending()

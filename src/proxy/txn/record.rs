@@ -22,7 +22,8 @@ pub(in crate::proxy) type TxnId = u64;
 pub(in crate::proxy) enum Kind {
     /// A new outbound call: may fail over to the next carrier.
     Call(CallPlan),
-    /// Any other forwarded request (in-dialog or plain out-of-dialog).
+    /// Any other forwarded request (in-dialog or plain out-of-dialog), and a
+    /// call once its final response is sent (the plan is dropped then).
     Relay,
     /// Answered by the gateway itself (the caller-ID reject); nothing forwarded.
     Local,
@@ -260,9 +261,14 @@ impl Txn {
     }
 
     /// After the final response only retransmission handling remains: drop
-    /// the received request and the copy kept for retransmitting downstream.
+    /// the received request, the copy kept for retransmitting downstream and
+    /// the call plan (its number, name and signature serve failover and
+    /// signing, both over once the caller has its final response).
     pub(in crate::proxy) fn keep_only_retransmission_state(&mut self) {
         self.request = None;
+        if matches!(self.kind, Kind::Call(_)) {
+            self.kind = Kind::Relay;
+        }
         if let Some(cl) = self.client.as_mut() {
             cl.request = Bytes::new();
         }

@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# Flood figure: trusted calls through cidgate while one untrusted loopback
+# address floods it.
+#
+#  1. scripts/gen_lab.py makes the lab data; cidgate runs with the generated
+#     configuration (the [limits] defaults: no [limits] section) on
+#     127.0.0.1:5060, admin on 127.0.0.1:<--admin-port>.
+#  2. examples/flood.rs (built with cargo build --release --example flood)
+#     floods from --from (127.0.0.9: neither the PBX nor a carrier) for
+#     --seconds + 4 s: new INVITEs, OPTIONS, REGISTER, MESSAGE, CANCEL, forged
+#     in-dialog BYEs, forged responses with a gateway-like Via, truncated
+#     requests, garbage; as fast as one socket sends unless --flood-rate.
+#  3. two seconds into the flood, scripts/load.sh places trusted calls from
+#     the PBX (SIPp, 127.0.0.1) at --rate for --seconds, bounded.
+#  4. a summary: flood messages/s reached, trusted calls failed, what the
+#     gateway's drop counters (/metrics) and the kernel's UDP receive errors
+#     (/proc/net/snmp) moved by, gateway CPU.
+# Everything runs on loopback; every process started here is killed by pid.
+#
+# usage: scripts/flood.sh --cidgate target/release/cidgate [options]
+#   --flood PATH         flood binary          (target/release/examples/flood)
+#   --rate R             trusted calls per second                  (200)
+#   --seconds S          trusted load length                        (30)
+#   --flood-rate N       flood messages per second; 0 = unpaced     (0)
+#   --from ADDR          flood source address                       (127.0.0.9)
+#   --queues Q --numbers N --calls C   lab size                    (2000 20000 20000)
+#   --admin-port P       cidgate's admin port on 127.0.0.1          (8080)
+#   --out DIR            everything goes here      (/tmp/cidgate-lab/flood-<time>)
+# Prints a human summary and one machine line starting with "FLOODRESULT".
+set -u
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+CIDGATE=""; FLOOD=""; RATE=200; SECS=30; FRATE=0; FROM=127.0.0.9; QUEUES=2000; NUMBERS=20000; CALLS=20000
+ADMIN=8080; OUT=""
+die() { echo "flood.sh: $*" >&2; exit 2; }
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --cidgate) CIDGATE=$2; shift 2;;
+    --flood) FLOOD=$2; shift 2;;
+    --rate) RATE=$2; shift 2;;
+    --seconds) SECS=$2; shift 2;;
+    --flood-rate) FRATE=$2; shift 2;;
+    --from) FROM=$2; shift 2;;
+    --queues) QUEUES=$2; shift 2;;
+    --numbers) NUMBERS=$2; shift 2;;
+    --calls) CALLS=$2; shift 2;;
+    --admin-port) ADMIN=$2; shift 2;;
+    --out) OUT=$2; shift 2;;
+    -h|--help) sed -n '2,/^set -u/p' "$0" | sed 's/^# \{0,1\}//;$d'; exit 0;;
+    *) die "unknown option $1";;
+  esac
+done
+[ -x "$CIDGATE" ] || die "--cidgate PATH (executable) is required"
+[ -n "$FLOOD" ] || FLOOD="$HERE/target/release/examples/flood"
+[ -x "$FLOOD" ] || die "no flood binary $FLOOD (cargo build --release --example flood)"
+[[ "$RATE" =~ ^[0-9]+$ && "$RATE" -gt 0 ]] || die "--rate must be a positive integer"
+[[ "$SECS" =~ ^[0-9]+$ && "$SECS" -gt 0 && "$SECS" -le 300 ]] || die "--seconds must be 1..300"
+case "$FROM" in 127.*) [ "$FROM" != 127.0.0.1 ] || die "--from must not be the PBX address";; *) die "loopback only";; esac
+command -v sipp >/dev/null || die "sipp not installed (apt-get install sip-tester)"
+[ -n "$OUT" ] || OUT=/tmp/cidgate-lab/flood-$(date +%Y%m%d-%H%M%S)
+mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
+
+GW_PID=""; FLOOD_PID=""; LOAD_PID=""
+cleanup() {
+  [ -n "$LOAD_PID" ] && kill "$LOAD_PID" 2>/dev/null && wait "$LOAD_PID" 2>/dev/null
+  [ -n "$FLOOD_PID" ] && kill "$FLOOD_PID" 2>/dev/null && wait "$FLOOD_PID" 2>/dev/null
+  if [ -n "$GW_PID" ]; then
+    kill "$GW_PID" 2>/dev/null
+    for _ in $(seq 50); do kill -0 "$GW_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$GW_PID" 2>/dev/null
+    wait "$GW_PID" 2>/dev/null
+  fi
+  LOAD_PID=""; FLOOD_PID=""; GW_PID=""
+}
+trap 'cleanup; exit 130' INT TERM
+trap cleanup EXIT
+
+port_busy() { [ -n "$(ss -Hln "( sport = :$1 )" 2>/dev/null)" ]; }
+for p in 5060 5070 5080 "$ADMIN"; do port_busy "$p" && die "port $p already in use on this machine"; done
+
+echo "== lab data"
+python3 "$HERE/scripts/gen_lab.py" --queues "$QUEUES" --numbers "$NUMBERS" --calls "$CALLS" --out "$OUT/lab" || exit 1
+CFG="$OUT/lab/cidgate.toml"
+sed -i "s/^admin  = .*/admin  = \"127.0.0.1:$ADMIN\"/" "$CFG"
+grep -q '^\[limits\]' "$CFG" && die "the generated configuration sets [limits]; this figure is for the defaults"
+
+echo "== cidgate ($CIDGATE)"
+"$CIDGATE" run --config "$CFG" >"$OUT/cidgate.log" 2>&1 &
+GW_PID=$!
+for _ in $(seq 600); do
+  kill -0 "$GW_PID" 2>/dev/null || { tail -5 "$OUT/cidgate.log" >&2; GW_PID=""; die "cidgate exited"; }
+  port_busy 5060 && port_busy "$ADMIN" && break
+  sleep 0.1
+done
+port_busy 5060 || die "cidgate did not open port 5060 in 60 s"
+sleep 1
+
+metrics() { curl -s --max-time 5 "http://127.0.0.1:$ADMIN/metrics"; }
+udp_errors() { awk '/^Udp:/{n++; if (n==2) print "InErrors=" $4, "RcvbufErrors=" $6}' /proc/net/snmp; }
+metrics > "$OUT/metrics-before.txt"
+udp_errors > "$OUT/udp-before.txt"
+
+echo "== flood from $FROM for $((SECS + 4)) s (rate ${FRATE:-0}, 0 = unpaced); trusted calls at $RATE cps for $SECS s"
+"$FLOOD" --target 127.0.0.1:5060 --from "$FROM" --seconds $((SECS + 4)) --rate "$FRATE" > "$OUT/flood.txt" 2>&1 &
+FLOOD_PID=$!
+sleep 2
+"$HERE/scripts/load.sh" --rate "$RATE" --calls $((RATE * SECS)) --target 127.0.0.1:5060 --pid "$GW_PID" \
+  --calls-file "$OUT/lab/calls.csv" --max-failed 0 --outdir "$OUT/load" > "$OUT/load.txt" 2>&1 &
+LOAD_PID=$!; wait "$LOAD_PID"; LOAD_RC=$?; LOAD_PID=""
+wait "$FLOOD_PID"; FLOOD_PID=""
+sleep 1
+metrics > "$OUT/metrics-after.txt"
+udp_errors > "$OUT/udp-after.txt"
+kill -0 "$GW_PID" 2>/dev/null || echo "  cidgate is no longer running!"
+cleanup
+
+cat "$OUT/load.txt" "$OUT/flood.txt"
+echo "== summary"
+python3 - "$OUT" "$LOAD_RC" <<'PY'
+import re, sys
+out, load_rc = sys.argv[1], int(sys.argv[2])
+def kv(line):
+    return dict(x.split("=", 1) for x in line.split()[1:] if "=" in x)
+def first(path, prefix):
+    for line in open(path, errors="replace"):
+        if line.startswith(prefix):
+            return kv(line)
+    return {}
+def counters(path):
+    got = {}
+    for line in open(path, errors="replace"):
+        if line.startswith("#") or not line.strip():
+            continue
+        name, _, value = line.rpartition(" ")
+        try:
+            got[name] = float(value)
+        except ValueError:
+            pass
+    return got
+load, flood = first(out + "/load.txt", "RESULT"), first(out + "/flood.txt", "FLOOD")
+before, after = counters(out + "/metrics-before.txt"), counters(out + "/metrics-after.txt")
+moved = {k: after[k] - before.get(k, 0.0) for k in after
+         if re.search(r"dropped|refused|shed|reject", k) and after[k] - before.get(k, 0.0)}
+udp = lambda p: {k: int(v) for k, v in (x.split("=") for x in open(p).read().split())}
+ub, ua = udp(out + "/udp-before.txt"), udp(out + "/udp-after.txt")
+print("  flood          %s messages in %s s = %s messages/s from %s, %s answers (%s 4xx), %s send errors"
+      % (flood.get("sent"), flood.get("seconds"), flood.get("rate"), flood.get("from"),
+         flood.get("answers"), flood.get("answers_4xx"), flood.get("send_errors")))
+print("  trusted calls  %s ok, %s failed (PBX side), %s failed (carrier side), %s retransmissions"
+      % (load.get("ok"), load.get("failed"), load.get("uas_failed"), load.get("retrans")))
+for line in open(out + "/load.txt", errors="replace"):
+    if line.strip().startswith("gateway"):
+        print("  gateway CPU    " + line.split("):", 1)[-1].strip() + " (flood included)")
+for k in sorted(moved):
+    print("  counter        %s +%.0f" % (k, moved[k]))
+print("  kernel UDP     InErrors +%d, RcvbufErrors +%d (whole machine)"
+      % (ua["InErrors"] - ub["InErrors"], ua["RcvbufErrors"] - ub["RcvbufErrors"]))
+failed = int(load.get("failed", -1)) if load else -1
+uas_failed = int(load.get("uas_failed", 0)) if load else 0
+drops = sum(v for k, v in moved.items() if "dropped" in k)
+print("FLOODRESULT flood_rate=%s flood_sent=%s trusted_ok=%s trusted_failed=%d uas_failed=%d dropped=%.0f "
+      "kernel_rcvbuf_errors=%d cpu_us_per_call=%s verdict=%s"
+      % (flood.get("rate"), flood.get("sent"), load.get("ok"), failed, uas_failed, drops,
+         ua["RcvbufErrors"] - ub["RcvbufErrors"], load.get("cpu_us_per_call"),
+         "PASS" if failed == 0 and uas_failed == 0 and load_rc == 0 else "FAIL"))
+sys.exit(0 if failed == 0 and uas_failed == 0 and load_rc == 0 else 1)
+PY
+rc=$?
+echo "(details: $OUT)"
+exit $rc
