@@ -86,8 +86,8 @@ fn the_timer_queue_does_not_keep_entries_of_finished_calls() {
             let out = h.input(udp(PBX), &inv);
             let fwd: Bytes = to(&out, udp(CARRIER))[0].data.clone();
             // Ringing first: Timer C is armed on the first provisional.
-            h.input(udp(CARRIER), &respond(&fwd, 180, "Ringing", Some("c"), ""));
-            h.input(udp(CARRIER), &answer(&fwd, "c"));
+            h.input(udp(CARRIER), respond(&fwd, 180, "Ringing", Some("c"), ""));
+            h.input(udp(CARRIER), answer(&fwd, "c"));
         }
         h.events.clear();
         if round == 0 {
