@@ -87,7 +87,20 @@ fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> Option<(u16, 
     ))
 }
 
+/// [`start_gateway`], again on other ports when an attempt exits before
+/// serving (its admin port, free when probed, may be taken meanwhile by
+/// another process on a shared machine); the log of a failed attempt is shown.
 fn gateway(dir: &Path, name: &str, redis: &str) -> (Killed, SocketAddr) {
+    for attempt in 1..=3 {
+        match start_gateway(dir, name, redis) {
+            Ok(started) => return started,
+            Err(why) => println!("redis_store: {name}, attempt {attempt}: {why}"),
+        }
+    }
+    panic!("{name} did not start in three attempts");
+}
+
+fn start_gateway(dir: &Path, name: &str, redis: &str) -> Result<(Killed, SocketAddr), String> {
     let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let config = dir.join(format!("{name}.toml"));
     std::fs::write(
@@ -109,7 +122,7 @@ fn gateway(dir: &Path, name: &str, redis: &str) -> (Killed, SocketAddr) {
     let started = Instant::now();
     while http(admin, "GET", "/healthz", "").is_none_or(|(s, _)| s != 200) {
         if let Ok(Some(status)) = child.0.try_wait() {
-            panic!("{name} exited ({status}) before serving:\n{}", log());
+            return Err(format!("exited ({status}) before serving:\n{}", log()));
         }
         assert!(
             started.elapsed() < Duration::from_secs(120),
@@ -122,7 +135,7 @@ fn gateway(dir: &Path, name: &str, redis: &str) -> (Killed, SocketAddr) {
         "redis_store: {name} serving after {} (start, numbering-plan warm-up, load from Redis)",
         ms(started.elapsed())
     );
-    (child, admin)
+    Ok((child, admin))
 }
 
 /// CPU time (user + system) `pid` has used so far, from /proc/<pid>/stat
