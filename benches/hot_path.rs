@@ -23,10 +23,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cidgate::callerid::policy::{DynamicFormat, Resolver};
-use cidgate::callerid::PaiForm;
 use cidgate::inventory::{Inventory, InventoryHandle};
-use cidgate::proxy::dialog::SealKey;
-use cidgate::proxy::{Event, Peer, Proxy, Settings, TrustList};
+use cidgate::proxy::{Event, Peer, Proxy};
 use cidgate::sip::Transport;
 
 /// The allocator the `cidgate` binary runs with, so the figures are the product's.
@@ -35,109 +33,13 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 mod support;
+use support::calls::{numbered_queue, peer, settings, typical_invite, NUMBERS, PBX, QUEUES, SDP};
 use support::{claimed_number, queue_id, unclaimed_number, Rng};
 
-/// Inventory size for the hot path: the lab data's (scripts/gen_lab.py).
-const QUEUES: u64 = 10_000;
-const NUMBERS: u64 = 100_000;
 /// Distinct pre-generated messages per kind.
 const MESSAGES: usize = 4_096;
 /// Calls handled by one `Proxy` before it is replaced (see the module docs).
 const BATCH: u64 = 1_024;
-
-const PBX: &str = "127.0.0.10:5070";
-const CARRIER: &str = "127.0.0.20:5080";
-const GW: &str = "127.0.0.1:5060";
-
-fn peer(transport: Transport, addr: &str) -> Peer {
-    Peer {
-        transport,
-        addr: addr.parse().unwrap(),
-    }
-}
-
-/// The settings of the test harness (tests/common), fixed seal key so runs
-/// are comparable.
-fn settings() -> Settings {
-    Settings {
-        domain: "gw.example.net".into(),
-        listen: vec![peer(Transport::Udp, GW), peer(Transport::Tcp, GW)],
-        trust: TrustList::new(vec!["127.0.0.10/32".parse().unwrap()]),
-        carriers: vec![peer(Transport::Udp, CARRIER)],
-        health: cidgate::proxy::HealthSettings {
-            probe_interval: None,
-            ..Default::default()
-        },
-        queue_header: "X-Queue-Id".into(),
-        dynamic_header: "X-Caller-Id".into(),
-        dynamic_format: DynamicFormat::Strict,
-        pai: PaiForm::Sip,
-        strip: vec![
-            "X-Queue-Id".into(),
-            "X-Caller-Id".into(),
-            "P-Preferred-Identity".into(),
-            "Remote-Party-ID".into(),
-        ],
-        reject_code: 403,
-        reject_phrase: "Forbidden".into(),
-        reject_headers: "Reason: Q.850;cause=21;text=\"no outbound caller ID\"\r\nWarning: 399 gw.example.net \"no outbound caller ID\"\r\n".into(),
-        key: SealKey::from_bytes([7; 32]),
-        cnam_names: false,
-        stir: None,
-    }
-}
-
-/// A queue that has a number (every 20th queue has none, see support).
-fn numbered_queue(rng: &mut Rng) -> u64 {
-    loop {
-        let q = rng.below(QUEUES);
-        if q % 20 != 13 {
-            return q;
-        }
-    }
-}
-
-const SDP: &str = "v=0\r\n\
-o=pbx 53655765 2353687637 IN IP4 127.0.0.10\r\n\
-s=-\r\n\
-c=IN IP4 127.0.0.10\r\n\
-t=0 0\r\n\
-m=audio 40000 RTP/AVP 0 8 101\r\n\
-a=rtpmap:0 PCMU/8000\r\n\
-a=rtpmap:8 PCMA/8000\r\n\
-a=rtpmap:101 telephone-event/8000\r\n\
-a=fmtp:101 0-16\r\n\
-a=ptime:20\r\n\
-a=sendrecv\r\n";
-
-/// A typical outbound INVITE from a PBX (about 900 bytes): SDP, the queue
-/// header, a claimed per-call number (outcome `dynamic`) and a PAI the
-/// gateway must replace.
-fn typical_invite(n: usize, queue: &str, caller: &str) -> Bytes {
-    let msg = format!(
-        "INVITE sip:+12025550143@gw.example.net SIP/2.0\r\n\
-Via: SIP/2.0/UDP 127.0.0.10:5070;branch=z9hG4bK-{n:06}-5f1c;rport\r\n\
-Max-Forwards: 70\r\n\
-From: \"Agent 7\" <sip:agent7@pbx.example.com>;tag=pbx-{n:06}-a81\r\n\
-To: <sip:+12025550143@carrier.example.com>\r\n\
-Call-ID: {n:06}-3f9c1e7a@pbx.example.com\r\n\
-CSeq: 1 INVITE\r\n\
-Contact: <sip:agent7@127.0.0.10:5070;transport=udp>\r\n\
-X-Queue-Id: {queue}\r\n\
-X-Caller-Id: {caller}\r\n\
-P-Asserted-Identity: \"Agent 7\" <sip:agent7@pbx.example.com>\r\n\
-Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, REFER, NOTIFY\r\n\
-Supported: timer, replaces, 100rel\r\n\
-Session-Expires: 1800;refresher=uac\r\n\
-User-Agent: Acme PBX 12.4.1\r\n\
-Content-Type: application/sdp\r\n\
-Content-Length: {}\r\n\
-\r\n\
-{SDP}",
-        SDP.len()
-    );
-    Bytes::from(msg)
-}
 
 /// A large INVITE (about 5 KB, 50 header fields): compact forms (`v`, `f`,
 /// `t`, `i`, `m`, `k`, `c`, `l`), folded continuation lines, repeated Vias,

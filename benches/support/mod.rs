@@ -7,6 +7,8 @@
 //! anywhere (the queue file and the lookup inputs refer to it by index).
 #![allow(dead_code)]
 
+pub mod calls;
+
 use std::fmt::Write as _;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};

@@ -6,7 +6,7 @@
 pub mod accept;
 pub mod glance;
 pub mod guard;
-pub(crate) mod pool;
+pub mod pool;
 pub mod shed;
 pub mod throttle;
 
@@ -17,7 +17,7 @@ use crate::transport::TcpEvent;
 
 /// What the dispatcher hands a worker, in arrival order.
 #[derive(Debug)]
-pub(crate) enum Input {
+pub enum Input {
     /// A datagram or a framed TCP message for the worker's core.
     Message { from: Peer, data: Bytes },
     /// A TCP connection came up or went away (every worker is told).

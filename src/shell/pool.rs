@@ -47,6 +47,141 @@ struct Port {
     shed: metrics::Counter,
 }
 
+/// What became of a message handed to [`Router::route`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routed {
+    /// In the owning worker's queue (every worker's, for a probe answer).
+    Queued,
+    /// A new call whose worker has no room: the caller answers it with
+    /// `503` + `Retry-After` (the router has no socket).
+    Shed,
+    /// Dropped unanswered: refused by the flood guard, or no room for a
+    /// message that is not a new call (counted here).
+    Dropped,
+}
+
+/// The socket-free half of the dispatcher: glance, flood guard, the worker
+/// that owns the Call-ID and room in its queue. The pool runs it between
+/// the sockets and the worker threads; `benches/workers.rs` runs the same
+/// code over pre-built datagrams.
+pub struct Router {
+    ports: Vec<Port>,
+    guard: Guard,
+    queue: usize,
+}
+
+impl Router {
+    /// A router over `workers` queues of `queue` messages each (plus room
+    /// for connection events); worker `k` reads the `k`-th receiver.
+    pub fn new(workers: usize, guard: Guard, queue: usize) -> (Router, Vec<mpsc::Receiver<Input>>) {
+        let mut ports = Vec::with_capacity(workers);
+        let mut inboxes = Vec::with_capacity(workers);
+        for k in 0..workers {
+            let (tx, rx) = mpsc::channel(queue + CONTROL_ROOM);
+            let label = k.to_string();
+            ports.push(Port {
+                tx,
+                depth: metrics::gauge!("cidgate_worker_queue_depth", "worker" => label.clone()),
+                shed: metrics::counter!("cidgate_worker_shed_total", "worker" => label),
+            });
+            inboxes.push(rx);
+        }
+        (
+            Router {
+                ports,
+                guard,
+                queue,
+            },
+            inboxes,
+        )
+    }
+
+    /// Routes a datagram still in the receive buffer: it is copied out only
+    /// when a core takes it.
+    pub fn route(&mut self, now: Instant, from: Peer, data: &[u8]) -> Routed {
+        match self.admit(now, from, data) {
+            Ok(to) => self.deliver(to, from, Bytes::copy_from_slice(data)),
+            Err(refused) => refused,
+        }
+    }
+
+    /// Routes a message that is already owned (a framed TCP message).
+    pub fn route_owned(&mut self, now: Instant, from: Peer, data: &Bytes) -> Routed {
+        match self.admit(now, from, data) {
+            Ok(to) => self.deliver(to, from, data.clone()),
+            Err(refused) => refused,
+        }
+    }
+
+    /// Hands the message to core `k`, or to every core when it answers a
+    /// carrier probe (each core keeps its own view of carrier health).
+    fn deliver(&mut self, (k, probe_answer): (usize, bool), from: Peer, data: Bytes) -> Routed {
+        if !probe_answer {
+            self.enqueue(k, from, data);
+            return Routed::Queued;
+        }
+        for k in 0..self.ports.len() {
+            self.enqueue(k, from, data.clone());
+        }
+        Routed::Queued
+    }
+
+    /// The worker that takes the message (and whether every worker must see
+    /// it), or why not.
+    fn admit(&mut self, now: Instant, from: Peer, data: &[u8]) -> Result<(usize, bool), Routed> {
+        let g = glance(data);
+        let class = self
+            .guard
+            .admit(now, from.addr, &g)
+            .ok_or(Routed::Dropped)?;
+        let k = g.shard(self.ports.len());
+        let port = &self.ports[k];
+        let depth = port.tx.max_capacity() - port.tx.capacity();
+        let limit = match class {
+            Class::Untrusted => self.queue / 2,
+            _ if g.is_new_call() => self.queue * 3 / 4,
+            _ => self.queue,
+        };
+        // A worker that has finished draining takes nothing more; new calls
+        // still get their 503, as the draining worker would have answered.
+        if depth < limit && !port.tx.is_closed() {
+            return Ok((k, g.is_probe_answer()));
+        }
+        if g.is_new_call() && class != Class::Untrusted {
+            port.shed.increment(1);
+            return Err(Routed::Shed);
+        }
+        self.guard.count(class, DropReason::QueueFull);
+        Err(Routed::Dropped)
+    }
+
+    fn enqueue(&mut self, k: usize, from: Peer, data: Bytes) {
+        if self.ports[k]
+            .tx
+            .try_send(Input::Message { from, data })
+            .is_err()
+        {
+            // Only the control room is left (or the worker is gone).
+            let class = self.guard.classify(from.addr.ip());
+            self.guard.count(class, DropReason::QueueFull);
+        }
+    }
+
+    /// Tells every worker of a connection event; these are never dropped.
+    async fn control(&self, ev: impl Fn() -> TcpEvent) {
+        for p in &self.ports {
+            control(p, ev()).await;
+        }
+    }
+
+    /// Publishes each worker's queue depth.
+    fn publish_depths(&self) {
+        for p in &self.ports {
+            p.depth.set((p.tx.max_capacity() - p.tx.capacity()) as f64);
+        }
+    }
+}
+
 /// Starts one thread per core and the dispatcher; the returned task ends
 /// when every worker has stopped (see [`Stop`]).
 pub(crate) fn spawn(
@@ -57,10 +192,9 @@ pub(crate) fn spawn(
     guard: Guard,
     limits: &crate::config::LimitsConfig,
 ) -> std::io::Result<JoinHandle<()>> {
-    let mut ports = Vec::new();
+    let (router, inboxes) = Router::new(cores.len(), guard, limits.worker_queue);
     let mut threads = Vec::new();
-    for (k, core) in cores.into_iter().enumerate() {
-        let (tx, rx) = mpsc::channel(limits.worker_queue + CONTROL_ROOM);
+    for (k, (core, rx)) in cores.into_iter().zip(inboxes).enumerate() {
         let stop = stop.clone();
         let thread = std::thread::Builder::new()
             .name(format!("cidgate-worker-{k}"))
@@ -77,19 +211,11 @@ pub(crate) fn spawn(
                 rt.block_on(core.run(inputs, stop));
             })?;
         threads.push(thread);
-        let label = k.to_string();
-        ports.push(Port {
-            tx,
-            depth: metrics::gauge!("cidgate_worker_queue_depth", "worker" => label.clone()),
-            shed: metrics::counter!("cidgate_worker_shed_total", "worker" => label),
-        });
     }
     let dispatcher = Dispatcher {
-        ports,
-        guard,
+        router,
         udp,
         conns: HashMap::new(),
-        queue: limits.worker_queue,
         retry_after: limits.retry_after,
     };
     Ok(tokio::spawn(async move {
@@ -104,13 +230,13 @@ pub(crate) fn spawn(
     }))
 }
 
+/// The router with the sockets around it: reads them, and answers the
+/// calls the router sheds.
 struct Dispatcher {
-    ports: Vec<Port>,
-    guard: Guard,
+    router: Router,
     udp: Vec<Arc<UdpSocket>>,
     /// TCP connections by peer, to send 503s for shed calls.
     conns: HashMap<Peer, (u64, mpsc::Sender<Bytes>)>,
-    queue: usize,
     retry_after: u32,
 }
 
@@ -125,9 +251,7 @@ impl Dispatcher {
                 Some(ev) = tcp_rx.recv() => self.on_tcp(ev).await,
                 r = stop.changed() => if r.is_err() || *stop.borrow() == Stop::Now { return },
             }
-            for p in &self.ports {
-                p.depth.set((p.tx.max_capacity() - p.tx.capacity()) as f64);
-            }
+            self.router.publish_depths();
         }
     }
 
@@ -139,7 +263,9 @@ impl Dispatcher {
                         transport: Transport::Udp,
                         addr: from,
                     };
-                    self.route(Instant::now(), peer, &buf[..n]);
+                    if self.router.route(Instant::now(), peer, &buf[..n]) == Routed::Shed {
+                        self.shed(peer, &buf[..n]);
+                    }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(e) => tracing::debug!(error = %e, "udp receive error"),
@@ -149,17 +275,19 @@ impl Dispatcher {
 
     async fn on_tcp(&mut self, ev: TcpEvent) {
         match ev {
-            TcpEvent::Message { from, data } => self.route_owned(Instant::now(), from, data),
+            TcpEvent::Message { from, data } => {
+                if self.router.route_owned(Instant::now(), from, &data) == Routed::Shed {
+                    self.shed(from, &data);
+                }
+            }
             TcpEvent::Up { peer, tx, id } => {
                 self.conns.entry(peer).or_insert_with(|| (id, tx.clone()));
-                for p in &self.ports {
-                    let ev = TcpEvent::Up {
-                        peer,
-                        tx: tx.clone(),
-                        id,
-                    };
-                    control(p, ev).await;
-                }
+                let ev = || TcpEvent::Up {
+                    peer,
+                    tx: tx.clone(),
+                    id,
+                };
+                self.router.control(ev).await;
             }
             TcpEvent::Down {
                 peer,
@@ -169,79 +297,13 @@ impl Dispatcher {
                 if self.conns.get(&peer).is_some_and(|(cid, _)| *cid == id) {
                     self.conns.remove(&peer);
                 }
-                for p in &self.ports {
-                    let ev = TcpEvent::Down {
-                        peer,
-                        id,
-                        connect_failed,
-                    };
-                    control(p, ev).await;
-                }
+                let ev = || TcpEvent::Down {
+                    peer,
+                    id,
+                    connect_failed,
+                };
+                self.router.control(ev).await;
             }
-        }
-    }
-
-    /// Routes a datagram still in the receive buffer: it is copied out only
-    /// when a core takes it.
-    fn route(&mut self, now: Instant, from: Peer, data: &[u8]) {
-        if let Some(to) = self.admit(now, from, data) {
-            self.deliver(to, from, Bytes::copy_from_slice(data));
-        }
-    }
-
-    fn route_owned(&mut self, now: Instant, from: Peer, data: Bytes) {
-        if let Some(to) = self.admit(now, from, &data) {
-            self.deliver(to, from, data);
-        }
-    }
-
-    /// Hands the message to core `k`, or to every core when it answers a
-    /// carrier probe (each core keeps its own view of carrier health).
-    fn deliver(&mut self, (k, probe_answer): (usize, bool), from: Peer, data: Bytes) {
-        if !probe_answer {
-            return self.enqueue(k, from, data);
-        }
-        for k in 0..self.ports.len() {
-            self.enqueue(k, from, data.clone());
-        }
-    }
-
-    /// The worker that takes the message (and whether every worker must see
-    /// it), or `None` when it is dropped or shed here.
-    fn admit(&mut self, now: Instant, from: Peer, data: &[u8]) -> Option<(usize, bool)> {
-        let g = glance(data);
-        let class = self.guard.admit(now, from.addr, &g)?;
-        let k = g.shard(self.ports.len());
-        let port = &self.ports[k];
-        let depth = port.tx.max_capacity() - port.tx.capacity();
-        let limit = match class {
-            Class::Untrusted => self.queue / 2,
-            _ if g.is_new_call() => self.queue * 3 / 4,
-            _ => self.queue,
-        };
-        // A worker that has finished draining takes nothing more; new calls
-        // still get their 503, as the draining worker would have answered.
-        if depth < limit && !port.tx.is_closed() {
-            return Some((k, g.is_probe_answer()));
-        }
-        if g.is_new_call() && class != Class::Untrusted {
-            port.shed.increment(1);
-            self.shed(from, data);
-        } else {
-            self.guard.count(class, DropReason::QueueFull);
-        }
-        None
-    }
-
-    fn enqueue(&mut self, k: usize, from: Peer, data: Bytes) {
-        if self.ports[k]
-            .tx
-            .try_send(Input::Message { from, data })
-            .is_err()
-        {
-            // Only the control room is left (or the worker is gone).
-            let class = self.guard.classify(from.addr.ip());
-            self.guard.count(class, DropReason::QueueFull);
         }
     }
 

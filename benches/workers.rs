@@ -1,0 +1,273 @@
+//! Throughput of one proxy core against several behind the dispatcher,
+//! sockets excluded: what `[server] workers = 2` buys an operator on the
+//! machine the bench runs on.
+//!
+//! Every round pushes the same pre-built datagrams of [`CALLS`] new calls
+//! (the PBX's INVITE, then the carrier's `180 Ringing` and `200 OK`, each
+//! call's answers [`LAG`] calls behind its INVITE, as on a busy trunk)
+//! through fresh proxies, and ends when every message has been handled and
+//! everything the cores send has been collected (a sink counts it):
+//!
+//! - `inline`: what the server runs with `workers = 1`: the core reads the
+//!   datagrams itself, glances at each for the flood guard, copies it out of
+//!   the receive buffer, handles it, and sends after each batch.
+//! - `pool/N`: what it runs with `workers = N`: the pool's own
+//!   [`Router`] (glance, flood guard, hash of Call-ID, bounded queue) on
+//!   this thread, and N threads each running a proxy core on a
+//!   current-thread runtime, taking batches from its queue as
+//!   `Core::on_inputs` does and sending after each batch.
+//!
+//! When a queue is too full to take a message (the server would shed the
+//! new call with a 503, or drop a response), the feeder sleeps and offers
+//! it again: a saturated dispatcher waits for the sockets, it does not spin.
+//! So the figure is the cores' capacity, not a shedding rate.
+
+use std::hint::black_box;
+use std::sync::{Arc, Barrier};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use cidgate::config::LimitsConfig;
+use cidgate::inventory::InventoryHandle;
+use cidgate::proxy::{Peer, Proxy};
+use cidgate::shell::glance::glance;
+use cidgate::shell::guard::Guard;
+use cidgate::shell::pool::{Routed, Router};
+use cidgate::shell::Input;
+use cidgate::sip::{parse, HeaderName, Message, Transport};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use tokio::sync::mpsc;
+
+/// The allocator the `cidgate` binary runs with, so the figures are the product's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+mod support;
+use support::calls::{
+    numbered_queue, peer, settings, typical_invite, CARRIER, NUMBERS, PBX, QUEUES,
+};
+use support::{claimed_number, queue_id, Rng};
+
+/// New calls per round: also the most transactions a core holds.
+const CALLS: usize = 4_096;
+/// How many INVITEs later a call's answers arrive.
+const LAG: usize = 64;
+/// Messages a core handles before it sends (`transport::udp::BATCH`).
+const BATCH: usize = cidgate::transport::udp::BATCH;
+/// What the core sends per call: 100 Trying and the INVITE, the 180 and the
+/// 200 relayed.
+const SENT_PER_CALL: usize = 4;
+
+/// A round's datagrams, in arrival order, with their sources.
+type Round = Vec<(Peer, Bytes)>;
+
+/// A response the carrier sends to the INVITE the gateway forwarded: Via,
+/// From, Call-ID and CSeq copied, To with the callee's tag; the `200 OK`
+/// carries a Contact, the Record-Route and an SDP answer.
+fn carrier_response(fwd: &Bytes, code: u16, n: usize) -> Bytes {
+    let Ok(Message::Request(req)) = parse(fwd.clone(), Transport::Udp) else {
+        panic!("the forwarded INVITE parses");
+    };
+    let c = req.fields();
+    let phrase = if code == 200 { "OK" } else { "Ringing" };
+    let mut out = format!("SIP/2.0 {code} {phrase}\r\n");
+    for h in c.headers() {
+        let line = String::from_utf8_lossy(&c.buf()[h.line.range()]);
+        match h.name {
+            HeaderName::Via | HeaderName::From | HeaderName::CallId | HeaderName::CSeq => {
+                out.push_str(&line)
+            }
+            HeaderName::RecordRoute if code == 200 => out.push_str(&line),
+            HeaderName::To => out.push_str(&format!(
+                "To: {};tag=callee-{n:06}\r\n",
+                String::from_utf8_lossy(c.bytes(h.value))
+            )),
+            _ => {}
+        }
+    }
+    let sdp = if code == 200 {
+        "v=0\r\no=callee 1 1 IN IP4 127.0.0.20\r\ns=-\r\nc=IN IP4 127.0.0.20\r\nt=0 0\r\nm=audio 50000 RTP/AVP 0\r\n"
+    } else {
+        ""
+    };
+    if code == 200 {
+        out.push_str("Contact: <sip:callee@127.0.0.20:5080>\r\nContent-Type: application/sdp\r\n");
+    }
+    out.push_str(&format!("Content-Length: {}\r\n\r\n{sdp}", sdp.len()));
+    Bytes::from(out)
+}
+
+/// Builds a round: each INVITE goes through a scratch proxy with the same
+/// seal key once, so the answers carry the branch the bench's proxies will
+/// write (it is derived from the request and the key, not random).
+fn round(inv: &Arc<InventoryHandle>) -> Round {
+    let (pbx, carrier) = (peer(Transport::Udp, PBX), peer(Transport::Udp, CARRIER));
+    let mut rng = Rng::new(7);
+    let mut scratch = Proxy::new(settings(), inv.clone());
+    let mut calls = Vec::with_capacity(CALLS);
+    for n in 0..CALLS {
+        let q = queue_id(numbered_queue(&mut rng));
+        let caller = claimed_number(rng.below(NUMBERS)).0;
+        let invite = typical_invite(n, &q, &caller);
+        scratch.handle(Instant::now(), pbx, invite.clone());
+        let fwd = std::iter::from_fn(|| scratch.poll_transmit())
+            .find(|t| t.to == carrier)
+            .expect("the INVITE is forwarded to the carrier")
+            .data;
+        while scratch.poll_event().is_some() {}
+        calls.push((
+            invite,
+            carrier_response(&fwd, 180, n),
+            carrier_response(&fwd, 200, n),
+        ));
+    }
+    let mut msgs = Vec::with_capacity(3 * CALLS);
+    for i in 0..CALLS + LAG {
+        if let Some((invite, _, _)) = calls.get(i) {
+            msgs.push((pbx, invite.clone()));
+        }
+        if let Some((_, ringing, ok)) = i.checked_sub(LAG).and_then(|j| calls.get(j)) {
+            msgs.push((carrier, ringing.clone()));
+            msgs.push((carrier, ok.clone()));
+        }
+    }
+    msgs
+}
+
+/// The flood guard as the server builds it: the PBX trusted, the carrier
+/// known, default limits.
+fn guard() -> Guard {
+    let s = settings();
+    let carriers: Vec<_> = s.carriers.iter().map(|p| p.addr).collect();
+    Guard::new(&s.trust, &carriers, &LimitsConfig::default())
+}
+
+/// Everything the core has to send and report, as the shell's flush takes
+/// it; the sends go to a sink. Returns how many there were.
+fn flush(proxy: &mut Proxy) -> usize {
+    let mut sent = 0;
+    while let Some(t) = proxy.poll_transmit() {
+        black_box(&t);
+        sent += 1;
+    }
+    while let Some(ev) = proxy.poll_event() {
+        cidgate::telemetry::record(&ev);
+    }
+    sent
+}
+
+/// One core reading the datagrams itself (`workers = 1`).
+fn inline_round(inv: &Arc<InventoryHandle>, msgs: &Round) -> Duration {
+    let mut proxy = Proxy::new(settings(), inv.clone());
+    let mut guard = guard();
+    let start = Instant::now();
+    let mut sent = 0;
+    for batch in msgs.chunks(BATCH) {
+        for (from, data) in batch {
+            if guard
+                .admit(Instant::now(), from.addr, &glance(data))
+                .is_none()
+            {
+                continue;
+            }
+            proxy.handle(Instant::now(), *from, Bytes::copy_from_slice(data));
+        }
+        sent += flush(&mut proxy);
+    }
+    let took = start.elapsed();
+    assert_eq!(sent, SENT_PER_CALL * CALLS, "every call went through");
+    took
+}
+
+/// A worker thread: a proxy core on its own current-thread runtime, taking
+/// what the router queued in batches; returns how much it sent.
+fn spawn_worker(
+    inv: Arc<InventoryHandle>,
+    mut inbox: mpsc::Receiver<Input>,
+    ready: Arc<Barrier>,
+) -> JoinHandle<usize> {
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut proxy = Proxy::new(settings(), inv);
+        ready.wait();
+        rt.block_on(async move {
+            let mut sent = 0;
+            while let Some(first) = inbox.recv().await {
+                let mut next = Some(first);
+                let mut handled = 0;
+                while let Some(input) = next.take() {
+                    if let Input::Message { from, data } = input {
+                        handled += 1;
+                        proxy.handle(Instant::now(), from, data);
+                    }
+                    if handled < BATCH {
+                        next = inbox.try_recv().ok();
+                    }
+                }
+                sent += flush(&mut proxy);
+            }
+            sent
+        })
+    })
+}
+
+/// The dispatcher's router on this thread, `workers` cores behind it.
+fn pool_round(inv: &Arc<InventoryHandle>, msgs: &Round, workers: usize) -> Duration {
+    let queue = LimitsConfig::default().worker_queue;
+    let (mut router, inboxes) = Router::new(workers, guard(), queue);
+    let ready = Arc::new(Barrier::new(workers + 1));
+    let threads: Vec<_> = inboxes
+        .into_iter()
+        .map(|rx| spawn_worker(inv.clone(), rx, ready.clone()))
+        .collect();
+    ready.wait();
+    let start = Instant::now();
+    for (from, data) in msgs {
+        let mut waited = 0;
+        while router.route(Instant::now(), *from, data) != Routed::Queued {
+            // A full queue: wait for the cores as a dispatcher waits for the
+            // sockets (bounded, so a routing bug cannot hang the bench).
+            waited += 1;
+            assert!(waited < 20_000, "a message was refused for 4 s");
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+    // Closing the queues lets each core finish what it has and stop.
+    drop(router);
+    let sent: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    let took = start.elapsed();
+    assert_eq!(sent, SENT_PER_CALL * CALLS, "every call went through");
+    took
+}
+
+fn workers(c: &mut Criterion) {
+    let inv = Arc::new(InventoryHandle::new(support::build_inventory(
+        QUEUES, NUMBERS,
+    )));
+    let msgs = round(&inv);
+    eprintln!(
+        "workers: {} messages per round ({CALLS} calls), {} cores available",
+        msgs.len(),
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    let mut g = c.benchmark_group("workers");
+    g.throughput(Throughput::Elements(msgs.len() as u64));
+    g.sample_size(20);
+    g.measurement_time(Duration::from_secs(10));
+    g.bench_function("inline", |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| inline_round(&inv, &msgs)).sum())
+    });
+    for n in [1, 2] {
+        g.bench_function(format!("pool/{n}"), |b| {
+            b.iter_custom(|iters| (0..iters).map(|_| pool_round(&inv, &msgs, n)).sum())
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, workers);
+criterion_main!(benches);
