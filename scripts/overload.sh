@@ -112,7 +112,7 @@ sleep 2
 phase() {  # NAME RATE
   echo "$1" > "$OUT/phase"
   echo "== $1: $2 calls/s for $SECS s (workers = $WORKERS)"
-  "$HERE/scripts/load.sh" --rate "$2" --calls $(( $2 * SECS )) --pid "$GW_PID" --max-failed-pct 100 \
+  "$HERE/scripts/load.sh" --rate "$2" --calls $(( $2 * SECS )) --pid "$GW_PID" --calls-file "$OUT/lab/calls.csv" --max-failed-pct 100 \
     --timeout $(( SECS + 40 )) --outdir "$OUT/$1" >"$OUT/$1.txt" 2>&1
   grep -E 'PBX/UAC|failure reasons|carrier/UAS  |gateway |^RESULT' "$OUT/$1.txt" | sed 's/^ */  /'
 }
