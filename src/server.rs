@@ -19,7 +19,6 @@ use crate::config::Config;
 use crate::inventory::InventoryHandle;
 use crate::proxy::{Event, Peer, Proxy, Settings, Transmit};
 use crate::shell::accept::AcceptGate;
-use crate::shell::glance::glance;
 use crate::shell::guard::{Class, Guard};
 use crate::shell::throttle::LogThrottle;
 use crate::shell::{Input, WorkerStats};
@@ -389,6 +388,11 @@ impl CoreKit {
             proxy: Proxy::new(self.settings.clone(), self.inventory.clone()),
             board: self.board.clone(),
             udp: self.udp.clone(),
+            udp_v4: self
+                .udp
+                .iter()
+                .map(|s| s.local_addr().is_ok_and(|a| a.is_ipv4()))
+                .collect(),
             conns: HashMap::new(),
             ids: self.ids.clone(),
             tcp_tx: self.tcp_tx.clone(),
@@ -546,6 +550,8 @@ pub(crate) struct Core {
     /// it beside the sockets.
     signed_rx: Option<mpsc::UnboundedReceiver<Signed>>,
     udp: Vec<Arc<UdpSocket>>,
+    /// Whether each of `udp` is bound to an IPv4 address.
+    udp_v4: Vec<bool>,
     /// Stream connections (TCP and TLS) by transport and remote address.
     conns: HashMap<Peer, (u64, mpsc::Sender<Bytes>)>,
     ids: Arc<AtomicU64>,
@@ -784,14 +790,7 @@ impl Core {
     async fn transmit(&mut self, t: Transmit) {
         match t.to.transport {
             Transport::Udp => {
-                let Some(sock) = self
-                    .udp
-                    .iter()
-                    .find(|s| {
-                        s.local_addr().map(|a| a.is_ipv4()).unwrap_or(false) == t.to.addr.is_ipv4()
-                    })
-                    .or_else(|| self.udp.first())
-                else {
+                let Some(sock) = self.udp_toward(t.to.addr) else {
                     return;
                 };
                 match sock.try_send_to(&t.data, t.to.addr) {
@@ -836,6 +835,13 @@ impl Core {
         }
     }
 
+    /// The UDP socket of `to`'s address family (else the first one); the
+    /// families were read once at start, not with a syscall per send.
+    fn udp_toward(&self, to: SocketAddr) -> Option<&Arc<UdpSocket>> {
+        let family = self.udp_v4.iter().position(|v4| *v4 == to.is_ipv4());
+        self.udp.get(family.unwrap_or(0))
+    }
+
     /// How to reach `to` over a new connection: from the listen address of
     /// its transport and, for TLS, checking the name configured for that
     /// carrier (else the address itself). `None`: TLS without `[tls]`.
@@ -865,7 +871,7 @@ impl Core {
 /// a dispatcher has checked it already).
 fn admitted(guard: &mut Option<Guard>, from: SocketAddr, data: &[u8]) -> bool {
     match guard {
-        Some(guard) => guard.admit(Instant::now(), from, &glance(data)).is_some(),
+        Some(guard) => guard.admit_message(Instant::now(), from, data).is_some(),
         None => true,
     }
 }

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use metrics::Counter;
 
-use super::glance::{Glance, Kind};
+use super::glance::{glance, Glance, Kind};
 use crate::config::LimitsConfig;
 use crate::proxy::TrustList;
 
@@ -111,6 +111,16 @@ impl Guard {
             Ok(class)
         };
         verdict.map_err(|r| self.count(class, r)).ok()
+    }
+
+    /// [`Guard::admit`] for a core that reads the sockets itself: the
+    /// message is glanced at only when it comes from a stranger, the one case
+    /// whose verdict depends on it (most traffic is the PBX and carriers).
+    pub fn admit_message(&mut self, now: Instant, from: SocketAddr, data: &[u8]) -> Option<Class> {
+        match self.classify(from.ip()) {
+            Class::Untrusted => self.admit(now, from, &glance(data)),
+            known => Some(known),
+        }
     }
 
     /// Counts a drop decided elsewhere in the shell (a full queue).
