@@ -18,6 +18,10 @@ use super::txn::{
 use super::Peer;
 use crate::sip::{Method, Request, Response, Transport};
 
+/// The tables' hasher: randomly seeded per process (server keys come from
+/// the network), cheaper than the standard SipHash.
+type Seeded = foldhash::fast::RandomState;
+
 /// Every live transaction, found by id, by server key (requests from
 /// upstream) and by our branch (responses from downstream), plus the timer
 /// queue, whose entries name the timer that is due.
@@ -25,9 +29,9 @@ use crate::sip::{Method, Request, Response, Transport};
 pub(super) struct Transactions {
     /// Boxed: a transaction is a few hundred bytes, and the map moves its
     /// values when it grows.
-    records: HashMap<TxnId, Box<Txn>>,
-    by_server_key: HashMap<ServerKey, TxnId>,
-    by_branch: HashMap<String, TxnId>,
+    records: HashMap<TxnId, Box<Txn>, Seeded>,
+    by_server_key: HashMap<ServerKey, TxnId, Seeded>,
+    by_branch: HashMap<String, TxnId, Seeded>,
     timers: BinaryHeap<Reverse<Due>>,
     /// Queue length at which entries of finished transactions are swept out
     /// (see [`Transactions::sweep_stale_timers`]).
