@@ -10,9 +10,9 @@
 //! refuses at once instead of letting latency grow without limit, and the
 //! call is answered `503` with `Retry-After` (never sent unsigned).
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -50,9 +50,46 @@ struct Queued {
 /// Threads that sign, fed by one bounded queue. Dropping the pool closes
 /// the queue; the threads finish what is queued and exit.
 pub struct SigningPool {
-    tx: Option<SyncSender<Queued>>,
+    queue: Arc<Queue>,
     depth: Arc<AtomicUsize>,
     threads: Vec<JoinHandle<()>>,
+    meters: Meters,
+}
+
+/// The jobs waiting for a thread. Idle threads wait on `ready`; a job wakes
+/// exactly one of them (a channel receiver shared behind a mutex would also
+/// wake the next waiter on every hand-over, two thread wake-ups per job).
+struct Queue {
+    jobs: Mutex<Waiting>,
+    ready: Condvar,
+    capacity: usize,
+}
+
+struct Waiting {
+    jobs: VecDeque<Queued>,
+    closed: bool,
+}
+
+/// The pool's metric handles, looked up once instead of per signature.
+#[derive(Clone)]
+struct Meters {
+    depth: metrics::Gauge,
+    refused: metrics::Counter,
+    signed: metrics::Counter,
+    failed: metrics::Counter,
+    latency: metrics::Histogram,
+}
+
+impl Meters {
+    fn new() -> Meters {
+        Meters {
+            depth: metrics::gauge!("cidgate_stir_queue_depth"),
+            refused: metrics::counter!("cidgate_stir_refused_total"),
+            signed: metrics::counter!("cidgate_stir_signatures_total"),
+            failed: metrics::counter!("cidgate_stir_failures_total"),
+            latency: metrics::histogram!("cidgate_stir_sign_seconds"),
+        }
+    }
 }
 
 impl SigningPool {
@@ -63,47 +100,59 @@ impl SigningPool {
         S: Fn(&Claims) -> Result<String, SignError> + Send + Sync + 'static,
         D: Fn(Signed) + Send + Sync + 'static,
     {
-        let (tx, rx) = mpsc::sync_channel::<Queued>(capacity.max(1));
-        let rx = Arc::new(Mutex::new(rx));
+        let capacity = capacity.max(1);
+        let queue = Arc::new(Queue {
+            jobs: Mutex::new(Waiting {
+                jobs: VecDeque::with_capacity(capacity),
+                closed: false,
+            }),
+            ready: Condvar::new(),
+            capacity,
+        });
         let depth = Arc::new(AtomicUsize::new(0));
+        let meters = Meters::new();
         let work = Arc::new((sign, done));
         let threads = (0..threads.max(1))
             .map(|i| {
-                let rx = rx.clone();
+                let queue = queue.clone();
                 let depth = depth.clone();
                 let work = work.clone();
+                let meters = meters.clone();
                 std::thread::Builder::new()
                     .name(format!("cidgate-sign-{i}"))
-                    .spawn(move || worker(&rx, &depth, &work.0, &work.1))
+                    .spawn(move || worker(&queue, &depth, &meters, &work.0, &work.1))
                     .expect("spawning a signing thread")
             })
             .collect();
         SigningPool {
-            tx: Some(tx),
+            queue,
             depth,
             threads,
+            meters,
         }
     }
 
     /// Queues a job, or refuses at once when the queue is full.
     pub fn try_submit(&self, job: SignJob) -> Result<(), Overloaded> {
-        let tx = self.tx.as_ref().ok_or(Overloaded)?;
         let queued = Queued {
             job,
             queued_at: Instant::now(),
         };
-        self.depth.fetch_add(1, Ordering::Relaxed);
-        match tx.try_send(queued) {
-            Ok(()) => {
-                metrics::gauge!("cidgate_stir_queue_depth").increment(1.0);
-                Ok(())
+        let accepted = match self.queue.jobs.lock() {
+            Ok(mut w) if !w.closed && w.jobs.len() < self.queue.capacity => {
+                w.jobs.push_back(queued);
+                self.depth.fetch_add(1, Ordering::Relaxed);
+                true
             }
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.depth.fetch_sub(1, Ordering::Relaxed);
-                metrics::counter!("cidgate_stir_refused_total").increment(1);
-                Err(Overloaded)
-            }
+            _ => false,
+        };
+        if !accepted {
+            self.meters.refused.increment(1);
+            return Err(Overloaded);
         }
+        self.queue.ready.notify_one();
+        self.meters.depth.increment(1.0);
+        Ok(())
     }
 
     /// Jobs queued and not yet taken by a worker.
@@ -114,37 +163,46 @@ impl SigningPool {
 
 impl Drop for SigningPool {
     fn drop(&mut self) {
-        self.tx = None;
+        if let Ok(mut w) = self.queue.jobs.lock() {
+            w.closed = true;
+        }
+        self.queue.ready.notify_all();
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
     }
 }
 
-fn worker<S, D>(rx: &Mutex<Receiver<Queued>>, depth: &AtomicUsize, sign: &S, done: &D)
+/// The next job, waiting for one; `None` once the pool is closed and empty.
+fn next_job(queue: &Queue) -> Option<Queued> {
+    let mut w = queue.jobs.lock().ok()?;
+    loop {
+        if let Some(job) = w.jobs.pop_front() {
+            return Some(job);
+        }
+        if w.closed {
+            return None;
+        }
+        w = queue.ready.wait(w).ok()?;
+    }
+}
+
+fn worker<S, D>(queue: &Queue, depth: &AtomicUsize, meters: &Meters, sign: &S, done: &D)
 where
     S: Fn(&Claims) -> Result<String, SignError>,
     D: Fn(Signed),
 {
-    loop {
-        // The lock is held only while waiting for one job, never while signing.
-        let next = match rx.lock() {
-            Ok(rx) => rx.recv(),
-            Err(_) => return,
-        };
-        let Ok(Queued { job, queued_at }) = next else {
-            return;
-        };
+    // The lock is held only to take a job, never while signing.
+    while let Some(Queued { job, queued_at }) = next_job(queue) {
         depth.fetch_sub(1, Ordering::Relaxed);
-        metrics::gauge!("cidgate_stir_queue_depth").decrement(1.0);
+        meters.depth.decrement(1.0);
         let result = sign(&job.claims);
         match result {
             Ok(_) => {
-                metrics::counter!("cidgate_stir_signatures_total").increment(1);
-                metrics::histogram!("cidgate_stir_sign_seconds")
-                    .record(queued_at.elapsed().as_secs_f64());
+                meters.signed.increment(1);
+                meters.latency.record(queued_at.elapsed().as_secs_f64());
             }
-            Err(_) => metrics::counter!("cidgate_stir_failures_total").increment(1),
+            Err(_) => meters.failed.increment(1),
         }
         done(Signed {
             token: job.token,
