@@ -3,6 +3,7 @@
 //! The configuration converts into this (`Config::proxy_settings`); the core
 //! never reads the configuration itself.
 
+use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
 use super::carrier_health::HealthSettings;
@@ -109,18 +110,21 @@ impl Settings {
     /// transport the request leaves on (a large INVITE may move to TCP after
     /// the token is sealed).
     pub fn route_token_budget(&self) -> usize {
-        let mut longest = 0;
-        for transport in [Transport::Udp, Transport::Tcp, Transport::Tls] {
-            let mut uri = String::new();
-            self.push_route_uri(&mut uri, transport);
-            longest = longest.max(uri.len());
-        }
+        let longest = [Transport::Udp, Transport::Tcp, Transport::Tls]
+            .into_iter()
+            .map(|transport| {
+                let mut len = Counted(0);
+                self.push_route_uri(&mut len, transport);
+                len.0
+            })
+            .max()
+            .unwrap_or(0);
         // ";cg=" and the closing '>' around the token; under, not up to, the cap.
         MAX_ROUTE_URI.saturating_sub(longest + ";cg=".len() + ">".len() + 1)
     }
 
     /// `<sip:DOMAIN[:PORT][;transport=T];lr` for the listener of `transport`.
-    fn push_route_uri(&self, out: &mut String, transport: Transport) {
+    fn push_route_uri(&self, out: &mut impl fmt::Write, transport: Transport) {
         let default = if transport == Transport::Tls {
             5061
         } else {
@@ -130,17 +134,15 @@ impl Settings {
             .local(transport)
             .map(|p| p.addr.port())
             .unwrap_or(default);
-        out.push_str("<sip:");
-        out.push_str(&self.domain);
+        // Writing into a String or a counter cannot fail.
+        let _ = write!(out, "<sip:{}", self.domain);
         if port != default {
-            out.push(':');
-            out.push_str(&port.to_string());
+            let _ = write!(out, ":{port}");
         }
         if transport != Transport::Udp {
-            out.push_str(";transport=");
-            out.push_str(transport.uri_param());
+            let _ = write!(out, ";transport={}", transport.uri_param());
         }
-        out.push_str(";lr");
+        let _ = out.write_str(";lr");
     }
 
     /// The transport address a sip: URI with an IP host names. A known
@@ -169,4 +171,15 @@ fn host_ip(host: &[u8]) -> Option<IpAddr> {
         .trim_end_matches(']')
         .parse()
         .ok()
+}
+
+/// Counts what is written instead of keeping it: the length of a route URI
+/// without building it (asked for on every new call).
+struct Counted(usize);
+
+impl fmt::Write for Counted {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0 += s.len();
+        Ok(())
+    }
 }
