@@ -11,7 +11,6 @@
 //! call is answered `503` with `Retry-After` (never sent unsigned).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -51,7 +50,6 @@ struct Queued {
 /// the queue; the threads finish what is queued and exit.
 pub struct SigningPool {
     queue: Arc<Queue>,
-    depth: Arc<AtomicUsize>,
     threads: Vec<JoinHandle<()>>,
     meters: Meters,
 }
@@ -109,24 +107,21 @@ impl SigningPool {
             ready: Condvar::new(),
             capacity,
         });
-        let depth = Arc::new(AtomicUsize::new(0));
         let meters = Meters::new();
         let work = Arc::new((sign, done));
         let threads = (0..threads.max(1))
             .map(|i| {
                 let queue = queue.clone();
-                let depth = depth.clone();
                 let work = work.clone();
                 let meters = meters.clone();
                 std::thread::Builder::new()
                     .name(format!("cidgate-sign-{i}"))
-                    .spawn(move || worker(&queue, &depth, &meters, &work.0, &work.1))
+                    .spawn(move || worker(&queue, &meters, &work.0, &work.1))
                     .expect("spawning a signing thread")
             })
             .collect();
         SigningPool {
             queue,
-            depth,
             threads,
             meters,
         }
@@ -141,7 +136,6 @@ impl SigningPool {
         let accepted = match self.queue.jobs.lock() {
             Ok(mut w) if !w.closed && w.jobs.len() < self.queue.capacity => {
                 w.jobs.push_back(queued);
-                self.depth.fetch_add(1, Ordering::Relaxed);
                 true
             }
             _ => false,
@@ -157,7 +151,7 @@ impl SigningPool {
 
     /// Jobs queued and not yet taken by a worker.
     pub fn depth(&self) -> usize {
-        self.depth.load(Ordering::Relaxed)
+        self.queue.jobs.lock().map_or(0, |w| w.jobs.len())
     }
 }
 
@@ -187,14 +181,13 @@ fn next_job(queue: &Queue) -> Option<Queued> {
     }
 }
 
-fn worker<S, D>(queue: &Queue, depth: &AtomicUsize, meters: &Meters, sign: &S, done: &D)
+fn worker<S, D>(queue: &Queue, meters: &Meters, sign: &S, done: &D)
 where
     S: Fn(&Claims) -> Result<String, SignError>,
     D: Fn(Signed),
 {
     // The lock is held only to take a job, never while signing.
     while let Some(Queued { job, queued_at }) = next_job(queue) {
-        depth.fetch_sub(1, Ordering::Relaxed);
         meters.depth.decrement(1.0);
         let result = sign(&job.claims);
         match result {
