@@ -26,6 +26,7 @@ use crate::sip::scan::MAX_MESSAGE;
 use crate::sip::Transport;
 use crate::stir::{Signed, Signer, SigningPool};
 use crate::transport::tls::TlsHandle;
+use crate::transport::udp::ReceiveBuffer;
 use crate::transport::{spawn_connection, Origin, TcpEvent, TlsDial};
 
 /// What the core task is asked to do.
@@ -98,20 +99,21 @@ impl Gateway {
 /// so that a flood of idle connections cannot exhaust descriptors.
 const MAX_TCP_CONNECTIONS: usize = 10_000;
 
-/// Kernel buffer asked for on UDP sockets. The defaults (about 200 KiB) hold
-/// only a few hundred SIP messages: a burst at a few thousand calls per second
+/// Kernel send buffer asked for on UDP sockets (the receive buffer is
+/// `[limits] udp_receive_buffer`). The defaults (about 200 KiB) hold only a
+/// few hundred SIP messages: a burst at a few thousand calls per second
 /// overflows them and turns into retransmissions and failed calls.
-const UDP_BUFFER: usize = 4 << 20;
+const UDP_SEND_BUFFER: usize = 4 << 20;
 
-fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+fn bind_udp(addr: SocketAddr, receive: usize) -> std::io::Result<(UdpSocket, ReceiveBuffer)> {
     use socket2::{Domain, Protocol, Socket, Type};
     let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    // Best effort: the kernel caps these at net.core.{r,w}mem_max.
-    let _ = sock.set_recv_buffer_size(UDP_BUFFER);
-    let _ = sock.set_send_buffer_size(UDP_BUFFER);
+    let buffer = crate::transport::udp::size_receive_buffer(&sock, receive);
+    // Best effort: the kernel caps this at net.core.wmem_max.
+    let _ = sock.set_send_buffer_size(UDP_SEND_BUFFER);
     sock.set_nonblocking(true)?;
     sock.bind(&addr.into())?;
-    UdpSocket::from_std(sock.into())
+    Ok((UdpSocket::from_std(sock.into())?, buffer))
 }
 
 /// Which listener failed, in the configuration's words, so that `Address
@@ -123,7 +125,8 @@ fn listener_error(transport: Transport, addr: SocketAddr) -> String {
 
 /// The bound listeners.
 struct Bound {
-    udp: Vec<Arc<UdpSocket>>,
+    /// UDP sockets, each with what the kernel gave it as receive buffer.
+    udp: Vec<(Arc<UdpSocket>, ReceiveBuffer)>,
     /// TCP and TLS listeners, with which of the two each is.
     streams: Vec<(TcpListener, Transport)>,
     /// Where each listener ended up (port 0 resolved), in configuration order.
@@ -173,11 +176,13 @@ async fn bind_once(config: &Config) -> Result<Bound, BindFailure> {
             }
         }
         let result = match l.transport {
-            Transport::Udp => bind_udp(addr).and_then(|s| {
-                let local = s.local_addr()?;
-                udp.push(Arc::new(s));
-                Ok(local)
-            }),
+            Transport::Udp => {
+                bind_udp(addr, config.limits.udp_receive_buffer).and_then(|(s, buffer)| {
+                    let local = s.local_addr()?;
+                    udp.push((Arc::new(s), buffer));
+                    Ok(local)
+                })
+            }
             Transport::Tcp | Transport::Tls => {
                 // TLS has its own port (5061 by convention), so a port 0 is
                 // not shared with UDP and TCP.
@@ -237,6 +242,10 @@ pub async fn start(
         streams,
         listen,
     } = bind_all(config).await?;
+    for (sock, buffer) in &udp {
+        log_receive_buffer(sock, buffer);
+    }
+    let udp: Vec<Arc<UdpSocket>> = udp.into_iter().map(|(sock, _)| sock).collect();
     let mut settings = config.proxy_settings();
     settings.listen = listen.clone();
     if config.server.admin.is_some() {
@@ -273,6 +282,31 @@ pub async fn start(
         task,
         aux,
     })
+}
+
+/// Says once, at start, what receive buffer each UDP socket got: an
+/// operator who relies on it to ride out a flood must see when the kernel
+/// gave less than `[limits] udp_receive_buffer`.
+fn log_receive_buffer(sock: &UdpSocket, buffer: &ReceiveBuffer) {
+    let listen = sock
+        .local_addr()
+        .map_or_else(|_| "?".to_string(), |a| format!("udp://{a}"));
+    let (asked, granted) = (buffer.asked, buffer.granted());
+    if buffer.capped() {
+        tracing::warn!(
+            %listen, asked, granted,
+            "UDP receive buffer smaller than [limits] udp_receive_buffer: net.core.rmem_max caps it and \
+             the process lacks CAP_NET_ADMIN to pass it; a flood fills it sooner (raise net.core.rmem_max \
+             or grant CAP_NET_ADMIN)"
+        );
+    } else {
+        let how = if buffer.forced {
+            "SO_RCVBUFFORCE, past net.core.rmem_max"
+        } else {
+            "SO_RCVBUF"
+        };
+        tracing::info!(%listen, granted, how, "UDP receive buffer");
+    }
 }
 
 /// The running certificate and key: needed by a `tls://` listener or a TLS

@@ -539,6 +539,29 @@ fn workers_and_limits_are_checked_with_file_line_and_key() {
 }
 
 #[test]
+fn the_udp_receive_buffer_defaults_to_16_mib_and_is_checked() {
+    let d = parse("").unwrap().limits;
+    assert_eq!(d.udp_receive_buffer, 16 << 20);
+    let set = parse("[limits]\nudp_receive_buffer = 67108864\n")
+        .unwrap()
+        .limits;
+    assert_eq!(set.udp_receive_buffer, 64 << 20);
+    assert_eq!(
+        set.untrusted_rate, d.untrusted_rate,
+        "defaults for the rest"
+    );
+    for bad in ["1000", "2147483648", "-1"] {
+        let e = only_error(&format!("[limits]\nudp_receive_buffer = {bad}\n"));
+        assert!(
+            e.starts_with(
+                "conf/cidgate.toml:2:22: [limits] udp_receive_buffer: expected 65536 to 1073741824"
+            ),
+            "{e}"
+        );
+    }
+}
+
+#[test]
 fn health_section_defaults_values_and_checks() {
     let d = parse("").unwrap().health;
     assert_eq!(d, cidgate::proxy::HealthSettings::default());

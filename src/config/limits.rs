@@ -23,7 +23,20 @@ pub struct LimitsConfig {
     pub worker_queue: usize,
     /// Seconds written into the `Retry-After` of a 503 for shed calls.
     pub retry_after: u32,
+    /// Bytes of kernel receive buffer asked for on each UDP socket. A flood
+    /// and the trusted traffic on one socket share this buffer; while the
+    /// gateway is off the CPU it is all that stands between a burst and
+    /// lost datagrams (a carrier's 200, a PBX's BYE). Past
+    /// `net.core.rmem_max` it takes `CAP_NET_ADMIN` (`SO_RCVBUFFORCE`).
+    pub udp_receive_buffer: usize,
 }
+
+/// 16 MiB holds 26 214 datagrams of up to about 700 bytes (Linux counts
+/// 1 280 bytes for each on loopback; measured): 140 ms of the 186 000
+/// messages/s one flooding sender reached (BENCHMARKS.md, "Flood"), where
+/// the 4 MiB that `net.core.rmem_max` allowed held 6 553, 35 ms. The memory
+/// is only taken while datagrams wait in it.
+const DEFAULT_UDP_RECEIVE_BUFFER: usize = 16 << 20;
 
 impl Default for LimitsConfig {
     fn default() -> LimitsConfig {
@@ -34,6 +47,7 @@ impl Default for LimitsConfig {
             tcp_per_source: 8,
             worker_queue: 4096,
             retry_after: 5,
+            udp_receive_buffer: DEFAULT_UDP_RECEIVE_BUFFER,
         }
     }
 }
@@ -47,6 +61,7 @@ pub(super) struct RawLimits {
     tcp_per_source: S<i64>,
     worker_queue: S<i64>,
     retry_after: S<i64>,
+    udp_receive_buffer: S<i64>,
 }
 
 impl Checker<'_> {
@@ -88,6 +103,13 @@ impl Checker<'_> {
             3600,
             "retry_after",
         );
+        let udp_buffer = self.bounded(
+            raw.udp_receive_buffer,
+            d.udp_receive_buffer as i64,
+            64 << 10,
+            1 << 30,
+            "udp_receive_buffer",
+        );
         Some(LimitsConfig {
             untrusted_rate: rate? as u32,
             untrusted_burst: burst? as u32,
@@ -95,6 +117,7 @@ impl Checker<'_> {
             tcp_per_source: tcp? as usize,
             worker_queue: queue? as usize,
             retry_after: retry? as u32,
+            udp_receive_buffer: udp_buffer? as usize,
         })
     }
 
