@@ -200,7 +200,7 @@ fn spawn_worker(
                 let mut next = Some(first);
                 let mut handled = 0;
                 while let Some(input) = next.take() {
-                    if let Input::Message { from, data } = input {
+                    if let Input::Message { from, data, .. } = input {
                         handled += 1;
                         proxy.handle(Instant::now(), from, data);
                     }
@@ -228,7 +228,7 @@ fn pool_round(inv: &Arc<InventoryHandle>, msgs: &Round, workers: usize) -> Durat
     let start = Instant::now();
     for (from, data) in msgs {
         let mut waited = 0;
-        while router.route(Instant::now(), *from, data) != Routed::Queued {
+        while router.route(Instant::now(), *from, 0, data) != Routed::Queued {
             // A full queue: wait for the cores as a dispatcher waits for the
             // sockets (bounded, so a routing bug cannot hang the bench).
             waited += 1;

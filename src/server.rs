@@ -20,6 +20,7 @@ use crate::inventory::InventoryHandle;
 use crate::proxy::{Event, Peer, Proxy, Settings, Transmit};
 use crate::shell::accept::AcceptGate;
 use crate::shell::guard::{Class, Guard};
+use crate::shell::paths::UdpPaths;
 use crate::shell::throttle::LogThrottle;
 use crate::shell::{Input, WorkerStats};
 use crate::sip::scan::MAX_MESSAGE;
@@ -422,11 +423,13 @@ impl CoreKit {
             proxy: Proxy::new(self.settings.clone(), self.inventory.clone()),
             board: self.board.clone(),
             udp: self.udp.clone(),
-            udp_v4: self
-                .udp
-                .iter()
-                .map(|s| s.local_addr().is_ok_and(|a| a.is_ipv4()))
-                .collect(),
+            paths: UdpPaths::new(
+                &self
+                    .udp
+                    .iter()
+                    .map(|s| s.local_addr().is_ok_and(|a| a.is_ipv4()))
+                    .collect::<Vec<_>>(),
+            ),
             conns: HashMap::new(),
             ids: self.ids.clone(),
             tcp_tx: self.tcp_tx.clone(),
@@ -584,8 +587,9 @@ pub(crate) struct Core {
     /// it beside the sockets.
     signed_rx: Option<mpsc::UnboundedReceiver<Signed>>,
     udp: Vec<Arc<UdpSocket>>,
-    /// Whether each of `udp` is bound to an IPv4 address.
-    udp_v4: Vec<bool>,
+    /// Which of `udp` a message to a peer leaves from; `None` with one
+    /// socket (or none).
+    paths: Option<UdpPaths>,
     /// Stream connections (TCP and TLS) by transport and remote address.
     conns: HashMap<Peer, (u64, mpsc::Sender<Bytes>)>,
     ids: Arc<AtomicU64>,
@@ -631,9 +635,11 @@ impl Core {
                 // be seen before the retransmission timer it would cancel.
                 biased;
                 // UDP is read here, in the task that owns the proxy: no channel
-                // hop and no cross-thread wake-up per datagram.
-                i = udp_readable(&udp) => {
-                    self.drain_udp(&udp[i], &mut buf);
+                // hop and no cross-thread wake-up per datagram. One batch
+                // from every socket in listen order, so a flood on one
+                // cannot starve the others.
+                _ = udp_readable(&udp) => {
+                    self.take_queued(&udp, &mut buf);
                 }
                 Some(ev) = recv(&mut tcp_rx) => self.on_tcp(ev),
                 Some(input) = recv(&mut inbox) => self.on_inputs(input, inbox.as_mut()),
@@ -688,16 +694,17 @@ impl Core {
     /// false when there was nothing.
     fn take_queued(&mut self, udp: &[Arc<UdpSocket>], buf: &mut [u8]) -> bool {
         let mut any = false;
-        for sock in udp {
-            any |= self.drain_udp(sock, buf) > 0;
+        for (k, sock) in udp.iter().enumerate() {
+            any |= self.drain_udp(k, sock, buf) > 0;
         }
         any
     }
 
-    /// Handles the datagrams already queued on `sock` (a bounded batch);
-    /// returns how many.
-    fn drain_udp(&mut self, sock: &UdpSocket, buf: &mut [u8]) -> usize {
+    /// Handles the datagrams already queued on `sock`, the `k`-th UDP
+    /// socket (a bounded batch); returns how many.
+    fn drain_udp(&mut self, k: usize, sock: &UdpSocket, buf: &mut [u8]) -> usize {
         let guard = &mut self.guard;
+        let paths = &mut self.paths;
         let messages = &self.stats.messages;
         let recv = || {
             // What the flood guard drops costs a glance each; bounded too,
@@ -707,6 +714,9 @@ impl Core {
                     Ok((n, from)) => {
                         if !admitted(guard, from, &buf[..n]) {
                             continue;
+                        }
+                        if let Some(paths) = paths.as_mut() {
+                            paths.note(from, k);
                         }
                         messages.increment(1);
                         // Copied out at its exact size: the buffer is reused as is.
@@ -733,8 +743,11 @@ impl Core {
         let mut handled = 0;
         while let Some(input) = next.take() {
             match input {
-                Input::Message { from, data } => {
+                Input::Message { from, data, socket } => {
                     handled += 1;
+                    if let (Some(paths), Transport::Udp) = (self.paths.as_mut(), from.transport) {
+                        paths.note(from.addr, socket);
+                    }
                     self.proxy.handle(Instant::now(), from, data);
                 }
                 Input::Tcp(ev) => self.on_tcp(ev),
@@ -869,11 +882,12 @@ impl Core {
         }
     }
 
-    /// The UDP socket of `to`'s address family (else the first one); the
-    /// families were read once at start, not with a syscall per send.
+    /// The UDP socket a message to `to` leaves from: with several, the one
+    /// `to` last wrote to, else the first of its address family, the one
+    /// Via and Record-Route name (see [`UdpPaths`]); no syscall per send.
     fn udp_toward(&self, to: SocketAddr) -> Option<&Arc<UdpSocket>> {
-        let family = self.udp_v4.iter().position(|v4| *v4 == to.is_ipv4());
-        self.udp.get(family.unwrap_or(0))
+        let k = self.paths.as_ref().map_or(0, |p| p.toward(to));
+        self.udp.get(k)
     }
 
     /// How to reach `to` over a new connection: from the listen address of
@@ -918,7 +932,8 @@ async fn recv<T>(rx: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
     }
 }
 
-/// Resolves with the index of the first UDP socket that has data to read.
+/// Resolves with the index of the first UDP socket that has data to read
+/// (callers then read every socket in turn).
 pub(crate) async fn udp_readable(socks: &[Arc<UdpSocket>]) -> usize {
     if socks.is_empty() {
         return std::future::pending().await;

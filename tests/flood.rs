@@ -3,8 +3,11 @@
 //! gateway-like Via, truncated messages and garbage, over UDP and over more
 //! TCP connections than one source may hold. Every trusted call must
 //! complete, nothing of the flood may reach the carrier, the flooder gets no
-//! more answers than its budget, and the drop counters must move. Bounded:
-//! a few seconds and a fixed number of calls.
+//! more answers than its budget, and the drop counters must move. Then the
+//! same with the trusted side on a UDP socket of its own and an unpaced
+//! flood on a second, public one: the flood must not cost a trusted call,
+//! and nothing may leave from the wrong socket. Bounded: a few seconds and
+//! a fixed number of calls each.
 
 mod common;
 
@@ -27,9 +30,12 @@ const FLOODER: &str = "127.0.0.9";
 /// Datagrams per second the UDP flooder aims at.
 const FLOOD_RATE: u32 = 20_000;
 
+/// What the carrier received: each request's Call-ID and where it came from.
+type Seen = Arc<std::sync::Mutex<Vec<(String, SocketAddr)>>>;
+
 /// The carrier: answers every INVITE with 200 and every BYE with 200, and
-/// records the Call-ID of every request it receives.
-async fn carrier(sock: Arc<UdpSocket>, seen: Arc<std::sync::Mutex<Vec<String>>>) {
+/// records the Call-ID and source of every request it receives.
+async fn carrier(sock: Arc<UdpSocket>, seen: Seen) {
     let mut buf = vec![0u8; 65536];
     loop {
         let Ok((n, from)) = sock.recv_from(&mut buf).await else {
@@ -41,7 +47,7 @@ async fn carrier(sock: Arc<UdpSocket>, seen: Arc<std::sync::Mutex<Vec<String>>>)
         }
         seen.lock()
             .unwrap()
-            .push(header_value(&m, "Call-ID").unwrap_or_default());
+            .push((header_value(&m, "Call-ID").unwrap_or_default(), from));
         let me = sock.local_addr().unwrap();
         let answer = if is_request(&m, "INVITE") {
             respond(
@@ -82,17 +88,19 @@ async fn trusted_call(gw: SocketAddr, callee: SocketAddr, i: usize) -> bool {
         .is_some()
 }
 
-/// Sends `req` until a final response with `code` arrives (8 s at most, as a
-/// UAC's Timer B would be on this scale).
+/// Sends `req` until a final response with `code` arrives from `gw`, the
+/// socket the request went to (8 s at most, as a UAC's Timer B would be on
+/// this scale).
 async fn transaction(pbx: &UdpSocket, gw: SocketAddr, req: &[u8], code: u16) -> Option<Bytes> {
     let mut buf = vec![0u8; 65536];
     let give_up = tokio::time::Instant::now() + Duration::from_secs(8);
     while tokio::time::Instant::now() < give_up {
         pbx.send_to(req, gw).await.ok()?;
         let resend = tokio::time::Instant::now() + Duration::from_millis(500);
-        while let Ok(Ok((n, _))) = tokio::time::timeout_at(resend, pbx.recv_from(&mut buf)).await {
+        while let Ok(Ok((n, src))) = tokio::time::timeout_at(resend, pbx.recv_from(&mut buf)).await
+        {
             let m = Bytes::copy_from_slice(&buf[..n]);
-            if m.starts_with(format!("SIP/2.0 {code} ").as_bytes()) {
+            if src == gw && m.starts_with(format!("SIP/2.0 {code} ").as_bytes()) {
                 return Some(m);
             }
         }
@@ -245,8 +253,8 @@ async fn flood_with_trusted_calls(workers: usize) {
         .lock()
         .unwrap()
         .iter()
-        .filter(|id| !id.starts_with("trusted"))
-        .cloned()
+        .filter(|(id, _)| !id.starts_with("trusted"))
+        .map(|(id, _)| id.clone())
         .collect();
     assert!(
         relayed.is_empty(),
@@ -300,4 +308,118 @@ async fn flood_from_a_stranger_leaves_trusted_calls_alone_one_core() {
 async fn flood_from_a_stranger_leaves_trusted_calls_alone_two_cores() {
     let _turn = ONE_AT_A_TIME.lock().await;
     flood_with_trusted_calls(2).await;
+}
+
+/// Floods `public` from a socket of its own, as fast as it sends, until
+/// `stop`; counts datagrams sent, answers, and answers that came from
+/// anywhere but `public`.
+fn unpaced_flood(public: SocketAddr, stop: Arc<AtomicBool>) -> (u64, u64, u64) {
+    let sock = std::net::UdpSocket::bind((FLOODER, 0)).unwrap();
+    sock.set_nonblocking(true).unwrap();
+    let msgs = flood_messages(public, sock.local_addr().unwrap());
+    let mut buf = [0u8; 65536];
+    let (mut sent, mut answers, mut elsewhere) = (0u64, 0u64, 0u64);
+    let mut i = 0usize;
+    while !stop.load(Ordering::Relaxed) {
+        if sock.send_to(&msgs[i % msgs.len()], public).is_ok() {
+            sent += 1;
+        }
+        i += 1;
+        while let Ok((_, src)) = sock.recv_from(&mut buf) {
+            answers += 1;
+            elsewhere += u64::from(src != public);
+        }
+    }
+    (sent, answers, elsewhere)
+}
+
+/// The deployment README.md describes: the PBX and the carrier on the first
+/// UDP listener, a public one for everyone else. A stranger floods the
+/// public socket unpaced, with a receive buffer small enough that the
+/// kernel drops most of the flood; trusted calls on the first socket must
+/// all complete, requests must reach the carrier from the first socket, and
+/// the flood's answers must come from the public one.
+async fn flood_on_the_public_socket(workers: usize) {
+    let carrier_sock = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let callee = carrier_sock.local_addr().unwrap();
+    let toml = format!(
+        "[server]\nlisten = [\"udp://127.0.0.1:0\", \"udp://127.0.0.2:0\"]\ndomain = \"gw.example.net\"\nadmin = \"127.0.0.1:0\"\nworkers = {workers}\n[trust]\npbx = [\"127.0.0.1/32\"]\n[[carrier]]\nuri = \"sip:{callee};transport=udp\"\n[health]\nprobe_interval = 0\n[limits]\nudp_receive_buffer = 65536\n"
+    );
+    let cfg = Config::from_toml_str(&toml, Path::new("flood.toml")).unwrap();
+    let gw = cidgate::server::start(&cfg, Arc::new(InventoryHandle::new(inventory())), None)
+        .await
+        .unwrap();
+    let udp: Vec<SocketAddr> = gw.listen.iter().map(|p| p.addr).collect();
+    let (trusted, public) = (udp[0], udp[1]);
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let carrier_task = tokio::spawn(carrier(carrier_sock, seen.clone()));
+    let before = cidgate::admin::prometheus().render();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let flooder = {
+        let stop = stop.clone();
+        std::thread::spawn(move || unpaced_flood(public, stop))
+    };
+    let started = Instant::now();
+    let mut calls = Vec::new();
+    for i in 0..CALLS {
+        calls.push(tokio::spawn(trusted_call(trusted, callee, i)));
+        tokio::time::sleep(FLOOD_FOR / CALLS as u32).await;
+    }
+    let mut failed = 0;
+    for c in calls {
+        failed += usize::from(!c.await.unwrap());
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (sent, answers, elsewhere) = flooder.join().unwrap();
+    let elapsed = started.elapsed().as_secs_f64();
+    let after = cidgate::admin::prometheus().render();
+    gw.shutdown().await;
+    carrier_task.abort();
+
+    assert_eq!(
+        failed, 0,
+        "trusted calls failed ({sent} flood datagrams on the other socket)"
+    );
+    let seen = seen.lock().unwrap();
+    assert!(
+        seen.iter().all(|(id, _)| id.starts_with("trusted")),
+        "flood relayed to the carrier: {seen:?}"
+    );
+    assert!(
+        seen.iter().all(|(_, from)| *from == trusted),
+        "requests to the carrier left from another socket than {trusted}: {seen:?}"
+    );
+    assert!(sent > 10_000, "the flood sent only {sent} datagrams");
+    assert!(answers >= 1, "the flooder got no answer at all");
+    assert_eq!(
+        elsewhere, 0,
+        "answers to the flooder from another socket than {public}"
+    );
+    let over_budget = metric(
+        &after,
+        "cidgate_shell_dropped_total",
+        "reason=\"over_budget\"",
+    ) - metric(
+        &before,
+        "cidgate_shell_dropped_total",
+        "reason=\"over_budget\"",
+    );
+    assert!(over_budget > 500.0, "{after}");
+    eprintln!(
+        "workers={workers}, two sockets: {sent} flood datagrams in {elapsed:.1} s ({:.0}/s) on {public}, {answers} answered from it, {CALLS} trusted calls on {trusted}, 0 failed",
+        sent as f64 / elapsed
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unpaced_flood_on_the_public_socket_leaves_trusted_calls_alone_one_core() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    flood_on_the_public_socket(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unpaced_flood_on_the_public_socket_leaves_trusted_calls_alone_two_cores() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    flood_on_the_public_socket(2).await;
 }

@@ -96,11 +96,12 @@ impl Router {
         )
     }
 
-    /// Routes a datagram still in the receive buffer: it is copied out only
-    /// when a core takes it.
-    pub fn route(&mut self, now: Instant, from: Peer, data: &[u8]) -> Routed {
+    /// Routes a datagram still in the receive buffer of UDP socket `socket`
+    /// (its index in listen order): it is copied out only when a core takes
+    /// it.
+    pub fn route(&mut self, now: Instant, from: Peer, socket: usize, data: &[u8]) -> Routed {
         match self.admit(now, from, data) {
-            Ok(to) => self.deliver(to, from, Bytes::copy_from_slice(data)),
+            Ok(to) => self.deliver(to, from, socket, Bytes::copy_from_slice(data)),
             Err(refused) => refused,
         }
     }
@@ -108,20 +109,27 @@ impl Router {
     /// Routes a message that is already owned (a framed TCP message).
     pub fn route_owned(&mut self, now: Instant, from: Peer, data: &Bytes) -> Routed {
         match self.admit(now, from, data) {
-            Ok(to) => self.deliver(to, from, data.clone()),
+            Ok(to) => self.deliver(to, from, 0, data.clone()),
             Err(refused) => refused,
         }
     }
 
     /// Hands the message to core `k`, or to every core when it answers a
     /// carrier probe (each core keeps its own view of carrier health).
-    fn deliver(&mut self, (k, probe_answer): (usize, bool), from: Peer, data: Bytes) -> Routed {
+    fn deliver(
+        &mut self,
+        (k, probe_answer): (usize, bool),
+        from: Peer,
+        socket: usize,
+        data: Bytes,
+    ) -> Routed {
         if !probe_answer {
-            self.enqueue(k, from, data);
+            self.enqueue(k, Input::Message { from, data, socket });
             return Routed::Queued;
         }
         for k in 0..self.ports.len() {
-            self.enqueue(k, from, data.clone());
+            let data = data.clone();
+            self.enqueue(k, Input::Message { from, data, socket });
         }
         Routed::Queued
     }
@@ -155,15 +163,14 @@ impl Router {
         Err(Routed::Dropped)
     }
 
-    fn enqueue(&mut self, k: usize, from: Peer, data: Bytes) {
-        if self.ports[k]
-            .tx
-            .try_send(Input::Message { from, data })
-            .is_err()
-        {
+    /// Queues a message for worker `k`.
+    fn enqueue(&mut self, k: usize, message: Input) {
+        if let Err(e) = self.ports[k].tx.try_send(message) {
             // Only the control room is left (or the worker is gone).
-            let class = self.guard.classify(from.addr.ip());
-            self.guard.count(class, DropReason::QueueFull);
+            if let Input::Message { from, .. } = e.into_inner() {
+                let class = self.guard.classify(from.addr.ip());
+                self.guard.count(class, DropReason::QueueFull);
+            }
         }
     }
 
@@ -247,7 +254,13 @@ impl Dispatcher {
         loop {
             tokio::select! {
                 biased;
-                i = udp_readable(&udp) => self.drain_udp(&udp[i], &mut buf),
+                // One batch from every socket in listen order: a flood on
+                // one cannot starve the others.
+                _ = udp_readable(&udp) => {
+                    for k in 0..udp.len() {
+                        self.drain_udp(k, &mut buf);
+                    }
+                }
                 Some(ev) = tcp_rx.recv() => self.on_tcp(ev).await,
                 r = stop.changed() => if r.is_err() || *stop.borrow() == Stop::Now { return },
             }
@@ -255,16 +268,17 @@ impl Dispatcher {
         }
     }
 
-    fn drain_udp(&mut self, sock: &UdpSocket, buf: &mut [u8]) {
+    /// Routes a batch of what is queued on UDP socket `k`.
+    fn drain_udp(&mut self, k: usize, buf: &mut [u8]) {
         for _ in 0..READ_BATCH {
-            match sock.try_recv_from(buf) {
+            match self.udp[k].try_recv_from(buf) {
                 Ok((n, from)) => {
                     let peer = Peer {
                         transport: Transport::Udp,
                         addr: from,
                     };
-                    if self.router.route(Instant::now(), peer, &buf[..n]) == Routed::Shed {
-                        self.shed(peer, &buf[..n]);
+                    if self.router.route(Instant::now(), peer, k, &buf[..n]) == Routed::Shed {
+                        self.shed(peer, k, &buf[..n]);
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
@@ -277,7 +291,7 @@ impl Dispatcher {
         match ev {
             TcpEvent::Message { from, data } => {
                 if self.router.route_owned(Instant::now(), from, &data) == Routed::Shed {
-                    self.shed(from, &data);
+                    self.shed(from, 0, &data);
                 }
             }
             TcpEvent::Up { peer, tx, id } => {
@@ -307,8 +321,9 @@ impl Dispatcher {
         }
     }
 
-    /// Answers a new call its core has no room for with 503 + Retry-After.
-    fn shed(&mut self, from: Peer, data: &[u8]) {
+    /// Answers a new call its core has no room for with 503 + Retry-After,
+    /// over UDP from the socket it arrived on (`socket`).
+    fn shed(&mut self, from: Peer, socket: usize, data: &[u8]) {
         let data = Bytes::copy_from_slice(data);
         let Some(answer) = overload_reply(&data, from.transport, from.addr, self.retry_after)
         else {
@@ -316,11 +331,7 @@ impl Dispatcher {
         };
         match from.transport {
             Transport::Udp => {
-                let sock = self.udp.iter().find(|s| {
-                    s.local_addr()
-                        .is_ok_and(|a| a.is_ipv4() == from.addr.is_ipv4())
-                });
-                if let Some(sock) = sock {
+                if let Some(sock) = self.udp.get(socket) {
                     let _ = sock.try_send_to(&answer, from.addr);
                 }
             }
