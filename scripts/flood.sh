@@ -10,11 +10,16 @@
 #     --seconds + 4 s: new INVITEs, OPTIONS, REGISTER, MESSAGE, CANCEL, forged
 #     in-dialog BYEs, forged responses with a gateway-like Via, truncated
 #     requests, garbage; as fast as one socket sends unless --flood-rate.
+#     With --public-port P the gateway gets a second UDP listener,
+#     127.0.0.1:P, after the first (the one the PBX and the carriers use, as
+#     README.md describes), and the flood goes to it instead of to 5060.
 #  3. two seconds into the flood, scripts/load.sh places trusted calls from
 #     the PBX (SIPp, 127.0.0.1) at --rate for --seconds, bounded.
 #  4. a summary: flood messages/s reached, trusted calls failed, what the
 #     gateway's drop counters (/metrics) and the kernel's UDP receive errors
-#     (/proc/net/snmp) moved by, gateway CPU.
+#     (/proc/net/snmp) moved by, gateway CPU, and the kernel's drops per
+#     socket (/proc/net/udp, sampled every second): the gateway's on 5060
+#     and the public port, SIPp's PBX (5070) and carrier (5080).
 # Everything runs on loopback; every process started here is killed by pid.
 #
 # usage: scripts/flood.sh --cidgate target/release/cidgate [options]
@@ -23,6 +28,8 @@
 #   --seconds S          trusted load length                        (30)
 #   --flood-rate N       flood messages per second; 0 = unpaced     (0)
 #   --from ADDR          flood source address                       (127.0.0.9)
+#   --public-port P      a second UDP listener on 127.0.0.1:P takes the flood (none)
+#   --udp-receive-buffer B  [limits] udp_receive_buffer for the gateway (its default)
 #   --queues Q --numbers N --calls C   lab size                    (2000 20000 20000)
 #   --admin-port P       cidgate's admin port on 127.0.0.1          (8080)
 #   --out DIR            everything goes here      (/tmp/cidgate-lab/flood-<time>)
@@ -30,7 +37,7 @@
 set -u
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 CIDGATE=""; FLOOD=""; RATE=200; SECS=30; FRATE=0; FROM=127.0.0.9; QUEUES=2000; NUMBERS=20000; CALLS=20000
-ADMIN=8080; OUT=""
+ADMIN=8080; OUT=""; PUBLIC=""; RCVBUF=""
 die() { echo "flood.sh: $*" >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -40,6 +47,8 @@ while [ $# -gt 0 ]; do
     --seconds) SECS=$2; shift 2;;
     --flood-rate) FRATE=$2; shift 2;;
     --from) FROM=$2; shift 2;;
+    --public-port) PUBLIC=$2; shift 2;;
+    --udp-receive-buffer) RCVBUF=$2; shift 2;;
     --queues) QUEUES=$2; shift 2;;
     --numbers) NUMBERS=$2; shift 2;;
     --calls) CALLS=$2; shift 2;;
@@ -54,13 +63,16 @@ done
 [ -x "$FLOOD" ] || die "no flood binary $FLOOD (cargo build --release --example flood)"
 [[ "$RATE" =~ ^[0-9]+$ && "$RATE" -gt 0 ]] || die "--rate must be a positive integer"
 [[ "$SECS" =~ ^[0-9]+$ && "$SECS" -gt 0 && "$SECS" -le 300 ]] || die "--seconds must be 1..300"
+[ -z "$PUBLIC" ] || [[ "$PUBLIC" =~ ^[0-9]+$ && "$PUBLIC" -gt 0 && "$PUBLIC" -lt 65536 && "$PUBLIC" != 5060 ]] \
+  || die "--public-port must be a port other than 5060"
 case "$FROM" in 127.*) [ "$FROM" != 127.0.0.1 ] || die "--from must not be the PBX address";; *) die "loopback only";; esac
 command -v sipp >/dev/null || die "sipp not installed (apt-get install sip-tester)"
 [ -n "$OUT" ] || OUT=/tmp/cidgate-lab/flood-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
 
-GW_PID=""; FLOOD_PID=""; LOAD_PID=""
+GW_PID=""; FLOOD_PID=""; LOAD_PID=""; SAMPLER_PID=""
 cleanup() {
+  [ -n "$SAMPLER_PID" ] && kill "$SAMPLER_PID" 2>/dev/null && wait "$SAMPLER_PID" 2>/dev/null
   [ -n "$LOAD_PID" ] && kill "$LOAD_PID" 2>/dev/null && wait "$LOAD_PID" 2>/dev/null
   [ -n "$FLOOD_PID" ] && kill "$FLOOD_PID" 2>/dev/null && wait "$FLOOD_PID" 2>/dev/null
   if [ -n "$GW_PID" ]; then
@@ -69,19 +81,27 @@ cleanup() {
     kill -9 "$GW_PID" 2>/dev/null
     wait "$GW_PID" 2>/dev/null
   fi
-  LOAD_PID=""; FLOOD_PID=""; GW_PID=""
+  LOAD_PID=""; FLOOD_PID=""; GW_PID=""; SAMPLER_PID=""
 }
 trap 'cleanup; exit 130' INT TERM
 trap cleanup EXIT
 
 port_busy() { [ -n "$(ss -Hln "( sport = :$1 )" 2>/dev/null)" ]; }
-for p in 5060 5070 5080 "$ADMIN"; do port_busy "$p" && die "port $p already in use on this machine"; done
+for p in 5060 5070 5080 "$ADMIN" $PUBLIC; do port_busy "$p" && die "port $p already in use on this machine"; done
 
 echo "== lab data"
 python3 "$HERE/scripts/gen_lab.py" --queues "$QUEUES" --numbers "$NUMBERS" --calls "$CALLS" --out "$OUT/lab" || exit 1
 CFG="$OUT/lab/cidgate.toml"
 sed -i "s/^admin  = .*/admin  = \"127.0.0.1:$ADMIN\"/" "$CFG"
 grep -q '^\[limits\]' "$CFG" && die "the generated configuration sets [limits]; this figure is for the defaults"
+[ -z "$RCVBUF" ] || printf '\n[limits]\nudp_receive_buffer = %s\n' "$RCVBUF" >> "$CFG"
+TARGET=127.0.0.1:5060
+if [ -n "$PUBLIC" ]; then
+  sed -i "s|^listen = \[\(.*\)\]|listen = [\1, \"udp://127.0.0.1:$PUBLIC\"]|" "$CFG"
+  grep -q "udp://127.0.0.1:$PUBLIC" "$CFG" || die "could not add the public listener to $CFG"
+  TARGET=127.0.0.1:$PUBLIC
+fi
+grep '^listen' "$CFG"
 
 echo "== cidgate ($CIDGATE)"
 "$CIDGATE" run --config "$CFG" >"$OUT/cidgate.log" 2>&1 &
@@ -93,14 +113,19 @@ for _ in $(seq 600); do
 done
 port_busy 5060 || die "cidgate did not open port 5060 in 60 s"
 sleep 1
+grep "UDP receive buffer" "$OUT/cidgate.log"
 
 metrics() { curl -s --max-time 5 "http://127.0.0.1:$ADMIN/metrics"; }
 udp_errors() { awk '/^Udp:/{n++; if (n==2) print "InErrors=" $4, "RcvbufErrors=" $6}' /proc/net/snmp; }
 metrics > "$OUT/metrics-before.txt"
 udp_errors > "$OUT/udp-before.txt"
+# Every UDP socket's drop counter, once a second: SIPp's sockets are gone by
+# the end, so the summary keeps the highest value seen for each socket.
+( while :; do cat /proc/net/udp; sleep 1; done ) > "$OUT/udp-sockets.txt" 2>/dev/null &
+SAMPLER_PID=$!
 
-echo "== flood from $FROM for $((SECS + 4)) s (rate ${FRATE:-0}, 0 = unpaced); trusted calls at $RATE cps for $SECS s"
-"$FLOOD" --target 127.0.0.1:5060 --from "$FROM" --seconds $((SECS + 4)) --rate "$FRATE" > "$OUT/flood.txt" 2>&1 &
+echo "== flood from $FROM to $TARGET for $((SECS + 4)) s (rate ${FRATE:-0}, 0 = unpaced); trusted calls to 127.0.0.1:5060 at $RATE cps for $SECS s"
+"$FLOOD" --target "$TARGET" --from "$FROM" --seconds $((SECS + 4)) --rate "$FRATE" > "$OUT/flood.txt" 2>&1 &
 FLOOD_PID=$!
 sleep 2
 "$HERE/scripts/load.sh" --rate "$RATE" --calls $((RATE * SECS)) --target 127.0.0.1:5060 --pid "$GW_PID" \
@@ -110,14 +135,28 @@ wait "$FLOOD_PID"; FLOOD_PID=""
 sleep 1
 metrics > "$OUT/metrics-after.txt"
 udp_errors > "$OUT/udp-after.txt"
+cat /proc/net/udp >> "$OUT/udp-sockets.txt"
 kill -0 "$GW_PID" 2>/dev/null || echo "  cidgate is no longer running!"
 cleanup
 
 cat "$OUT/load.txt" "$OUT/flood.txt"
 echo "== summary"
-python3 - "$OUT" "$LOAD_RC" <<'PY'
+python3 - "$OUT" "$LOAD_RC" "$TARGET" <<'PY'
 import re, sys
-out, load_rc = sys.argv[1], int(sys.argv[2])
+out, load_rc, target = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+def socket_drops(path, ports):
+    """Kernel drops per local port of interest: the highest count seen for
+    each socket (inode), summed over the sockets on that port."""
+    best = {}
+    for line in open(path, errors="replace"):
+        f = line.split()
+        if len(f) < 13 or ":" not in f[1] or f[0] == "sl":
+            continue
+        port = int(f[1].split(":")[1], 16)
+        if port in ports:
+            key = (port, f[9])
+            best[key] = max(best.get(key, 0), int(f[-1]))
+    return {p: sum(v for (q, _), v in best.items() if q == p) for p in ports}
 def kv(line):
     return dict(x.split("=", 1) for x in line.split()[1:] if "=" in x)
 def first(path, prefix):
@@ -142,8 +181,8 @@ moved = {k: after[k] - before.get(k, 0.0) for k in after
          if re.search(r"dropped|refused|shed|reject", k) and after[k] - before.get(k, 0.0)}
 udp = lambda p: {k: int(v) for k, v in (x.split("=") for x in open(p).read().split())}
 ub, ua = udp(out + "/udp-before.txt"), udp(out + "/udp-after.txt")
-print("  flood          %s messages in %s s = %s messages/s from %s, %s answers (%s 4xx), %s send errors"
-      % (flood.get("sent"), flood.get("seconds"), flood.get("rate"), flood.get("from"),
+print("  flood          %s messages in %s s = %s messages/s from %s to %s, %s answers (%s 4xx), %s send errors"
+      % (flood.get("sent"), flood.get("seconds"), flood.get("rate"), flood.get("from"), target,
          flood.get("answers"), flood.get("answers_4xx"), flood.get("send_errors")))
 print("  trusted calls  %s ok, %s failed (PBX side), %s failed (carrier side), %s retransmissions"
       % (load.get("ok"), load.get("failed"), load.get("uas_failed"), load.get("retrans")))
@@ -154,13 +193,21 @@ for k in sorted(moved):
     print("  counter        %s +%.0f" % (k, moved[k]))
 print("  kernel UDP     InErrors +%d, RcvbufErrors +%d (whole machine)"
       % (ua["InErrors"] - ub["InErrors"], ua["RcvbufErrors"] - ub["RcvbufErrors"]))
+flood_port = int(target.rsplit(":", 1)[1])
+names = {5060: "gateway 5060", flood_port: "gateway %d (flooded)" % flood_port,
+         5070: "SIPp PBX 5070", 5080: "SIPp carrier 5080"}
+if flood_port == 5060:
+    names[5060] = "gateway 5060 (flooded)"
+drops = socket_drops(out + "/udp-sockets.txt", set(names))
+print("  socket drops   " + ", ".join("%s: %d" % (names[p], drops[p]) for p in sorted(names)))
 failed = int(load.get("failed", -1)) if load else -1
 uas_failed = int(load.get("uas_failed", 0)) if load else 0
-drops = sum(v for k, v in moved.items() if "dropped" in k)
-print("FLOODRESULT flood_rate=%s flood_sent=%s trusted_ok=%s trusted_failed=%d uas_failed=%d dropped=%.0f "
-      "kernel_rcvbuf_errors=%d cpu_us_per_call=%s verdict=%s"
-      % (flood.get("rate"), flood.get("sent"), load.get("ok"), failed, uas_failed, drops,
-         ua["RcvbufErrors"] - ub["RcvbufErrors"], load.get("cpu_us_per_call"),
+dropped = sum(v for k, v in moved.items() if "dropped" in k)
+print("FLOODRESULT target=%s flood_rate=%s flood_sent=%s trusted_ok=%s trusted_failed=%d uas_failed=%d dropped=%.0f "
+      "kernel_rcvbuf_errors=%d socket_drops=%s cpu_us_per_call=%s verdict=%s"
+      % (target, flood.get("rate"), flood.get("sent"), load.get("ok"), failed, uas_failed, dropped,
+         ua["RcvbufErrors"] - ub["RcvbufErrors"], ",".join("%d:%d" % (p, drops[p]) for p in sorted(drops)),
+         load.get("cpu_us_per_call"),
          "PASS" if failed == 0 and uas_failed == 0 and load_rc == 0 else "FAIL"))
 sys.exit(0 if failed == 0 and uas_failed == 0 and load_rc == 0 else 1)
 PY
