@@ -12,6 +12,10 @@ pub struct Splice<'a> {
     src: &'a [u8],
     edits: Vec<Edit>,
     added: usize,
+    /// Bytes the edits take out: the output is allocated at its exact size,
+    /// since some outputs are kept (a final response lingers 32 s for
+    /// retransmissions).
+    removed: usize,
 }
 
 struct Edit {
@@ -27,11 +31,13 @@ impl<'a> Splice<'a> {
             src,
             edits: Vec::with_capacity(8),
             added: 0,
+            removed: 0,
         }
     }
 
     fn push(&mut self, start: u32, end: u32, with: Bytes) {
         self.added += with.len();
+        self.removed += end.saturating_sub(start) as usize;
         let seq = self.edits.len() as u32;
         self.edits.push(Edit {
             start,
@@ -57,7 +63,8 @@ impl<'a> Splice<'a> {
     /// `end` (for example a second message in the same datagram) are left out.
     pub fn finish(mut self, end: usize) -> Bytes {
         self.edits.sort_by_key(|e| (e.start, e.end, e.seq));
-        let mut out = BytesMut::with_capacity(end + self.added);
+        let size = (end + self.added).saturating_sub(self.removed);
+        let mut out = BytesMut::with_capacity(size);
         let mut pos = 0usize;
         for e in &self.edits {
             let (s, t) = (e.start as usize, e.end as usize);
