@@ -108,13 +108,28 @@ fn silent_first_carrier_is_left_after_the_no_provisional_time() {
     assert!(to(&out, udp(PBX)).is_empty());
 
     // The second carrier completes the call, with the PBX's identity back.
-    let out = h.input(udp(CARRIER2), respond(&second, 200, "OK", Some("c2"), ""));
-    let up = only(&out, udp(PBX));
-    assert_eq!(status(up), 200);
+    let ok = respond(&second, 200, "OK", Some("c2"), "");
+    let out = h.input(udp(CARRIER2), &ok);
+    let up = only(&out, udp(PBX)).clone();
+    assert_eq!(status(&up), 200);
     assert_eq!(
-        header_lines(up, "From"),
-        header_lines(&Bytes::from(inv), "From")
+        header_lines(&up, "From"),
+        header_lines(&Bytes::from(inv.clone()), "From")
     );
+
+    // Answered, the call lingers (RFC 6026 Accepted) in its compact record
+    // and still handles all of it: the abandoned attempt's late failure is
+    // ACKed, the 2xx retransmission reaches the PBX as before, an INVITE
+    // copy is absorbed; all of it gone after Timer L.
+    let out = h.input(
+        udp(CARRIER),
+        respond(&first, 487, "Request Terminated", Some("late"), ""),
+    );
+    assert!(is_request(only(&out, udp(CARRIER)), "ACK"));
+    assert_eq!(only(&h.input(udp(CARRIER2), &ok), udp(PBX)), &up);
+    assert!(h.input(udp(PBX), &inv).is_empty(), "INVITE copy absorbed");
+    h.advance(Duration::from_secs(40));
+    assert_eq!(h.proxy.transactions(), 0);
 }
 
 #[test]

@@ -63,7 +63,7 @@ impl ServerKey {
         ServerKey(k.into_boxed_slice())
     }
 
-    fn as_bytes(&self) -> &[u8] {
+    pub(super) fn as_bytes(&self) -> &[u8] {
         &self.0
     }
 }

@@ -46,13 +46,10 @@ impl Proxy {
     /// CANCEL (the attempt is no longer wanted), a 2xx is dropped (unACKed,
     /// the carrier ends that session itself, RFC 3261 §13.3.1.4). None of it
     /// reaches the PBX, whose call goes on with the next carrier.
-    pub(super) fn on_abandoned_response(&mut self, id: TxnId, branch: &str, resp: &Response) {
+    /// `which` numbers the attempt as [`super::txn::Record::branch`] does.
+    pub(super) fn on_abandoned_response(&mut self, id: TxnId, which: usize, resp: &Response) {
         let code = resp.code();
-        let Some(cl) = self
-            .txns
-            .get_mut(id)
-            .and_then(|t| t.abandoned.iter_mut().find(|cl| cl.branch == branch))
-        else {
+        let Some(cl) = self.txns.abandoned_mut(id, which) else {
             return;
         };
         let dest = cl.dest;

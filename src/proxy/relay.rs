@@ -4,16 +4,18 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+use std::hash::BuildHasher;
 use std::time::Instant;
 
 use bytes::Bytes;
+use hashbrown::HashTable;
 
 use super::core::Proxy;
 use super::ids::ServerKey;
 use super::rewrite::{self, Restore};
 use super::txn::{
-    Action, Actions, Class, Client, ClientMachine, Kind, ServerMachine, Side, State, Timer, Txn,
-    TxnId,
+    Absorb, Action, Actions, Class, Client, ClientMachine, Kind, Linger, Record, ServerMachine,
+    Side, State, Timer, Txn, TxnId,
 };
 use super::Peer;
 use crate::sip::{Method, Request, Response, Transport};
@@ -27,16 +29,59 @@ type Seeded = foldhash::fast::RandomState;
 /// queue, whose entries name the timer that is due.
 #[derive(Default)]
 pub(super) struct Transactions {
-    /// Boxed: a transaction is a few hundred bytes, and the map moves its
-    /// values when it grows.
-    records: HashMap<TxnId, Box<Txn>, Seeded>,
-    by_server_key: HashMap<ServerKey, TxnId, Seeded>,
-    by_branch: HashMap<String, TxnId, Seeded>,
+    /// Boxed, full or compact ([`Linger`]): the map moves its values when
+    /// it grows, and most records at a steady rate are the compact kind.
+    records: HashMap<TxnId, Record, Seeded>,
+    /// Ids by server key; the key itself is kept once, in the record.
+    by_server_key: HashTable<TxnId>,
+    /// Attempts by their branch; the branch is kept once, in the record.
+    by_branch: HashTable<AttemptRef>,
+    hasher: Seeded,
     timers: BinaryHeap<Reverse<Due>>,
     /// Queue length at which entries of finished transactions are swept out
     /// (see [`Transactions::sweep_stale_timers`]).
     sweep_at: usize,
     next_id: TxnId,
+}
+
+/// An entry of the branch index: a transaction and which of its attempts
+/// (0 the current one, `n` the `n`-th abandoned, as [`Record::branch`]
+/// numbers them), in one word.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct AttemptRef(u64);
+
+/// Bits of [`AttemptRef`] that number the attempt; a call has at most one
+/// attempt per carrier.
+const ATTEMPT_BITS: u32 = 16;
+
+impl AttemptRef {
+    fn new(id: TxnId, which: usize) -> AttemptRef {
+        debug_assert!(which < 1 << ATTEMPT_BITS && id < 1 << (64 - ATTEMPT_BITS));
+        AttemptRef(id << ATTEMPT_BITS | which as u64)
+    }
+
+    fn id(self) -> TxnId {
+        self.0 >> ATTEMPT_BITS
+    }
+
+    fn which(self) -> usize {
+        (self.0 & ((1 << ATTEMPT_BITS) - 1)) as usize
+    }
+}
+
+/// The hash an index entry was filed under, worked out again from the
+/// record when an index grows (every id in an index has its record).
+fn key_hash(hasher: &Seeded, records: &HashMap<TxnId, Record, Seeded>, id: TxnId) -> u64 {
+    records
+        .get(&id)
+        .map_or(0, |r| hasher.hash_one(r.server_key().as_bytes()))
+}
+
+fn branch_hash(hasher: &Seeded, records: &HashMap<TxnId, Record, Seeded>, a: AttemptRef) -> u64 {
+    records
+        .get(&a.id())
+        .and_then(|r| r.branch(a.which()))
+        .map_or(0, |b| hasher.hash_one(b.as_bytes()))
 }
 
 /// The timer queue is never swept below this many entries.
@@ -47,21 +92,58 @@ impl Transactions {
         self.sweep_stale_timers();
         self.next_id += 1;
         let id = self.next_id;
-        self.by_server_key.insert(txn.server_key.clone(), id);
-        self.records.insert(id, Box::new(txn));
+        let hash = self.hasher.hash_one(txn.server_key.as_bytes());
+        self.records.insert(id, Record::Full(Box::new(txn)));
+        let Transactions {
+            records,
+            by_server_key,
+            hasher,
+            ..
+        } = self;
+        by_server_key.insert_unique(hash, id, |id| key_hash(hasher, records, *id));
         id
     }
 
-    pub(super) fn get(&self, id: TxnId) -> Option<&Txn> {
-        self.records.get(&id).map(|t| &**t)
+    pub(super) fn record(&self, id: TxnId) -> Option<&Record> {
+        self.records.get(&id)
     }
 
+    /// The full record of `id`; `None` once it only lingers.
+    pub(super) fn get(&self, id: TxnId) -> Option<&Txn> {
+        match self.records.get(&id)? {
+            Record::Full(t) => Some(t),
+            Record::Linger(_) => None,
+        }
+    }
+
+    /// The full record of `id`; `None` once it only lingers.
     pub(super) fn get_mut(&mut self, id: TxnId) -> Option<&mut Txn> {
-        self.records.get_mut(&id).map(|t| &mut **t)
+        match self.records.get_mut(&id)? {
+            Record::Full(t) => Some(t),
+            Record::Linger(_) => None,
+        }
     }
 
     pub(super) fn by_key(&self, key: &ServerKey) -> Option<TxnId> {
-        self.by_server_key.get(key).copied()
+        let records = &self.records;
+        let hash = self.hasher.hash_one(key.as_bytes());
+        self.by_server_key
+            .find(hash, |id| {
+                records.get(id).is_some_and(|r| r.server_key() == key)
+            })
+            .copied()
+    }
+
+    /// The transaction and attempt (see [`Record::branch`]) whose request
+    /// went out with `branch`.
+    fn by_branch(&self, branch: &str) -> Option<(TxnId, usize)> {
+        let records = &self.records;
+        let hash = self.hasher.hash_one(branch.as_bytes());
+        self.by_branch
+            .find(hash, |a| {
+                records.get(&a.id()).and_then(|r| r.branch(a.which())) == Some(branch)
+            })
+            .map(|a| (a.id(), a.which()))
     }
 
     pub(super) fn len(&self) -> usize {
@@ -72,7 +154,7 @@ impl Transactions {
     pub(super) fn pending(&self) -> usize {
         self.records
             .values()
-            .filter(|t| t.server.awaits_final())
+            .filter(|r| matches!(r, Record::Full(t) if t.server.awaits_final()))
             .count()
     }
 
@@ -94,20 +176,27 @@ impl Transactions {
         Some(due)
     }
 
-    /// Drops the queue entries of transactions that no longer exist. Entries
-    /// are never taken out when a machine moves on, only when they come due,
-    /// and some outlive their transaction by far: every forwarded INVITE
-    /// leaves a Timer C entry due three minutes later, while the answered
-    /// call lingers 32 s. Unswept, the queue grows for three minutes at any
-    /// steady call rate. Swept whenever it has grown by half since the last
-    /// sweep, which keeps the work per queued entry constant on average.
+    /// Drops the queue entries that can no longer do anything: those of
+    /// transactions that no longer exist, and those of lingering ones other
+    /// than the timer that ends them. Entries are never taken out when a
+    /// machine moves on, only when they come due, and some outlive their
+    /// purpose by far: every forwarded INVITE leaves a Timer C entry due
+    /// three minutes later, while the answered call lingers 32 s with
+    /// Timer B and M entries that end nothing. Unswept, the queue grows for
+    /// three minutes at any steady call rate. Swept whenever it has grown by
+    /// half since the last sweep, which keeps the work per queued entry
+    /// constant on average.
     fn sweep_stale_timers(&mut self) {
         if self.timers.len() < self.sweep_at.max(SWEEP_MIN) {
             return;
         }
         let records = &self.records;
         self.timers
-            .retain(|Reverse(due)| records.contains_key(&due.id));
+            .retain(|Reverse(due)| match records.get(&due.id) {
+                Some(Record::Full(_)) => true,
+                Some(Record::Linger(l)) => l.ends_with(due.timer),
+                None => false,
+            });
         self.sweep_at = self.timers.len() + self.timers.len() / 2;
     }
 
@@ -120,33 +209,94 @@ impl Transactions {
     /// it stays findable by its branch so that late responses are handled,
     /// holding only what an ACK or CANCEL needs.
     pub(super) fn abandon_client(&mut self, id: TxnId) {
-        if let Some(txn) = self.records.get_mut(&id) {
-            if let Some(mut cl) = txn.client.take() {
-                cl.abandon();
-                txn.abandoned.push(cl);
-            }
+        let Some(Record::Full(txn)) = self.records.get_mut(&id) else {
+            return;
+        };
+        let Some(mut cl) = txn.client.take() else {
+            return;
+        };
+        cl.abandon();
+        let hash = self.hasher.hash_one(cl.branch.as_bytes());
+        txn.abandoned.push(cl);
+        let which = txn.abandoned.len();
+        if let Ok(mut e) = self
+            .by_branch
+            .find_entry(hash, |a| *a == AttemptRef::new(id, 0))
+        {
+            *e.get_mut() = AttemptRef::new(id, which);
         }
+    }
+
+    /// Abandoned attempt `which` of `id` (see [`Record::branch`]).
+    pub(super) fn abandoned_mut(&mut self, id: TxnId, which: usize) -> Option<&mut Client> {
+        self.records.get_mut(&id)?.abandoned_mut(which)
     }
 
     /// Puts a (new) client transaction on `id`, replacing the previous
     /// attempt's.
     fn set_client(&mut self, id: TxnId, client: Client) {
-        let branch = client.branch.clone();
-        if let Some(txn) = self.records.get_mut(&id) {
-            if let Some(old) = txn.client.replace(client) {
-                self.by_branch.remove(&old.branch);
+        let Some(Record::Full(txn)) = self.records.get_mut(&id) else {
+            return;
+        };
+        let hash = self.hasher.hash_one(client.branch.as_bytes());
+        if let Some(old) = txn.client.replace(client) {
+            let old_hash = self.hasher.hash_one(old.branch.as_bytes());
+            if let Ok(e) = self
+                .by_branch
+                .find_entry(old_hash, |a| *a == AttemptRef::new(id, 0))
+            {
+                e.remove();
             }
         }
-        self.by_branch.insert(branch, id);
+        let Transactions {
+            records,
+            by_branch,
+            hasher,
+            ..
+        } = self;
+        by_branch.insert_unique(hash, AttemptRef::new(id, 0), |a| {
+            branch_hash(hasher, records, *a)
+        });
+    }
+
+    /// Replaces the record of `id` by the compact one if it has reached a
+    /// state in which it only absorbs retransmissions.
+    fn linger(&mut self, id: TxnId) {
+        if !matches!(self.records.get(&id), Some(Record::Full(_))) {
+            return;
+        }
+        let Some(Record::Full(txn)) = self.records.remove(&id) else {
+            return;
+        };
+        let record = match Linger::from_txn(txn) {
+            Ok(linger) => Record::Linger(Box::new(linger)),
+            Err(txn) => Record::Full(txn),
+        };
+        self.records.insert(id, record);
     }
 
     fn remove(&mut self, id: TxnId) {
-        if let Some(txn) = self.records.remove(&id) {
-            self.by_server_key.remove(&txn.server_key);
-            for cl in txn.client.iter().chain(&txn.abandoned) {
-                self.by_branch.remove(&cl.branch);
+        let Transactions {
+            records,
+            by_server_key,
+            by_branch,
+            hasher,
+            ..
+        } = self;
+        let Some(record) = records.get(&id) else {
+            return;
+        };
+        let hash = hasher.hash_one(record.server_key().as_bytes());
+        if let Ok(e) = by_server_key.find_entry(hash, |e| *e == id) {
+            e.remove();
+        }
+        for (which, branch) in record.branches() {
+            let hash = hasher.hash_one(branch.as_bytes());
+            if let Ok(e) = by_branch.find_entry(hash, |a| *a == AttemptRef::new(id, which)) {
+                e.remove();
             }
         }
+        records.remove(&id);
     }
 
     /// Attempts to `peer` that have heard nothing yet.
@@ -154,7 +304,10 @@ impl Transactions {
         let mut hit: Vec<Waiting> = self
             .records
             .iter()
-            .filter_map(|(id, txn)| {
+            .filter_map(|(id, record)| {
+                let Record::Full(txn) = record else {
+                    return None;
+                };
                 let cl = txn.client.as_ref()?;
                 let silent = matches!(cl.machine.state(), State::Calling | State::Trying);
                 (cl.dest == peer && silent).then_some(Waiting {
@@ -223,9 +376,19 @@ impl Proxy {
 
     /// A request matching a live transaction arrived again.
     pub(super) fn on_retransmission(&mut self, now: Instant, id: TxnId) {
-        if let Some(txn) = self.txns.get(id) {
-            let actions = txn.server.on_request();
-            self.run_server(now, id, actions);
+        match self.txns.record(id) {
+            Some(Record::Full(txn)) => {
+                let actions = txn.server.on_request();
+                self.run_server(now, id, actions);
+            }
+            // Completed (RFC 3261 figure 8): the final response again.
+            // Accepted (RFC 6026): absorbed, the UAS retransmits its 2xx.
+            Some(Record::Linger(l)) => {
+                if let Absorb::Completed(response) = &l.absorb {
+                    self.out.send(l.upstream, response.clone());
+                }
+            }
+            None => {}
         }
     }
 
@@ -270,7 +433,7 @@ impl Proxy {
         let Some(branch) = c.branch().and_then(|b| std::str::from_utf8(b).ok()) else {
             return self.out.dropped(from.addr, "response without branch");
         };
-        let Some(&id) = self.txns.by_branch.get(branch) else {
+        let Some((id, which)) = self.txns.by_branch(branch) else {
             let probe = self
                 .health
                 .on_response(branch.as_bytes(), resp.code(), &mut self.out);
@@ -282,20 +445,50 @@ impl Proxy {
         if c.cseq_method() == b"CANCEL" {
             return; // The answer to our CANCEL; the INVITE's own final follows.
         }
-        let Some(txn) = self.txns.get_mut(id) else {
+        if which > 0 {
+            return self.on_abandoned_response(id, which, &resp);
+        }
+        if let Some(Record::Linger(_)) = self.txns.record(id) {
+            return self.on_lingering_response(now, id, &resp);
+        }
+        let Some(cl) = self.txns.get_mut(id).and_then(|t| t.client.as_mut()) else {
             return;
-        };
-        let Some(cl) = txn.client.as_mut().filter(|cl| cl.branch == branch) else {
-            return self.on_abandoned_response(id, branch, &resp);
         };
         let actions = cl.machine.on_response(Class::of(resp.code()), now);
         self.run_client(now, id, actions, Some(&resp));
+    }
+
+    /// A response for a lingering transaction. After an INVITE's 2xx
+    /// (RFC 6026 Accepted) the UAS's 2xx retransmissions go upstream (the
+    /// PBX's ACK may have been lost); anything else, and everything after a
+    /// non-INVITE final (Completed, Timer K), is absorbed.
+    fn on_lingering_response(&mut self, now: Instant, id: TxnId, resp: &Response) {
+        if Class::of(resp.code()) != Class::Success {
+            return;
+        }
+        let Some(Record::Linger(l)) = self.txns.record(id) else {
+            return;
+        };
+        let (upstream, Some(restore)) = (l.upstream, l.restore()) else {
+            return;
+        };
+        let data = rewrite::upstream_response(resp, &restore);
+        self.last_final = Some(now);
+        self.out.send(upstream, data);
     }
 
     /// Runs the timer `timer` of transaction `id`, due at `now`.
     pub(super) fn on_timer(&mut self, now: Instant, id: TxnId, timer: Timer) {
         if timer == Timer::NoProvisional {
             return self.on_no_provisional(now, id);
+        }
+        if let Some(Record::Linger(l)) = self.txns.record(id) {
+            // Only its own timer (L or J) ends a lingering transaction; the
+            // client's (M, K) and stale entries end nothing it keeps.
+            if l.ends_with(timer) {
+                self.txns.remove(id);
+            }
+            return;
         }
         let Some(txn) = self.txns.get_mut(id) else {
             return;
@@ -339,7 +532,10 @@ impl Proxy {
             let Transactions {
                 records, timers, ..
             } = &mut self.txns;
-            let Some(cl) = records.get_mut(&id).and_then(|t| t.client.as_mut()) else {
+            let Some(Record::Full(txn)) = records.get_mut(&id) else {
+                return;
+            };
+            let Some(cl) = txn.client.as_mut() else {
                 return;
             };
             for action in actions.iter() {
@@ -373,7 +569,7 @@ impl Proxy {
         let Transactions {
             records, timers, ..
         } = &mut self.txns;
-        let Some(txn) = records.get(&id) else {
+        let Some(Record::Full(txn)) = records.get(&id) else {
             return;
         };
         let mut terminated = false;
@@ -423,6 +619,9 @@ impl Proxy {
                 }
                 self.out.send(txn.upstream, data);
                 self.run_server(now, id, actions);
+                if class == Class::Success {
+                    self.txns.linger(id);
+                }
             }
             Class::Failure => {
                 let cancelled = txn.cancelled;
@@ -472,6 +671,7 @@ impl Proxy {
         txn.keep_only_retransmission_state();
         self.last_final = Some(now);
         self.run_server(now, id, actions);
+        self.txns.linger(id);
     }
 
     /// Answers upstream with a response of our own (timeouts, no carrier left).

@@ -8,9 +8,12 @@
 //! proxy to carry out. Machines never see a message or a socket: the proxy
 //! keeps the bytes (in [`Txn`]) and decides what a delivered response means
 //! for the call, so every transition is testable on virtual time alone.
+//! Once a transaction only absorbs retransmissions the proxy drops the
+//! machines and keeps a [`Linger`] record instead.
 
 mod client_invite;
 mod client_non_invite;
+mod linger;
 mod record;
 mod server_invite;
 mod server_non_invite;
@@ -20,6 +23,7 @@ use std::time::Instant;
 
 pub(super) use client_invite::ClientInvite;
 pub(super) use client_non_invite::ClientNonInvite;
+pub(super) use linger::{Absorb, Linger, Record};
 pub(super) use record::{Client, ClientMachine, Kind, ServerMachine, Txn, TxnId};
 pub(super) use server_invite::ServerInvite;
 pub(super) use server_non_invite::ServerNonInvite;
