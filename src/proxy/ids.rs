@@ -63,6 +63,12 @@ impl ServerKey {
         ServerKey(k.into_boxed_slice())
     }
 
+    /// A key matching no request, left behind when a record's key moves to
+    /// its compact form (no allocation).
+    pub(super) fn empty() -> ServerKey {
+        ServerKey(Box::default())
+    }
+
     pub(super) fn as_bytes(&self) -> &[u8] {
         &self.0
     }

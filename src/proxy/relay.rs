@@ -262,17 +262,15 @@ impl Transactions {
     /// Replaces the record of `id` by the compact one if it has reached a
     /// state in which it only absorbs retransmissions.
     fn linger(&mut self, id: TxnId) {
-        if !matches!(self.records.get(&id), Some(Record::Full(_))) {
+        let Some(record) = self.records.get_mut(&id) else {
             return;
+        };
+        let Record::Full(txn) = record else {
+            return;
+        };
+        if let Some(linger) = Linger::take_from(txn) {
+            *record = Record::Linger(Box::new(linger));
         }
-        let Some(Record::Full(txn)) = self.records.remove(&id) else {
-            return;
-        };
-        let record = match Linger::from_txn(txn) {
-            Ok(linger) => Record::Linger(Box::new(linger)),
-            Err(txn) => Record::Full(txn),
-        };
-        self.records.insert(id, record);
     }
 
     fn remove(&mut self, id: TxnId) {

@@ -66,41 +66,26 @@ fn compact(b: Option<Bytes>) -> Option<Box<[u8]>> {
 
 impl Linger {
     /// The compact form of `txn`, if it has reached a state in which it only
-    /// absorbs retransmissions; otherwise `txn` back.
-    pub(in crate::proxy) fn from_txn(txn: Box<Txn>) -> Result<Linger, Box<Txn>> {
+    /// absorbs retransmissions (what it needs is taken out of `txn`, which
+    /// is then dropped); `None`, with `txn` untouched, otherwise.
+    pub(in crate::proxy) fn take_from(txn: &mut Txn) -> Option<Linger> {
         let invite = txn.is_invite();
         let client_state = txn.client.as_ref().map(|cl| cl.machine.state());
-        let absorb_only = match (invite, txn.server.state(), client_state) {
-            (true, State::Accepted, Some(State::Accepted)) => true,
-            (false, State::Completed, None | Some(State::Completed | State::Terminated)) => {
-                txn.last_response.is_some()
-            }
-            _ => false,
-        };
-        if !absorb_only {
-            return Err(txn);
-        }
-        let Txn {
-            server_key,
-            upstream,
-            restore,
-            last_response,
-            client,
-            abandoned,
-            ..
-        } = *txn;
-        let absorb = match last_response.filter(|_| !invite) {
-            Some(response) => Absorb::Completed(response),
-            None => Absorb::Accepted {
-                from: compact(restore.from),
-                to: compact(restore.to),
+        let absorb = match (invite, txn.server.state(), client_state) {
+            (true, State::Accepted, Some(State::Accepted)) => Absorb::Accepted {
+                from: compact(txn.restore.from.take()),
+                to: compact(txn.restore.to.take()),
             },
+            (false, State::Completed, None | Some(State::Completed | State::Terminated)) => {
+                Absorb::Completed(txn.last_response.take()?)
+            }
+            _ => return None,
         };
-        Ok(Linger {
-            server_key,
-            upstream,
-            branch: client.map(|cl| cl.branch.into_boxed_str()),
-            abandoned: abandoned.into_boxed_slice(),
+        Some(Linger {
+            server_key: std::mem::replace(&mut txn.server_key, ServerKey::empty()),
+            upstream: txn.upstream,
+            branch: txn.client.take().map(|cl| cl.branch.into_boxed_str()),
+            abandoned: std::mem::take(&mut txn.abandoned).into_boxed_slice(),
             absorb,
         })
     }
