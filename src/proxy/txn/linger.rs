@@ -153,3 +153,17 @@ impl Record {
         n.checked_sub(1).and_then(|i| list.get_mut(i))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Most of the table at a steady rate is compact records: they must stay
+    /// a fraction of the full one.
+    #[test]
+    fn the_compact_record_is_a_fraction_of_the_full_one() {
+        let (linger, full) = (size_of::<Linger>(), size_of::<Txn>());
+        println!("Linger {linger} bytes, Txn {full} bytes");
+        assert!(linger <= 128 && 3 * linger <= full, "{linger} vs {full}");
+    }
+}
