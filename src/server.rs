@@ -436,6 +436,7 @@ impl CoreKit {
             tap: self.tap.clone(),
             pool,
             signed_rx,
+            input_waiting: false,
             tls: self.tls.clone(),
             tls_hosts: self.tls_hosts.clone(),
             sources: self.sources.clone(),
@@ -586,6 +587,10 @@ pub(crate) struct Core {
     /// Where the pool's finished signatures arrive; `run` takes it to read
     /// it beside the sockets.
     signed_rx: Option<mpsc::UnboundedReceiver<Signed>>,
+    /// Whether input was left waiting after this turn (a UDP batch cut at
+    /// its bound, queued TCP, dispatcher or signing messages): the core then
+    /// leaves every signature to the pool instead of signing one itself.
+    input_waiting: bool,
     udp: Vec<Arc<UdpSocket>>,
     /// Which of `udp` a message to a peer leaves from; `None` with one
     /// socket (or none).
@@ -660,7 +665,11 @@ impl Core {
             if deadline.is_some_and(|d| d <= Instant::now()) {
                 self.proxy.handle_timeout(Instant::now());
             }
+            self.input_waiting |= !tcp_rx.as_ref().is_none_or(|rx| rx.is_empty())
+                || !inbox.as_ref().is_none_or(|rx| rx.is_empty())
+                || !signed_rx.as_ref().is_none_or(|rx| rx.is_empty());
             self.flush().await;
+            self.input_waiting = false;
             self.stats
                 .transactions
                 .set(self.proxy.transactions() as f64);
@@ -733,7 +742,10 @@ impl Core {
             }
             None
         };
-        crate::transport::udp::feed(&mut self.proxy, Instant::now, recv)
+        let handled = crate::transport::udp::feed(&mut self.proxy, Instant::now, recv);
+        // A full batch may have left more queued on the socket.
+        self.input_waiting |= handled == crate::transport::udp::BATCH;
+        handled
     }
 
     /// Handles `first` and whatever else the dispatcher has already queued
@@ -805,14 +817,34 @@ impl Core {
 
     /// Hands the signatures the core asked for to the pool; a full queue
     /// answers at once, and the core refuses that call (never unsigned).
+    ///
+    /// One signature per turn is made on this thread instead, when nothing
+    /// else waits for the core and the pool is idle: at low rates the
+    /// hand-off (waking a signing thread, then the core again) costs more
+    /// than the signature, and no other message is held up by it. A job
+    /// that needs the numbering-plan parser always goes to the pool.
     fn submit_signatures(&mut self) {
+        let mut sign_here = !self.input_waiting;
         while let Some(job) = self.proxy.poll_sign() {
             let token = job.token;
-            let queued = self
-                .pool
-                .as_ref()
-                .is_some_and(|p| p.try_submit(job).is_ok());
-            if !queued {
+            let Some(pool) = self.pool.as_ref() else {
+                self.proxy.handle_signature(Instant::now(), token, None);
+                continue;
+            };
+            let job = if sign_here && !job.claims.dest.needs_numbering_plan() {
+                sign_here = false;
+                match pool.sign_if_idle(job) {
+                    Ok(signed) => {
+                        self.proxy
+                            .handle_signature(Instant::now(), token, signed.result.ok());
+                        continue;
+                    }
+                    Err(job) => job,
+                }
+            } else {
+                job
+            };
+            if pool.try_submit(job).is_err() {
                 self.proxy.handle_signature(Instant::now(), token, None);
             }
         }

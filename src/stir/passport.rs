@@ -98,6 +98,12 @@ impl Destination {
 
     /// `Tn` or `Uri`: a dialled number normalised (E.164 with its region),
     /// or, when it is no valid number, the URI.
+    /// Whether signing must run the numbering-plan parser first (slow, and
+    /// behind a global lock): such a job is only ever signed off the core.
+    pub fn needs_numbering_plan(&self) -> bool {
+        matches!(self, Destination::Dialled { .. })
+    }
+
     pub fn resolved(&self) -> Destination {
         match self {
             Destination::Dialled { user, region, uri } => {
