@@ -448,6 +448,12 @@ impl CoreKit {
     }
 }
 
+/// Signatures the core makes itself in one turn at most (see
+/// `Core::submit_signatures`): callers send INVITEs in small bursts (SIPp
+/// sends a timer tick's worth together), and a message arriving meanwhile
+/// waits for these at most, about 80 µs.
+const SIGN_HERE_PER_TURN: usize = 4;
+
 /// Signing threads: at about 25 µs a signature one thread keeps up with
 /// tens of thousands of calls a second; a second one absorbs bursts while the
 /// first is descheduled. Never more than the machine has cores, shared by
@@ -818,21 +824,25 @@ impl Core {
     /// Hands the signatures the core asked for to the pool; a full queue
     /// answers at once, and the core refuses that call (never unsigned).
     ///
-    /// One signature per turn is made on this thread instead, when nothing
-    /// else waits for the core and the pool is idle: at low rates the
-    /// hand-off (waking a signing thread, then the core again) costs more
-    /// than the signature, and no other message is held up by it. A job
-    /// that needs the numbering-plan parser always goes to the pool.
+    /// A few signatures per turn are made on this thread instead, when
+    /// nothing else waits for the core and the pool is idle: at low rates
+    /// the hand-off (waking a signing thread, then the core again) costs
+    /// more than the signature, and no other message is held up by it. A
+    /// job that needs the numbering-plan parser always goes to the pool.
     fn submit_signatures(&mut self) {
-        let mut sign_here = !self.input_waiting;
+        let mut sign_here = if self.input_waiting {
+            0
+        } else {
+            SIGN_HERE_PER_TURN
+        };
         while let Some(job) = self.proxy.poll_sign() {
             let token = job.token;
             let Some(pool) = self.pool.as_ref() else {
                 self.proxy.handle_signature(Instant::now(), token, None);
                 continue;
             };
-            let job = if sign_here && !job.claims.dest.needs_numbering_plan() {
-                sign_here = false;
+            let job = if sign_here > 0 && !job.claims.dest.needs_numbering_plan() {
+                sign_here -= 1;
                 match pool.sign_if_idle(job) {
                     Ok(signed) => {
                         self.proxy
