@@ -841,19 +841,14 @@ impl Core {
                 self.proxy.handle_signature(Instant::now(), token, None);
                 continue;
             };
-            let job = if sign_here > 0 && !job.claims.dest.needs_numbering_plan() {
+            if sign_here > 0 && !job.claims.dest.needs_numbering_plan() {
                 sign_here -= 1;
-                match pool.sign_if_idle(job) {
-                    Ok(signed) => {
-                        self.proxy
-                            .handle_signature(Instant::now(), token, signed.result.ok());
-                        continue;
-                    }
-                    Err(job) => job,
+                if let Some(signed) = pool.sign_if_idle(&job) {
+                    self.proxy
+                        .handle_signature(Instant::now(), token, signed.ok());
+                    continue;
                 }
-            } else {
-                job
-            };
+            }
             if pool.try_submit(job).is_err() {
                 self.proxy.handle_signature(Instant::now(), token, None);
             }

@@ -148,26 +148,23 @@ impl SigningPool {
     }
 
     /// Signs `job` on the caller's thread when no job is queued or being
-    /// signed, so that it costs the signature alone and no hand-off; gives
-    /// the job back otherwise (then [`SigningPool::try_submit`] it). Only a
+    /// signed, so that it costs the signature alone and no hand-off; `None`
+    /// when the pool is busy (then [`SigningPool::try_submit`] it). Only a
     /// caller with nothing else waiting should ask: the signature holds its
     /// thread for its whole duration.
-    pub fn sign_if_idle(&self, job: SignJob) -> Result<Signed, SignJob> {
+    pub fn sign_if_idle(&self, job: &SignJob) -> Option<Result<String, SignError>> {
         let idle = match self.queue.jobs.lock() {
             Ok(w) => !w.closed && w.jobs.is_empty(),
             Err(_) => false,
         } && self.queue.in_hand.load(Ordering::Acquire) == 0;
         if !idle {
-            return Err(job);
+            return None;
         }
         let started = Instant::now();
         let result = (self.sign)(&job.claims);
         self.meters.record(&result, started);
         self.meters.inline.increment(1);
-        Ok(Signed {
-            token: job.token,
-            result,
-        })
+        Some(result)
     }
 
     /// Queues a job, or refuses at once when the queue is full.
@@ -351,22 +348,21 @@ mod tests {
         );
         // Idle: signed here, nothing goes through the threads.
         let here = pool
-            .sign_if_idle(job(7))
+            .sign_if_idle(&job(7))
             .expect("an idle pool signs inline");
-        assert_eq!(here.token, 7);
-        assert_eq!(here.result.as_deref(), Ok("signed 14155550100"));
+        assert_eq!(here.as_deref(), Ok("signed 14155550100"));
         // A thread holds a job: the caller must not sign beside it.
         let mut slow = job(1);
         slow.claims.orig_tn = "1".into();
         pool.try_submit(slow).unwrap();
         entered.wait();
-        let back = pool
-            .sign_if_idle(job(8))
-            .expect_err("a busy pool gives the job back");
-        assert_eq!(back.token, 8);
+        assert!(
+            pool.sign_if_idle(&job(8)).is_none(),
+            "a busy pool leaves the job to the threads"
+        );
         // Queued but not taken counts as busy too.
-        pool.try_submit(back).unwrap();
-        assert!(pool.sign_if_idle(job(9)).is_err());
+        pool.try_submit(job(8)).unwrap();
+        assert!(pool.sign_if_idle(&job(9)).is_none());
         gate.wait();
         let mut got: Vec<u64> = (0..2).map(|_| rx.recv().unwrap()).collect();
         got.sort_unstable();
