@@ -637,6 +637,45 @@ fn draining_refuses_new_calls_but_finishes_running_ones() {
 }
 
 #[test]
+fn a_drain_waits_for_a_request_that_arrives_after_the_last_answer() {
+    use cidgate::proxy::DRAIN_GRACE;
+    let mut h = Harness::new();
+    let (_, _, ok) = established(&mut h, "dr");
+    h.proxy.start_draining();
+    // Nothing pending: the drain may end the grace time after the 200.
+    assert!(h.proxy.drained(h.now + DRAIN_GRACE));
+    // A BYE in the same instant: forwarded, and the drain waits for it.
+    let rr = header_value(&ok, "Record-Route").unwrap();
+    let out = h.input(udp(PBX), in_dialog_from_pbx("BYE", "dr", &rr, 11));
+    let fwd = one(&out, udp(CARRIER)).clone();
+    assert_eq!(h.proxy.pending_transactions(), 1);
+    assert!(!h.proxy.drained(h.now + DRAIN_GRACE * 2));
+    // Its 200, still in the same instant; then only timers wake the core.
+    let answered = h.now;
+    h.input(udp(CARRIER), respond(&fwd, 200, "OK", None, ""));
+    // The core's next wake-up: at once for the drain's end, not at whatever
+    // timer of the lingering transactions comes next.
+    let first = h.proxy.poll_timeout().unwrap() - answered;
+    assert!(
+        first <= Duration::from_millis(20) || first == DRAIN_GRACE,
+        "the drain's end is looked for again {first:?} after the last answer"
+    );
+    while !h.proxy.drained(h.now) {
+        let wake = h
+            .proxy
+            .poll_timeout()
+            .expect("a draining core has a deadline");
+        assert!(
+            wake <= answered + DRAIN_GRACE + Duration::from_millis(20),
+            "the drain's end is seen without other input ({:?} after the 200)",
+            wake - answered
+        );
+        h.advance(wake.saturating_duration_since(h.now));
+    }
+    assert!(h.now <= answered + DRAIN_GRACE + Duration::from_millis(20));
+}
+
+#[test]
 fn retransmitted_bye_after_its_200_gets_the_200_again() {
     let mut h = Harness::new();
     let (_, _, ok) = established(&mut h, "rb");

@@ -86,7 +86,8 @@ impl Proxy {
             .then(|| self.health.next_timeout())
             .flatten();
         let drained = self.drain_ends_at();
-        [self.txns.next_timeout(), health, drained]
+        let recount = self.draining.then(|| self.txns.recount_due()).flatten();
+        [self.txns.next_timeout(), health, drained, recount]
             .into_iter()
             .flatten()
             .min()
@@ -104,7 +105,7 @@ impl Proxy {
     }
 
     fn drain_ends_at(&self) -> Option<Instant> {
-        if !self.draining || self.txns.pending() > 0 {
+        if !self.draining || self.txns.pending_at(self.clock?) > 0 {
             return None;
         }
         Some(match self.last_final {

@@ -2,10 +2,11 @@
 //! does with the actions of their machines (send, arm a timer, hand a
 //! response to the call logic, drop a finished transaction).
 
+use std::cell::Cell;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::hash::BuildHasher;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hashbrown::HashTable;
@@ -42,7 +43,17 @@ pub(super) struct Transactions {
     /// (see [`Transactions::sweep_stale_timers`]).
     sweep_at: usize,
     next_id: TxnId,
+    /// The last count of [`Transactions::pending_at`] and when it was made;
+    /// cleared when a transaction is added.
+    pending_seen: Cell<Option<(Instant, usize)>>,
 }
+
+/// How long a count of pending transactions is reused. Counting scans every
+/// record (tens of thousands linger after a busy minute), and a draining
+/// core asks on every turn; a transaction only stops pending, except when
+/// one is added, which clears the count, so a reused count can only make the
+/// drain end this much later, never earlier.
+const PENDING_RECOUNT: Duration = Duration::from_millis(10);
 
 /// An entry of the branch index: a transaction and which of its attempts
 /// (0 the current one, `n` the `n`-th abandoned, as [`Record::branch`]
@@ -90,6 +101,7 @@ const SWEEP_MIN: usize = 4096;
 impl Transactions {
     pub(super) fn insert(&mut self, txn: Txn) -> TxnId {
         self.sweep_stale_timers();
+        self.pending_seen.set(None);
         self.next_id += 1;
         let id = self.next_id;
         let hash = self.hasher.hash_one(txn.server_key.as_bytes());
@@ -156,6 +168,29 @@ impl Transactions {
             .values()
             .filter(|r| matches!(r, Record::Full(t) if t.server.awaits_final()))
             .count()
+    }
+
+    /// When a reused count that is not zero must be made again, so that a
+    /// drain waiting on it sees the last final response within
+    /// [`PENDING_RECOUNT`] even when nothing else wakes the core.
+    pub(super) fn recount_due(&self) -> Option<Instant> {
+        match self.pending_seen.get() {
+            Some((at, n)) if n > 0 => Some(at + PENDING_RECOUNT),
+            _ => None,
+        }
+    }
+
+    /// [`Transactions::pending`] as of `now`, counted again at most every
+    /// [`PENDING_RECOUNT`] unless a transaction was added meanwhile.
+    pub(super) fn pending_at(&self, now: Instant) -> usize {
+        match self.pending_seen.get() {
+            Some((at, n)) if now.saturating_duration_since(at) < PENDING_RECOUNT => n,
+            _ => {
+                let n = self.pending();
+                self.pending_seen.set(Some((now, n)));
+                n
+            }
+        }
     }
 
     pub(super) fn queued_timers(&self) -> usize {
