@@ -26,6 +26,7 @@ use crate::shell::{Input, WorkerStats};
 use crate::sip::scan::MAX_MESSAGE;
 use crate::sip::Transport;
 use crate::stir::{Signed, Signer, SigningPool};
+use crate::transport::steer;
 use crate::transport::tls::TlsHandle;
 use crate::transport::udp::ReceiveBuffer;
 use crate::transport::{spawn_connection, Origin, TcpEvent, TlsDial};
@@ -106,15 +107,99 @@ const MAX_TCP_CONNECTIONS: usize = 10_000;
 /// overflows them and turns into retransmissions and failed calls.
 const UDP_SEND_BUFFER: usize = 4 << 20;
 
-fn bind_udp(addr: SocketAddr, receive: usize) -> std::io::Result<(UdpSocket, ReceiveBuffer)> {
+/// Binds one UDP socket; `reuse`: `SO_REUSEPORT`, for a steered pair.
+fn bind_udp(
+    addr: SocketAddr,
+    receive: usize,
+    reuse: bool,
+) -> std::io::Result<(socket2::Socket, ReceiveBuffer)> {
     use socket2::{Domain, Protocol, Socket, Type};
     let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     let buffer = crate::transport::udp::size_receive_buffer(&sock, receive);
     // Best effort: the kernel caps this at net.core.wmem_max.
     let _ = sock.set_send_buffer_size(UDP_SEND_BUFFER);
     sock.set_nonblocking(true)?;
+    if reuse {
+        sock.set_reuse_port(true)?;
+    }
     sock.bind(&addr.into())?;
-    Ok((UdpSocket::from_std(sock.into())?, buffer))
+    Ok((sock, buffer))
+}
+
+/// Which datagrams a UDP socket receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sources {
+    /// Everyone's: the listener is one socket.
+    All,
+    /// The PBX's and the carriers' (the first of a steered pair).
+    Trusted,
+    /// Everyone else's (the second of a steered pair).
+    Others,
+}
+
+/// A bound UDP socket, what the kernel gave it, and whose datagrams it gets.
+struct UdpBound {
+    sock: Arc<UdpSocket>,
+    buffer: ReceiveBuffer,
+    sources: Sources,
+}
+
+fn udp_bound(
+    (sock, buffer): (socket2::Socket, ReceiveBuffer),
+    sources: Sources,
+) -> std::io::Result<UdpBound> {
+    Ok(UdpBound {
+        sock: Arc::new(UdpSocket::from_std(sock.into())?),
+        buffer,
+        sources,
+    })
+}
+
+/// Binds one UDP listener: one socket, or, with a steering `program`, two
+/// on the same address whose group runs it (`crate::transport::steer`), the
+/// trusted one first. When the kernel refuses the program the listener is
+/// the first socket alone, and the log says so.
+fn bind_udp_listener(
+    addr: SocketAddr,
+    receive: usize,
+    program: Option<&[steer::Insn]>,
+) -> std::io::Result<Vec<UdpBound>> {
+    let Some(program) = program else {
+        return Ok(vec![udp_bound(
+            bind_udp(addr, receive, false)?,
+            Sources::All,
+        )?]);
+    };
+    let trusted = bind_udp(addr, receive, true)?;
+    let at = trusted.0.local_addr()?.as_socket().unwrap_or(addr);
+    let others = bind_udp(at, receive, true)?;
+    if let Err(e) = steer::attach(&trusted.0, program) {
+        tracing::warn!(listen = %format!("udp://{at}"), error = %e,
+            "cannot steer the PBX and the carriers to a UDP socket of their own ([limits] udp_trusted_socket); one socket takes everything");
+        drop(others);
+        return Ok(vec![udp_bound(trusted, Sources::All)?]);
+    }
+    Ok(vec![
+        udp_bound(trusted, Sources::Trusted)?,
+        udp_bound(others, Sources::Others)?,
+    ])
+}
+
+/// The steering program for this configuration's trusted sources, when
+/// `[limits] udp_trusted_socket` asks for one.
+fn steering(config: &Config) -> Option<Vec<steer::Insn>> {
+    if !config.limits.udp_trusted_socket {
+        return None;
+    }
+    let carriers = config.carrier.iter().map(|c| c.addr.ip());
+    let program = steer::program(&steer::trusted_sources(config.trust.nets(), carriers));
+    if program.is_none() {
+        tracing::warn!(
+            "[trust] and the carriers list too many networks for one steering program \
+             ([limits] udp_trusted_socket); each UDP listener is one socket"
+        );
+    }
+    program
 }
 
 /// Which listener failed, in the configuration's words, so that `Address
@@ -126,8 +211,8 @@ fn listener_error(transport: Transport, addr: SocketAddr) -> String {
 
 /// The bound listeners.
 struct Bound {
-    /// UDP sockets, each with what the kernel gave it as receive buffer.
-    udp: Vec<(Arc<UdpSocket>, ReceiveBuffer)>,
+    /// UDP sockets in listen order (a steered pair: the trusted one first).
+    udp: Vec<UdpBound>,
     /// TCP and TLS listeners, with which of the two each is.
     streams: Vec<(TcpListener, Transport)>,
     /// Where each listener ended up (port 0 resolved), in configuration order.
@@ -144,8 +229,9 @@ const PORT_ZERO_ATTEMPTS: usize = 64;
 /// that one port serves both transports, as SIP expects.
 async fn bind_all(config: &Config) -> anyhow::Result<Bound> {
     let mut attempt = 1;
+    let program = steering(config);
     loop {
-        match bind_once(config).await {
+        match bind_once(config, program.as_deref()).await {
             Ok(bound) => return Ok(bound),
             Err(BindFailure::SharedPortTaken(e)) if attempt < PORT_ZERO_ATTEMPTS => {
                 tracing::debug!(error = %e, attempt, "port 0: the shared port was taken; binding again");
@@ -162,7 +248,7 @@ enum BindFailure {
     Other(anyhow::Error),
 }
 
-async fn bind_once(config: &Config) -> Result<Bound, BindFailure> {
+async fn bind_once(config: &Config, program: Option<&[steer::Insn]>) -> Result<Bound, BindFailure> {
     let mut udp = Vec::new();
     let mut tcp = Vec::new();
     let mut bound: Vec<Peer> = Vec::new();
@@ -177,13 +263,12 @@ async fn bind_once(config: &Config) -> Result<Bound, BindFailure> {
             }
         }
         let result = match l.transport {
-            Transport::Udp => {
-                bind_udp(addr, config.limits.udp_receive_buffer).and_then(|(s, buffer)| {
-                    let local = s.local_addr()?;
-                    udp.push((Arc::new(s), buffer));
+            Transport::Udp => bind_udp_listener(addr, config.limits.udp_receive_buffer, program)
+                .and_then(|socks| {
+                    let local = socks[0].sock.local_addr()?;
+                    udp.extend(socks);
                     Ok(local)
-                })
-            }
+                }),
             Transport::Tcp | Transport::Tls => {
                 // TLS has its own port (5061 by convention), so a port 0 is
                 // not shared with UDP and TCP.
@@ -243,10 +328,8 @@ pub async fn start(
         streams,
         listen,
     } = bind_all(config).await?;
-    for (sock, buffer) in &udp {
-        log_receive_buffer(sock, buffer);
-    }
-    let udp: Vec<Arc<UdpSocket>> = udp.into_iter().map(|(sock, _)| sock).collect();
+    udp.iter().for_each(log_udp_socket);
+    let udp: Vec<Arc<UdpSocket>> = udp.into_iter().map(|u| u.sock).collect();
     let mut settings = config.proxy_settings();
     settings.listen = listen.clone();
     if config.server.admin.is_some() {
@@ -285,29 +368,47 @@ pub async fn start(
     })
 }
 
-/// Says once, at start, what receive buffer each UDP socket got: an
-/// operator who relies on it to ride out a flood must see when the kernel
-/// gave less than `[limits] udp_receive_buffer`.
-fn log_receive_buffer(sock: &UdpSocket, buffer: &ReceiveBuffer) {
-    let listen = sock
+/// Says once, at start, whose datagrams each UDP socket takes and what
+/// receive buffer it got: an operator who relies on it to ride out a flood
+/// must see when the kernel gave less than `[limits] udp_receive_buffer`.
+fn log_udp_socket(u: &UdpBound) {
+    let listen = u
+        .sock
         .local_addr()
         .map_or_else(|_| "?".to_string(), |a| format!("udp://{a}"));
-    let (asked, granted) = (buffer.asked, buffer.granted());
-    if buffer.capped() {
+    let sources = match u.sources {
+        Sources::All => "all",
+        Sources::Trusted => "PBX and carriers",
+        Sources::Others => "everyone else",
+    };
+    // The name /proc/net/udp knows it by (its inode), where the kernel
+    // counts what it dropped on each socket.
+    let socket = kernel_name(&u.sock);
+    let (asked, granted) = (u.buffer.asked, u.buffer.granted());
+    if u.buffer.capped() {
         tracing::warn!(
-            %listen, asked, granted,
+            %listen, sources, %socket, asked, granted,
             "UDP receive buffer smaller than [limits] udp_receive_buffer: net.core.rmem_max caps it and \
              the process lacks CAP_NET_ADMIN to pass it; a flood fills it sooner (raise net.core.rmem_max \
              or grant CAP_NET_ADMIN)"
         );
     } else {
-        let how = if buffer.forced {
+        let how = if u.buffer.forced {
             "SO_RCVBUFFORCE, past net.core.rmem_max"
         } else {
             "SO_RCVBUF"
         };
-        tracing::info!(%listen, granted, how, "UDP receive buffer");
+        tracing::info!(%listen, sources, %socket, granted, how, "UDP receive buffer");
     }
+}
+
+/// `socket:[INODE]` on Linux, as `/proc/net/udp` and `ss -e` name the
+/// socket; empty elsewhere.
+fn kernel_name(sock: &UdpSocket) -> String {
+    use std::os::fd::AsRawFd;
+    std::fs::read_link(format!("/proc/self/fd/{}", sock.as_raw_fd()))
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
 }
 
 /// The running certificate and key: needed by a `tls://` listener or a TLS

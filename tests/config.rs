@@ -539,7 +539,7 @@ fn workers_and_limits_are_checked_with_file_line_and_key() {
 }
 
 #[test]
-fn the_udp_receive_buffer_defaults_to_16_mib_and_is_checked() {
+fn the_udp_receive_buffer_and_trusted_socket_have_defaults_and_checks() {
     let d = parse("").unwrap().limits;
     assert_eq!(d.udp_receive_buffer, 16 << 20);
     let set = parse("[limits]\nudp_receive_buffer = 67108864\n")
@@ -550,6 +550,14 @@ fn the_udp_receive_buffer_defaults_to_16_mib_and_is_checked() {
         set.untrusted_rate, d.untrusted_rate,
         "defaults for the rest"
     );
+    assert!(
+        d.udp_trusted_socket,
+        "a UDP socket of their own for trusted sources by default"
+    );
+    let off = parse("[limits]\nudp_trusted_socket = false\n")
+        .unwrap()
+        .limits;
+    assert!(!off.udp_trusted_socket);
     for bad in ["1000", "2147483648", "-1"] {
         let e = only_error(&format!("[limits]\nudp_receive_buffer = {bad}\n"));
         assert!(

@@ -3,11 +3,12 @@
 //! gateway-like Via, truncated messages and garbage, over UDP and over more
 //! TCP connections than one source may hold. Every trusted call must
 //! complete, nothing of the flood may reach the carrier, the flooder gets no
-//! more answers than its budget, and the drop counters must move. Then the
-//! same with the trusted side on a UDP socket of its own and an unpaced
-//! flood on a second, public one: the flood must not cost a trusted call,
-//! and nothing may leave from the wrong socket. Bounded: a few seconds and
-//! a fixed number of calls each.
+//! more answers than its budget, and the drop counters must move. Then an
+//! unpaced flood, on a second, public UDP listener, and on the one
+//! listener whose trusted datagrams the kernel steers into a socket of
+//! their own: it must not cost a trusted call, and nothing may leave from
+//! the wrong address. Bounded: a few seconds and a fixed number of calls
+//! each.
 
 mod common;
 
@@ -333,24 +334,31 @@ fn unpaced_flood(public: SocketAddr, stop: Arc<AtomicBool>) -> (u64, u64, u64) {
     (sent, answers, elsewhere)
 }
 
-/// The deployment README.md describes: the PBX and the carrier on the first
-/// UDP listener, a public one for everyone else. A stranger floods the
-/// public socket unpaced, with a receive buffer small enough that the
-/// kernel drops most of the flood; trusted calls on the first socket must
-/// all complete, requests must reach the carrier from the first socket, and
-/// the flood's answers must come from the public one.
-async fn flood_on_the_public_socket(workers: usize) {
+/// An unpaced flood with a receive buffer small enough that the kernel
+/// drops most of it. `public`: the deployment README.md describes, the PBX
+/// and the carrier on the first UDP listener and the flood on a second,
+/// public one; else one listener for all, the kernel steering the PBX's and
+/// the carrier's datagrams into a socket of their own (the default
+/// `[limits] udp_trusted_socket`). Trusted calls must all complete,
+/// requests must reach the carrier from the first listener, and the
+/// flood's answers must come from the address it flooded.
+async fn unpaced_flood_with_trusted_calls(workers: usize, public: bool) {
     let carrier_sock = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
     let callee = carrier_sock.local_addr().unwrap();
+    let listen = if public {
+        "\"udp://127.0.0.1:0\", \"udp://127.0.0.2:0\""
+    } else {
+        "\"udp://127.0.0.1:0\""
+    };
     let toml = format!(
-        "[server]\nlisten = [\"udp://127.0.0.1:0\", \"udp://127.0.0.2:0\"]\ndomain = \"gw.example.net\"\nadmin = \"127.0.0.1:0\"\nworkers = {workers}\n[trust]\npbx = [\"127.0.0.1/32\"]\n[[carrier]]\nuri = \"sip:{callee};transport=udp\"\n[health]\nprobe_interval = 0\n[limits]\nudp_receive_buffer = 65536\n"
+        "[server]\nlisten = [{listen}]\ndomain = \"gw.example.net\"\nadmin = \"127.0.0.1:0\"\nworkers = {workers}\n[trust]\npbx = [\"127.0.0.1/32\"]\n[[carrier]]\nuri = \"sip:{callee};transport=udp\"\n[health]\nprobe_interval = 0\n[limits]\nudp_receive_buffer = 65536\n"
     );
     let cfg = Config::from_toml_str(&toml, Path::new("flood.toml")).unwrap();
     let gw = cidgate::server::start(&cfg, Arc::new(InventoryHandle::new(inventory())), None)
         .await
         .unwrap();
     let udp: Vec<SocketAddr> = gw.listen.iter().map(|p| p.addr).collect();
-    let (trusted, public) = (udp[0], udp[1]);
+    let (trusted, flooded) = (udp[0], *udp.last().unwrap());
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let carrier_task = tokio::spawn(carrier(carrier_sock, seen.clone()));
     let before = cidgate::admin::prometheus().render();
@@ -358,7 +366,7 @@ async fn flood_on_the_public_socket(workers: usize) {
     let stop = Arc::new(AtomicBool::new(false));
     let flooder = {
         let stop = stop.clone();
-        std::thread::spawn(move || unpaced_flood(public, stop))
+        std::thread::spawn(move || unpaced_flood(flooded, stop))
     };
     let started = Instant::now();
     let mut calls = Vec::new();
@@ -379,7 +387,7 @@ async fn flood_on_the_public_socket(workers: usize) {
 
     assert_eq!(
         failed, 0,
-        "trusted calls failed ({sent} flood datagrams on the other socket)"
+        "trusted calls failed ({sent} flood datagrams to {flooded})"
     );
     let seen = seen.lock().unwrap();
     assert!(
@@ -394,7 +402,7 @@ async fn flood_on_the_public_socket(workers: usize) {
     assert!(answers >= 1, "the flooder got no answer at all");
     assert_eq!(
         elsewhere, 0,
-        "answers to the flooder from another socket than {public}"
+        "answers to the flooder from another address than {flooded}"
     );
     let over_budget = metric(
         &after,
@@ -407,7 +415,7 @@ async fn flood_on_the_public_socket(workers: usize) {
     );
     assert!(over_budget > 500.0, "{after}");
     eprintln!(
-        "workers={workers}, two sockets: {sent} flood datagrams in {elapsed:.1} s ({:.0}/s) on {public}, {answers} answered from it, {CALLS} trusted calls on {trusted}, 0 failed",
+        "workers={workers}, public={public}: {sent} flood datagrams in {elapsed:.1} s ({:.0}/s) to {flooded}, {answers} answered from it, {CALLS} trusted calls to {trusted}, 0 failed",
         sent as f64 / elapsed
     );
 }
@@ -415,11 +423,23 @@ async fn flood_on_the_public_socket(workers: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unpaced_flood_on_the_public_socket_leaves_trusted_calls_alone_one_core() {
     let _turn = ONE_AT_A_TIME.lock().await;
-    flood_on_the_public_socket(1).await;
+    unpaced_flood_with_trusted_calls(1, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unpaced_flood_on_the_public_socket_leaves_trusted_calls_alone_two_cores() {
     let _turn = ONE_AT_A_TIME.lock().await;
-    flood_on_the_public_socket(2).await;
+    unpaced_flood_with_trusted_calls(2, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unpaced_flood_on_the_same_listener_leaves_steered_trusted_calls_alone_one_core() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    unpaced_flood_with_trusted_calls(1, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unpaced_flood_on_the_same_listener_leaves_steered_trusted_calls_alone_two_cores() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    unpaced_flood_with_trusted_calls(2, false).await;
 }

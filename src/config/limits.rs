@@ -29,6 +29,11 @@ pub struct LimitsConfig {
     /// lost datagrams (a carrier's 200, a PBX's BYE). Past
     /// `net.core.rmem_max` it takes `CAP_NET_ADMIN` (`SO_RCVBUFFORCE`).
     pub udp_receive_buffer: usize,
+    /// Each UDP listener as two sockets on its address, the kernel steering
+    /// the PBX's and the carriers' datagrams into one and everyone else's
+    /// into the other, so that a flood cannot fill the buffer trusted
+    /// traffic waits in (`crate::transport::steer`; Linux).
+    pub udp_trusted_socket: bool,
 }
 
 /// 16 MiB holds 26 214 datagrams of up to about 700 bytes (Linux counts
@@ -48,6 +53,7 @@ impl Default for LimitsConfig {
             worker_queue: 4096,
             retry_after: 5,
             udp_receive_buffer: DEFAULT_UDP_RECEIVE_BUFFER,
+            udp_trusted_socket: true,
         }
     }
 }
@@ -62,6 +68,7 @@ pub(super) struct RawLimits {
     worker_queue: S<i64>,
     retry_after: S<i64>,
     udp_receive_buffer: S<i64>,
+    udp_trusted_socket: Option<bool>,
 }
 
 impl Checker<'_> {
@@ -118,6 +125,7 @@ impl Checker<'_> {
             worker_queue: queue? as usize,
             retry_after: retry? as u32,
             udp_receive_buffer: udp_buffer? as usize,
+            udp_trusted_socket: raw.udp_trusted_socket.unwrap_or(d.udp_trusted_socket),
         })
     }
 
