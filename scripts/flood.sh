@@ -30,6 +30,7 @@
 #   --from ADDR          flood source address                       (127.0.0.9)
 #   --public-port P      a second UDP listener on 127.0.0.1:P takes the flood (none)
 #   --udp-receive-buffer B  [limits] udp_receive_buffer for the gateway (its default)
+#   --one-socket         [limits] udp_trusted_socket = false: each listener one socket
 #   --queues Q --numbers N --calls C   lab size                    (2000 20000 20000)
 #   --admin-port P       cidgate's admin port on 127.0.0.1          (8080)
 #   --out DIR            everything goes here      (/tmp/cidgate-lab/flood-<time>)
@@ -37,7 +38,7 @@
 set -u
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 CIDGATE=""; FLOOD=""; RATE=200; SECS=30; FRATE=0; FROM=127.0.0.9; QUEUES=2000; NUMBERS=20000; CALLS=20000
-ADMIN=8080; OUT=""; PUBLIC=""; RCVBUF=""
+ADMIN=8080; OUT=""; PUBLIC=""; RCVBUF=""; ONE=""
 die() { echo "flood.sh: $*" >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -49,6 +50,7 @@ while [ $# -gt 0 ]; do
     --from) FROM=$2; shift 2;;
     --public-port) PUBLIC=$2; shift 2;;
     --udp-receive-buffer) RCVBUF=$2; shift 2;;
+    --one-socket) ONE=1; shift;;
     --queues) QUEUES=$2; shift 2;;
     --numbers) NUMBERS=$2; shift 2;;
     --calls) CALLS=$2; shift 2;;
@@ -94,7 +96,11 @@ python3 "$HERE/scripts/gen_lab.py" --queues "$QUEUES" --numbers "$NUMBERS" --cal
 CFG="$OUT/lab/cidgate.toml"
 sed -i "s/^admin  = .*/admin  = \"127.0.0.1:$ADMIN\"/" "$CFG"
 grep -q '^\[limits\]' "$CFG" && die "the generated configuration sets [limits]; this figure is for the defaults"
-[ -z "$RCVBUF" ] || printf '\n[limits]\nudp_receive_buffer = %s\n' "$RCVBUF" >> "$CFG"
+if [ -n "$RCVBUF$ONE" ]; then
+  printf '\n[limits]\n' >> "$CFG"
+  [ -z "$RCVBUF" ] || printf 'udp_receive_buffer = %s\n' "$RCVBUF" >> "$CFG"
+  [ -z "$ONE" ] || printf 'udp_trusted_socket = false\n' >> "$CFG"
+fi
 TARGET=127.0.0.1:5060
 if [ -n "$PUBLIC" ]; then
   sed -i "s|^listen = \[\(.*\)\]|listen = [\1, \"udp://127.0.0.1:$PUBLIC\"]|" "$CFG"
@@ -145,8 +151,8 @@ python3 - "$OUT" "$LOAD_RC" "$TARGET" <<'PY'
 import re, sys
 out, load_rc, target = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 def socket_drops(path, ports):
-    """Kernel drops per local port of interest: the highest count seen for
-    each socket (inode), summed over the sockets on that port."""
+    """Kernel drops per socket (inode) on the local ports of interest: the
+    highest count seen for each."""
     best = {}
     for line in open(path, errors="replace"):
         f = line.split()
@@ -156,7 +162,15 @@ def socket_drops(path, ports):
         if port in ports:
             key = (port, f[9])
             best[key] = max(best.get(key, 0), int(f[-1]))
-    return {p: sum(v for (q, _), v in best.items() if q == p) for p in ports}
+    return best
+def gateway_sockets(path):
+    """inode -> whose datagrams the gateway says that socket takes."""
+    roles = {}
+    for line in open(path, errors="replace"):
+        m = re.search(r'UDP receive buffer .*sources=("[^"]*"|\S+).*socket=socket:\[(\d+)\]', line)
+        if m:
+            roles[m.group(2)] = m.group(1).strip('"')
+    return roles
 def kv(line):
     return dict(x.split("=", 1) for x in line.split()[1:] if "=" in x)
 def first(path, prefix):
@@ -198,15 +212,19 @@ names = {5060: "gateway 5060", flood_port: "gateway %d (flooded)" % flood_port,
          5070: "SIPp PBX 5070", 5080: "SIPp carrier 5080"}
 if flood_port == 5060:
     names[5060] = "gateway 5060 (flooded)"
-drops = socket_drops(out + "/udp-sockets.txt", set(names))
-print("  socket drops   " + ", ".join("%s: %d" % (names[p], drops[p]) for p in sorted(names)))
+per_socket = socket_drops(out + "/udp-sockets.txt", set(names))
+roles = gateway_sockets(out + "/cidgate.log")
+label = lambda p, ino: names[p] + (" [%s]" % roles[ino] if ino in roles else "")
+drops = {label(p, ino): v for (p, ino), v in sorted(per_socket.items())}
+print("  socket drops   " + ", ".join("%s: %d" % kv for kv in drops.items()))
 failed = int(load.get("failed", -1)) if load else -1
 uas_failed = int(load.get("uas_failed", 0)) if load else 0
 dropped = sum(v for k, v in moved.items() if "dropped" in k)
 print("FLOODRESULT target=%s flood_rate=%s flood_sent=%s trusted_ok=%s trusted_failed=%d uas_failed=%d dropped=%.0f "
       "kernel_rcvbuf_errors=%d socket_drops=%s cpu_us_per_call=%s verdict=%s"
       % (target, flood.get("rate"), flood.get("sent"), load.get("ok"), failed, uas_failed, dropped,
-         ua["RcvbufErrors"] - ub["RcvbufErrors"], ",".join("%d:%d" % (p, drops[p]) for p in sorted(drops)),
+         ua["RcvbufErrors"] - ub["RcvbufErrors"],
+         ",".join("%s:%d" % (k.replace(" ", "_"), v) for k, v in drops.items()),
          load.get("cpu_us_per_call"),
          "PASS" if failed == 0 and uas_failed == 0 and load_rc == 0 else "FAIL"))
 sys.exit(0 if failed == 0 and uas_failed == 0 and load_rc == 0 else 1)
