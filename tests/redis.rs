@@ -544,6 +544,30 @@ async fn pushes_and_edits_through_one_instance_reach_calls_through_the_other() {
     );
 }
 
+/// Every line of every bucket of `key` (a hash of buckets, see
+/// src/store/keys.rs), split at its first comma.
+fn bucket_lines(c: &mut redis::Connection, key: &str) -> HashMap<String, String> {
+    let buckets: Vec<String> = redis::cmd("HVALS").arg(key).query(c).unwrap();
+    buckets
+        .iter()
+        .flat_map(|b| b.lines())
+        .map(|l| {
+            let (k, v) = l.split_once(',').unwrap_or((l, ""));
+            (k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
+/// Queue id → row, as Redis holds them (ids here need no quoting).
+fn queue_lines(c: &mut redis::Connection, key: &str) -> HashMap<String, String> {
+    bucket_lines(c, key)
+}
+
+/// Number → attestation, as Redis holds them.
+fn number_lines(c: &mut redis::Connection, key: &str) -> HashMap<String, String> {
+    bucket_lines(c, key)
+}
+
 /// `n` queues and `10 * n` numbers named after `tag`, all in one area code.
 fn big_inventory(tag: char, area: u32, n: usize) -> (String, String) {
     let mut numbers = String::from("number\n");
@@ -577,14 +601,10 @@ async fn two_pushes_racing_end_with_one_of_them_whole() {
         panic!("no current version: {:?}", r.redis.current());
     };
     let mut c = r.redis.conn().unwrap();
-    let queues: HashMap<String, String> = redis::cmd("HGETALL")
-        .arg(format!("cidgate:v{version}:queues"))
-        .query(&mut c)
-        .unwrap();
-    let numbers: HashSet<String> = redis::cmd("HKEYS")
-        .arg(format!("cidgate:v{version}:numbers"))
-        .query(&mut c)
-        .unwrap();
+    let queues = queue_lines(&mut c, &format!("cidgate:v{version}:queues"));
+    let numbers: HashSet<String> = number_lines(&mut c, &format!("cidgate:v{version}:numbers"))
+        .into_keys()
+        .collect();
     let winner = if queues.contains_key("a0") {
         ('a', "+1415")
     } else {
@@ -851,36 +871,169 @@ async fn a_load_refuses_hand_written_entries_by_name() {
     let (loaded, _) = cidgate::store::load_once(&cfg, us).await.unwrap();
     assert_eq!((loaded.queue_count(), loaded.claimed_count()), (2, 3));
 
+    // The model as an operator reads it: numbers by their last three
+    // digits, queues by the first two hex digits of their id's SHA-1, which
+    // Redis computes too.
     let numbers = format!("cidgate:v{version}:numbers");
+    let queues = format!("cidgate:v{version}:queues");
     let mut conn = redis.conn().unwrap();
-    let () = redis::cmd("HSET")
-        .arg(&numbers)
-        .arg("4155550103")
-        .arg("")
-        .arg(&b"+1415555\xff0104"[..])
-        .arg("A")
+    let hget = |conn: &mut redis::Connection, key: &str, field: &str| -> Option<String> {
+        redis::cmd("HGET").arg(key).arg(field).query(conn).unwrap()
+    };
+    assert_eq!(
+        hget(&mut conn, &numbers, "101").as_deref(),
+        Some("+14155550101,\n")
+    );
+    let bucket: String = redis::cmd("EVAL")
+        .arg("return redis.sha1hex(ARGV[1]):sub(1,2)")
+        .arg(0)
+        .arg("sales")
         .query(&mut conn)
         .unwrap();
-    let e = format!(
-        "{:#}",
-        cidgate::store::load_once(&cfg, us).await.unwrap_err()
+    let lines = hget(&mut conn, &queues, &bucket).unwrap_or_default();
+    assert!(
+        lines.contains("sales,+14155550100,Acme Sales,US,false\n"),
+        "{bucket}: {lines:?}"
     );
+
+    let load_error = || async {
+        format!(
+            "{:#}",
+            cidgate::store::load_once(&cfg, us).await.unwrap_err()
+        )
+    };
+    let () = redis::cmd("HSET")
+        .arg(&numbers)
+        .arg("103")
+        .arg("4155550103,\n")
+        .arg("104")
+        .arg(&b"+14155550104,\n+1415555\xff0104,A\n"[..])
+        .query(&mut conn)
+        .unwrap();
+    let e = load_error().await;
     assert!(e.contains(&numbers), "{e}");
-    assert!(e.contains("\"+1415555\u{fffd}0104\""), "{e}");
+    assert!(e.contains("\"+1415555\u{fffd}0104,A\""), "{e}");
     assert!(e.contains("is not UTF-8"), "{e}");
 
     // With the bytes removed, the national-form number is named too.
     let () = redis::cmd("HDEL")
         .arg(&numbers)
-        .arg(&b"+1415555\xff0104"[..])
+        .arg("104")
         .query(&mut conn)
         .unwrap();
-    let e = format!(
-        "{:#}",
-        cidgate::store::load_once(&cfg, us).await.unwrap_err()
-    );
+    let e = load_error().await;
     assert!(
         e.contains("number \"4155550103\": \"4155550103\" is not in E.164 form"),
         "{e}"
     );
+
+    // A line in another bucket than its own (an edit would never find it).
+    let () = redis::cmd("HSET")
+        .arg(&numbers)
+        .arg("103")
+        .arg("+14155550103,\n+14155550105,\n")
+        .query(&mut conn)
+        .unwrap();
+    let e = load_error().await;
+    assert!(
+        e.contains("number \"+14155550105\" is in bucket \"103\"; its bucket is \"105\""),
+        "{e}"
+    );
+    let () = redis::cmd("HSET")
+        .arg(&numbers)
+        .arg("103")
+        .arg("+14155550103,\n")
+        .query(&mut conn)
+        .unwrap();
+    let (loaded, _) = cidgate::store::load_once(&cfg, us).await.unwrap();
+    assert_eq!((loaded.queue_count(), loaded.claimed_count()), (2, 4));
+}
+
+/// An edit rewrites the lines of its key in one bucket and leaves every
+/// other line, and the attestation of a number claimed again, as it was;
+/// an instance loading the version afterwards reads what the edits made.
+#[tokio::test]
+async fn edits_rewrite_their_line_of_one_bucket() {
+    use cidgate::inventory::{snapshot::Stamp, Edit, Inventory, Region};
+    use cidgate::store::{keys::Keys, ops};
+    let dir = tempfile::tempdir().unwrap();
+    let redis = Redis::start(dir.path());
+    let cfg = cidgate::config::RedisInventoryConfig {
+        url: redis.url(),
+        key_prefix: "cidgate:".into(),
+        snapshot: None,
+    };
+    let us = Region::US;
+    let queues = "queue_id,caller_id_number,caller_id_name,region,anonymous\n\
+                  sales,+14155550100,Sales,US,false\n\"a,\"\"b\",+12125550100,Quoted,US,false\n";
+    let numbers =
+        "number,region,attest\n+14155550100,,A\n+12125550100,,\n+13125550100,,B\n+14155550101,,\n";
+    let inventory =
+        Inventory::from_csv_readers(queues.as_bytes(), "q.csv", numbers.as_bytes(), "n.csv", us)
+            .unwrap();
+    let version = cidgate::store::push(&cfg, &inventory)
+        .await
+        .unwrap()
+        .version;
+    let mut conn = redis::aio::ConnectionManager::new(redis::Client::open(redis.url()).unwrap())
+        .await
+        .unwrap();
+    let keys = Keys::new("cidgate:");
+    let mut stamp = Stamp {
+        version,
+        revision: 0,
+    };
+    let mut expected = inventory.clone();
+    for edit in [
+        Edit::claim_number("+14155550100", us).unwrap(),
+        Edit::claim_number("+16175550100", us).unwrap(),
+        Edit::release_number("+13125550100", us).unwrap(),
+        Edit::put_queue("a,\"b", "+16175550100,Requoted,US,true", us).unwrap(),
+        Edit::delete_queue("sales"),
+    ] {
+        expected = edit.apply(&expected).unwrap();
+        let (applied, now) = ops::edit(&mut conn, &keys, stamp, &edit.encode())
+            .await
+            .unwrap();
+        assert!(applied, "{edit:?}");
+        stamp = now;
+    }
+    let mut c = redis.conn().unwrap();
+    let bucket: String = redis::cmd("HGET")
+        .arg(format!("cidgate:v{version}:numbers"))
+        .arg("100")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(bucket, "+12125550100,\n+14155550100,A\n+16175550100,\n");
+    let queue_buckets: Vec<String> = redis::cmd("HVALS")
+        .arg(format!("cidgate:v{version}:queues"))
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(
+        queue_buckets,
+        ["\"a,\"\"b\",+16175550100,Requoted,US,true\n"]
+    );
+
+    let (loaded, at) = cidgate::store::load_once(&cfg, us).await.unwrap();
+    assert_eq!(at, Some(stamp));
+    assert_eq!(loaded.numbers_sorted(), expected.numbers_sorted());
+    assert_eq!(loaded.queue("a,\"b"), expected.queue("a,\"b"));
+    assert_eq!(loaded.queue_count(), 1);
+    let n = cidgate::inventory::syntactic_e164("+14155550100").unwrap();
+    assert_eq!(loaded.attest_of(&n), Some(cidgate::stir::Attest::A));
+
+    // An edit checked against an older revision changes nothing.
+    let (applied, now) = ops::edit(
+        &mut conn,
+        &keys,
+        Stamp {
+            version,
+            revision: 0,
+        },
+        &Edit::delete_queue("a,\"b").encode(),
+    )
+    .await
+    .unwrap();
+    assert!(!applied);
+    assert_eq!(now, stamp);
 }

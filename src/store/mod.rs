@@ -7,6 +7,7 @@
 //! a million numbers from Redis never delays a SIP message, and when Redis
 //! is unreachable the instance keeps serving the last good inventory.
 
+mod buckets;
 mod follow;
 mod health;
 pub mod keys;
@@ -205,15 +206,16 @@ pub async fn push(cfg: &RedisInventoryConfig, inventory: &Inventory) -> anyhow::
     let mut conn = within(START_TIMEOUT, client.conn())
         .await
         .with_context(|| format!("connecting to {}", client.url))?;
-    let version = within(
+    let written = within(
         LOAD_TIMEOUT,
         ops::write_version(&mut conn, &client.keys, inventory),
     )
     .await
     .with_context(|| format!("writing the new version to {}", client.url))?;
+    let version = written.version;
     match within(
         POLL_TIMEOUT * 5,
-        ops::switch(&mut conn, &client.keys, version, inventory, false),
+        ops::switch(&mut conn, &client.keys, written, false),
     )
     .await
     .with_context(|| format!("switching {} to version {version}", client.url))?

@@ -8,9 +8,10 @@ use std::sync::OnceLock;
 use redis::aio::ConnectionManager;
 use redis::{RedisResult, Script};
 
-use super::keys::Keys;
+use super::buckets;
+use super::keys::{number_bucket, queue_bucket, queue_line_key, Keys};
 use crate::inventory::snapshot::Stamp;
-use crate::inventory::{queue_row, EncodedEdit, Inventory};
+use crate::inventory::{EncodedEdit, Inventory};
 
 /// Edits kept per version for instances that follow by replaying them; an
 /// instance further behind reads the version whole.
@@ -20,8 +21,9 @@ pub const LOG_KEEP: usize = 1000;
 /// half-way leaves nothing behind for long. The switch makes them permanent.
 const STAGING_TTL_SECS: i64 = 3600;
 
-/// Fields per HSET in a push.
-const CHUNK: usize = 5000;
+/// Buckets per HSET in a push (a number bucket of a million-number
+/// inventory is about 14 kB).
+const CHUNK: usize = 64;
 
 /// KEYS: current, log of the caller's version. ARGV: caller's version and
 /// revision. Returns {} for an empty store, else {version, revision, edits…}
@@ -45,19 +47,44 @@ return out
 
 /// KEYS: current, queues, numbers, log (all of the expected version).
 /// ARGV: prefix, expected version, expected revision, operation, key, row,
-/// log length kept, now. Applies the edit only if the store is still at the
-/// expected version and revision (the edit was checked against exactly that
-/// inventory). Returns {1, version, revision} or {0, version, revision}.
+/// log length kept, now, bucket, line key (the key as its line starts).
+/// Applies the edit only if the store is still at the expected version and
+/// revision (the edit was checked against exactly that inventory): rewrites
+/// the one bucket that holds the key, dropping every line of the key and
+/// appending its new one. Returns {1, version, revision} or {0, version,
+/// revision}.
 const EDIT: &str = r#"
+local function without(s, head)
+  local t, pat, found = '\n' .. s, '\n' .. head, false
+  local i = string.find(t, pat, 1, true)
+  while i do
+    found = true
+    local e = string.find(t, '\n', i + 1, true)
+    if e then t = string.sub(t, 1, i) .. string.sub(t, e + 1) else t = string.sub(t, 1, i) end
+    i = string.find(t, pat, i, true)
+  end
+  t = string.sub(t, 2)
+  if t ~= '' and string.sub(t, -1) ~= '\n' then t = t .. '\n' end
+  return t, found
+end
 local cur = redis.call('HMGET', KEYS[1], 'version', 'revision')
 local v, r = tonumber(cur[1] or '0'), tonumber(cur[2] or '0')
 if v ~= tonumber(ARGV[2]) or r ~= tonumber(ARGV[3]) then return {0, v, r} end
-local op, key, row = ARGV[4], ARGV[5], ARGV[6]
-if op == 'put_queue' then redis.call('HSET', KEYS[2], key, row)
-elseif op == 'delete_queue' then redis.call('HDEL', KEYS[2], key)
-elseif op == 'claim_number' then redis.call('HSETNX', KEYS[3], key, row)
-elseif op == 'release_number' then redis.call('HDEL', KEYS[3], key)
+local op, key, row, bucket, head = ARGV[4], ARGV[5], ARGV[6], ARGV[9], ARGV[10] .. ','
+local hash
+if op == 'put_queue' or op == 'delete_queue' then hash = KEYS[2]
+elseif op == 'claim_number' or op == 'release_number' then hash = KEYS[3]
 else return redis.error_reply('unknown edit operation ' .. op) end
+local old = redis.call('HGET', hash, bucket) or ''
+local rest, found = without(old, head)
+local new = rest
+if op == 'put_queue' or (op == 'claim_number' and not found) then
+  new = rest .. head .. row .. '\n'
+elseif op == 'claim_number' then
+  new = old
+end
+if new == '' then redis.call('HDEL', hash, bucket)
+elseif new ~= old then redis.call('HSET', hash, bucket, new) end
 r = r + 1
 redis.call('HSET', KEYS[1], 'version', v, 'revision', r, 'updated_at', ARGV[8])
 redis.call('RPUSH', KEYS[4], r .. '\t' .. op .. '\t' .. key .. '\t' .. row)
@@ -67,7 +94,7 @@ return {1, v, r}
 "#;
 
 /// KEYS: current, queues and numbers of the new version. ARGV: prefix, new
-/// version, queue count, number count, "1" to switch only into an empty
+/// version, queue bucket count, number bucket count, "1" to switch only into an empty
 /// store (a restore), now. Checks the new version is complete, makes it
 /// current, deletes the previous one and announces it. Returns
 /// {1, previous version or ""} or {0, why}.
@@ -145,9 +172,9 @@ pub async fn poll(conn: &mut ConnectionManager, keys: &Keys, have: Stamp) -> Red
 #[derive(Debug)]
 pub struct Whole {
     pub stamp: Stamp,
-    /// Queue id → canonical row.
+    /// Bucket → queue lines.
     pub queues: HashEntries,
-    /// Number → attestation (`""`: the configured default).
+    /// Bucket → number lines.
     pub numbers: HashEntries,
 }
 
@@ -189,13 +216,14 @@ pub async fn read_whole(
 }
 
 /// The fields and values of a hash as `HGETALL` answered, kept in the
-/// reply's own buffers: a million-entry hash costs no copy, no map and no
-/// second allocation per entry (the load checks and indexes them anyway).
+/// reply's own buffers: no copy and no map (the load splits the buckets
+/// into entries, checks and indexes them anyway).
 #[derive(Debug, Default)]
 pub struct HashEntries {
     /// field, value, field, value, … (bulk strings, checked in `from_reply`).
     flat: Vec<redis::Value>,
-    /// Entries that are not UTF-8 (shown lossily): the load refuses them.
+    /// Lines that are not UTF-8, with their field (shown lossily): the load
+    /// refuses them.
     not_utf8: Vec<(String, String)>,
 }
 
@@ -215,24 +243,28 @@ impl HashEntries {
             let (Value::BulkString(f), Value::BulkString(v)) = (&pair[0], &pair[1]) else {
                 return Err(not_a_hash(&pair[0]));
             };
-            if std::str::from_utf8(f).is_err() || std::str::from_utf8(v).is_err() {
-                let lossy = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-                not_utf8.push((lossy(f), lossy(v)));
+            let lossy = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+            if std::str::from_utf8(f).is_err() {
+                not_utf8.push((lossy(f), String::new()));
+            } else if std::str::from_utf8(v).is_err() {
+                let bad = v.split(|&b| b == b'\n');
+                let bad = bad.filter(|line| std::str::from_utf8(line).is_err());
+                not_utf8.extend(bad.map(|line| (lossy(f), lossy(line))));
             }
         }
         Ok(HashEntries { flat, not_utf8 })
     }
 
     /// The entries as (field, value); one that is not UTF-8 (listed by
-    /// [`not_utf8`](Self::not_utf8), which the caller refuses first) reads
-    /// as empty strings.
-    pub fn pairs(&self) -> impl ExactSizeIterator<Item = (&str, &str)> {
+    /// [`not_utf8`](Self::not_utf8), which the caller refuses) reads as
+    /// empty strings.
+    pub fn pairs(&self) -> impl ExactSizeIterator<Item = (&str, &str)> + Clone {
         self.flat
             .chunks_exact(2)
             .map(|p| (bulk_text(&p[0]), bulk_text(&p[1])))
     }
 
-    /// Entries whose field or value is not UTF-8, shown lossily.
+    /// Fields, and lines of values, that are not UTF-8, shown lossily.
     pub fn not_utf8(&self) -> &[(String, String)] {
         &self.not_utf8
     }
@@ -253,42 +285,46 @@ fn not_a_hash(got: &redis::Value) -> redis::RedisError {
     ))
 }
 
-/// Writes `inventory` as a new version (not yet current); returns it.
+/// Writes `inventory` as a new version (not yet current); returns it and
+/// how many buckets of queues and of numbers it wrote (what the switch
+/// checks).
 pub async fn write_version(
     conn: &mut ConnectionManager,
     keys: &Keys,
     inventory: &Inventory,
-) -> RedisResult<u64> {
+) -> RedisResult<Written> {
     let version: u64 = redis::cmd("INCR")
         .arg(keys.next_version())
         .query_async(conn)
         .await?;
-    let (qkey, nkey) = (keys.queues(version), keys.numbers(version));
+    let queues = buckets::queue_buckets(inventory);
+    let numbers = buckets::number_buckets(inventory);
     let mut pipe = redis::pipe();
-    let queues: Vec<_> = inventory.queues().collect();
-    for (i, chunk) in queues.chunks(CHUNK).enumerate() {
-        let mut cmd = redis::cmd("HSET");
-        cmd.arg(&qkey);
-        for q in chunk {
-            cmd.arg(&*q.id).arg(queue_row(q));
-        }
-        pipe.add_command(cmd).ignore();
-        if i == 0 {
-            pipe.expire(&qkey, STAGING_TTL_SECS).ignore();
-        }
-    }
-    let numbers: Vec<(String, &str)> = inventory
-        .number_records()
-        .map(|(n, attest)| (n.to_string(), attest))
-        .collect();
-    for (i, chunk) in numbers.chunks(CHUNK).enumerate() {
-        pipe.hset_multiple(&nkey, chunk).ignore();
-        if i == 0 {
-            pipe.expire(&nkey, STAGING_TTL_SECS).ignore();
+    for (key, hash) in [
+        (keys.queues(version), &queues),
+        (keys.numbers(version), &numbers),
+    ] {
+        for (i, chunk) in hash.chunks(CHUNK).enumerate() {
+            pipe.hset_multiple(&key, chunk).ignore();
+            if i == 0 {
+                pipe.expire(&key, STAGING_TTL_SECS).ignore();
+            }
         }
     }
     let () = pipe.query_async(conn).await?;
-    Ok(version)
+    Ok(Written {
+        version,
+        queue_buckets: queues.len(),
+        number_buckets: numbers.len(),
+    })
+}
+
+/// A version written and not yet switched to.
+#[derive(Debug, Clone, Copy)]
+pub struct Written {
+    pub version: u64,
+    pub queue_buckets: usize,
+    pub number_buckets: usize,
 }
 
 /// How a switch ended.
@@ -305,19 +341,19 @@ pub enum Switched {
 pub async fn switch(
     conn: &mut ConnectionManager,
     keys: &Keys,
-    version: u64,
-    inventory: &Inventory,
+    written: Written,
     only_into_empty: bool,
 ) -> RedisResult<Switched> {
     static CELL: OnceLock<Script> = OnceLock::new();
+    let version = written.version;
     let (ok, detail): (u8, String) = script(&CELL, SWITCH)
         .key(keys.current())
         .key(keys.queues(version))
         .key(keys.numbers(version))
         .arg(keys.prefix())
         .arg(version)
-        .arg(inventory.queue_count())
-        .arg(inventory.claimed_count())
+        .arg(written.queue_buckets)
+        .arg(written.number_buckets)
         .arg(if only_into_empty { "1" } else { "0" })
         .arg(now_secs())
         .invoke_async(conn)
@@ -341,6 +377,18 @@ pub async fn edit(
 ) -> RedisResult<(bool, Stamp)> {
     static CELL: OnceLock<Script> = OnceLock::new();
     let v = expected.version;
+    let (bucket, line_key) = match encoded.op {
+        "put_queue" | "delete_queue" => (
+            queue_bucket(&encoded.key).to_vec(),
+            queue_line_key(&encoded.key).into_owned(),
+        ),
+        // An encoded number is E.164 text; anything else names no bucket and
+        // finds no line.
+        _ => (
+            number_bucket(&encoded.key).map_or_else(Vec::new, |b| b.to_vec()),
+            encoded.key.clone(),
+        ),
+    };
     let (ok, version, revision): (u8, u64, u64) = script(&CELL, EDIT)
         .key(keys.current())
         .key(keys.queues(v))
@@ -354,6 +402,8 @@ pub async fn edit(
         .arg(&encoded.row)
         .arg(LOG_KEEP)
         .arg(now_secs())
+        .arg(bucket)
+        .arg(line_key)
         .invoke_async(conn)
         .await?;
     Ok((ok == 1, Stamp { version, revision }))

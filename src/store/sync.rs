@@ -11,13 +11,12 @@ use std::sync::{Arc, OnceLock};
 use redis::aio::ConnectionManager;
 use tokio::sync::{watch, Mutex, Notify};
 
+use super::buckets;
 use super::keys::Keys;
 use super::ops::{self, Switched};
 use super::{within, Client, Edited, Health, LOAD_TIMEOUT, POLL_TIMEOUT, START_TIMEOUT};
 use crate::inventory::snapshot::{self, Stamp};
-use crate::inventory::{
-    Counts, Edit, Inventory, InventoryError, InventoryHandle, LineError, Region,
-};
+use crate::inventory::{Counts, Edit, Inventory, InventoryError, InventoryHandle, Region};
 
 /// What the instance serves, relative to the store.
 #[derive(Debug, Default)]
@@ -87,48 +86,14 @@ pub(super) async fn read_current(
             continue;
         };
         let v = whole.stamp.version;
-        let (numbers_at, queues_at) = (keys.numbers(v), keys.queues(v));
-        refuse_not_utf8(&whole, &numbers_at, &queues_at)
+        let inventory = buckets::read_inventory(&whole, &keys.numbers(v), &keys.queues(v), region)
             .map_err(|e| LoadError::Refused(whole.stamp, e))?;
-        let inventory = Inventory::from_records(
-            whole.numbers.pairs(),
-            &numbers_at,
-            whole.queues.pairs(),
-            &queues_at,
-            region,
-        )
-        .map_err(|e| LoadError::Refused(whole.stamp, e))?;
         return Ok((inventory, Some(whole.stamp)));
     }
     Err(LoadError::Store(redis::RedisError::from((
         redis::ErrorKind::TryAgain,
         "the current version kept changing while being read",
     ))))
-}
-
-/// Entries the load cannot read as text, named like refused records.
-fn refuse_not_utf8(
-    whole: &ops::Whole,
-    numbers_at: &str,
-    queues_at: &str,
-) -> Result<(), InventoryError> {
-    let lines: Vec<LineError> = [(&whole.numbers, numbers_at), (&whole.queues, queues_at)]
-        .into_iter()
-        .flat_map(|(hash, at)| {
-            hash.not_utf8().iter().map(move |(f, v)| LineError {
-                file: at.to_string(),
-                line: 0,
-                reason: format!("entry {f:?} ({v:?}) is not UTF-8"),
-            })
-        })
-        .collect();
-    if lines.is_empty() {
-        return Ok(());
-    }
-    Err(InventoryError {
-        lines,
-        warnings: Vec::new(),
-    })
 }
 
 fn is_empty(inv: &Inventory) -> bool {
@@ -349,9 +314,9 @@ impl Inner {
     /// instance did so first; calls never see an empty inventory for it.
     async fn restore(&self, conn: &mut ConnectionManager, local: &mut Local, inv: &Inventory) {
         let written = within(LOAD_TIMEOUT, async {
-            let version = ops::write_version(conn, self.keys(), inv).await?;
-            let switched = ops::switch(conn, self.keys(), version, inv, true).await?;
-            Ok((version, switched))
+            let written = ops::write_version(conn, self.keys(), inv).await?;
+            let switched = ops::switch(conn, self.keys(), written, true).await?;
+            Ok((written.version, switched))
         })
         .await;
         match written {
