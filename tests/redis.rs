@@ -947,6 +947,18 @@ async fn a_load_refuses_hand_written_entries_by_name() {
         .unwrap();
     let (loaded, _) = cidgate::store::load_once(&cfg, us).await.unwrap();
     assert_eq!((loaded.queue_count(), loaded.claimed_count()), (2, 4));
+
+    // A field of the model before buckets (the number itself): the load
+    // says to push again instead of naming every line as misplaced.
+    let () = redis::cmd("HSET")
+        .arg(&numbers)
+        .arg("+14155550106")
+        .arg("A")
+        .query(&mut conn)
+        .unwrap();
+    let e = load_error().await;
+    assert!(e.contains("\"+14155550106\" is a whole number"), "{e}");
+    assert!(e.contains("cidgate inventory push"), "{e}");
 }
 
 /// An edit rewrites the lines of its key in one bucket and leaves every

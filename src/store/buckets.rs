@@ -78,6 +78,20 @@ pub fn read_inventory(
     queues_at: &str,
     region: Region,
 ) -> Result<Inventory, InventoryError> {
+    if let Some(field) = unbucketed_field(whole) {
+        return Err(InventoryError {
+            lines: vec![LineError {
+                file: numbers_at.to_string(),
+                line: 0,
+                reason: format!(
+                    "field {field:?} is a whole number, not a bucket: this store was written \
+                     by a cidgate from before numbers were packed into buckets; write it \
+                     again with `cidgate inventory push`"
+                ),
+            }],
+            warnings: Vec::new(),
+        });
+    }
     let mut misplaced = not_utf8(whole, numbers_at, queues_at);
     let queues = queue_records(whole.queues.pairs(), queues_at, &mut misplaced);
     let mut numbers = NumberLines::new(whole.numbers.pairs(), numbers_at);
@@ -100,6 +114,17 @@ pub fn read_inventory(
             Err(e)
         }
     }
+}
+
+/// A numbers field of the model before buckets (one field per number, the
+/// number itself), so that an upgraded instance says what to do instead of
+/// listing a million misplaced lines.
+fn unbucketed_field(whole: &Whole) -> Option<&str> {
+    whole
+        .numbers
+        .pairs()
+        .map(|(field, _)| field)
+        .find(|field| field.starts_with('+'))
 }
 
 /// The lines that are not UTF-8 (their bucket reads as empty), shown lossily.
