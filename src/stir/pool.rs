@@ -105,6 +105,17 @@ impl Meters {
             inline: metrics::counter!("cidgate_stir_signed_inline_total"),
         }
     }
+
+    /// Counts a signature made (with its latency since `queued_at`) or failed.
+    fn record(&self, result: &Result<String, SignError>, queued_at: Instant) {
+        match result {
+            Ok(_) => {
+                self.signed.increment(1);
+                self.latency.record(queued_at.elapsed().as_secs_f64());
+            }
+            Err(_) => self.failed.increment(1),
+        }
+    }
 }
 
 impl SigningPool {
@@ -203,18 +214,6 @@ impl Drop for SigningPool {
         self.queue.ready.notify_all();
         for t in self.threads.drain(..) {
             let _ = t.join();
-        }
-    }
-}
-
-impl Meters {
-    fn record(&self, result: &Result<String, SignError>, queued_at: Instant) {
-        match result {
-            Ok(_) => {
-                self.signed.increment(1);
-                self.latency.record(queued_at.elapsed().as_secs_f64());
-            }
-            Err(_) => self.failed.increment(1),
         }
     }
 }
