@@ -149,20 +149,8 @@ pub fn trusted_sources(trust: &[IpNet], carriers: impl Iterator<Item = IpAddr>) 
 }
 
 /// Attaches `program` to the `SO_REUSEPORT` group of `sock`.
-#[cfg(all(
-    target_os = "linux",
-    any(
-        target_arch = "x86_64",
-        target_arch = "x86",
-        target_arch = "aarch64",
-        target_arch = "arm",
-        target_arch = "riscv64"
-    )
-))]
+#[cfg(target_os = "linux")]
 pub fn attach(sock: &socket2::Socket, program: &[Insn]) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    /// asm-generic/socket.h (these architectures share it).
-    const SO_ATTACH_REUSEPORT_CBPF: libc::c_int = 51;
     let mut filter: Vec<libc::sock_filter> = program
         .iter()
         .map(|i| libc::sock_filter {
@@ -173,38 +161,15 @@ pub fn attach(sock: &socket2::Socket, program: &[Insn]) -> std::io::Result<()> {
         })
         .collect();
     let fprog = libc::sock_fprog {
-        len: filter.len() as libc::c_ushort,
+        len: libc::c_ushort::try_from(filter.len())
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?,
         filter: filter.as_mut_ptr(),
     };
-    // SAFETY: the descriptor belongs to `sock`, open for the whole call;
-    // `fprog` and the instructions it points to outlive the call (the
-    // kernel copies them), and its size is passed with it.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            SO_ATTACH_REUSEPORT_CBPF,
-            std::ptr::from_ref(&fprog).cast(),
-            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    // libc's constant is the one of the target architecture (51 on most).
+    super::sockopt::set_socket_option(sock, libc::SO_ATTACH_REUSEPORT_CBPF, &fprog)
 }
 
-#[cfg(not(all(
-    target_os = "linux",
-    any(
-        target_arch = "x86_64",
-        target_arch = "x86",
-        target_arch = "aarch64",
-        target_arch = "arm",
-        target_arch = "riscv64"
-    )
-)))]
+#[cfg(not(target_os = "linux"))]
 pub fn attach(_: &socket2::Socket, _: &[Insn]) -> std::io::Result<()> {
     Err(std::io::ErrorKind::Unsupported.into())
 }

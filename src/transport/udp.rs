@@ -90,24 +90,8 @@ pub fn size_receive_buffer(sock: &socket2::Socket, asked: usize) -> ReceiveBuffe
 /// offer.
 #[cfg(target_os = "linux")]
 fn force_receive_buffer(sock: &socket2::Socket, size: usize) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
     let value = libc::c_int::try_from(size).unwrap_or(libc::c_int::MAX);
-    // SAFETY: the descriptor belongs to `sock`, open for the whole call; the
-    // option value is a c_int that outlives the call, passed with its size.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            std::ptr::from_ref(&value).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    super::sockopt::set_socket_option(sock, libc::SO_RCVBUFFORCE, &value)
 }
 
 #[cfg(not(target_os = "linux"))]
