@@ -256,7 +256,7 @@ where
 mod tests {
     use super::*;
     use crate::stir::passport::{Attest, Destination, OrigId};
-    use std::sync::mpsc::channel;
+    use std::sync::mpsc::{channel, Receiver};
     use std::sync::Barrier;
 
     fn job(token: u64) -> SignJob {
@@ -291,83 +291,94 @@ mod tests {
         assert_eq!(pool.depth(), 0);
     }
 
+    /// A one-thread pool of `capacity` whose thread, given a job with
+    /// `orig_tn` "1", stops inside it: `entered` waits until it is there,
+    /// `gate` lets it go on. Tokens of finished jobs arrive on the receiver.
+    struct HeldPool {
+        pool: SigningPool,
+        done: Receiver<u64>,
+        entered: Arc<Barrier>,
+        gate: Arc<Barrier>,
+    }
+
+    impl HeldPool {
+        fn start(capacity: usize) -> HeldPool {
+            let gate = Arc::new(Barrier::new(2));
+            let entered = Arc::new(Barrier::new(2));
+            let (g, e) = (gate.clone(), entered.clone());
+            let (tx, done) = channel();
+            let tx = Mutex::new(tx);
+            let pool = SigningPool::start(
+                1,
+                capacity,
+                move |c: &Claims| {
+                    if c.orig_tn == "1" {
+                        e.wait();
+                        g.wait();
+                    }
+                    Ok(format!("signed {}", c.orig_tn))
+                },
+                move |s| tx.lock().unwrap().send(s.token).unwrap(),
+            );
+            HeldPool {
+                pool,
+                done,
+                entered,
+                gate,
+            }
+        }
+
+        /// Submits the job that holds the thread, once the thread is in it.
+        fn hold(&self, token: u64) {
+            let mut slow = job(token);
+            slow.claims.orig_tn = "1".into();
+            self.pool.try_submit(slow).unwrap();
+            self.entered.wait();
+        }
+
+        /// Lets the thread go on and collects `n` finished tokens, sorted.
+        fn release(&self, n: usize) -> Vec<u64> {
+            self.gate.wait();
+            let mut got: Vec<u64> = (0..n).map(|_| self.done.recv().unwrap()).collect();
+            got.sort_unstable();
+            got
+        }
+    }
+
     #[test]
     fn a_full_queue_refuses_instead_of_waiting() {
         // The only worker is held inside its first job; the queue holds two
         // more; the fourth submission must be refused at once.
-        let gate = Arc::new(Barrier::new(2));
-        let entered = Arc::new(Barrier::new(2));
-        let (g, e) = (gate.clone(), entered.clone());
-        let (tx, rx) = channel();
-        let tx = Mutex::new(tx);
-        let pool = SigningPool::start(
-            1,
-            2,
-            move |c: &Claims| {
-                if c.orig_tn == "1" {
-                    e.wait();
-                    g.wait();
-                }
-                Ok(String::new())
-            },
-            move |s| tx.lock().unwrap().send(s.token).unwrap(),
-        );
-        let mut first = job(0);
-        first.claims.orig_tn = "1".into();
-        pool.try_submit(first).unwrap();
-        entered.wait();
-        pool.try_submit(job(1)).unwrap();
-        pool.try_submit(job(2)).unwrap();
-        assert_eq!(pool.depth(), 2);
-        assert_eq!(pool.try_submit(job(3)), Err(Overloaded));
-        gate.wait();
-        let mut got: Vec<u64> = (0..3).map(|_| rx.recv().unwrap()).collect();
-        got.sort_unstable();
-        assert_eq!(got, vec![0, 1, 2]);
+        let h = HeldPool::start(2);
+        h.hold(0);
+        h.pool.try_submit(job(1)).unwrap();
+        h.pool.try_submit(job(2)).unwrap();
+        assert_eq!(h.pool.depth(), 2);
+        assert_eq!(h.pool.try_submit(job(3)), Err(Overloaded));
+        assert_eq!(h.release(3), vec![0, 1, 2]);
     }
 
     #[test]
-    fn an_idle_pool_lets_the_caller_sign_and_a_busy_one_gives_the_job_back() {
-        let gate = Arc::new(Barrier::new(2));
-        let entered = Arc::new(Barrier::new(2));
-        let (g, e) = (gate.clone(), entered.clone());
-        let (tx, rx) = channel();
-        let tx = Mutex::new(tx);
-        let pool = SigningPool::start(
-            1,
-            4,
-            move |c: &Claims| {
-                if c.orig_tn == "1" {
-                    e.wait();
-                    g.wait();
-                }
-                Ok(format!("signed {}", c.orig_tn))
-            },
-            move |s| tx.lock().unwrap().send(s.token).unwrap(),
-        );
+    fn an_idle_pool_lets_the_caller_sign_and_a_busy_one_leaves_it_to_the_threads() {
+        let h = HeldPool::start(4);
         // Idle: signed here, nothing goes through the threads.
-        let here = pool
+        let here = h
+            .pool
             .sign_if_idle(&job(7))
             .expect("an idle pool signs inline");
         assert_eq!(here.as_deref(), Ok("signed 14155550100"));
         // A thread holds a job: the caller must not sign beside it.
-        let mut slow = job(1);
-        slow.claims.orig_tn = "1".into();
-        pool.try_submit(slow).unwrap();
-        entered.wait();
+        h.hold(1);
         assert!(
-            pool.sign_if_idle(&job(8)).is_none(),
+            h.pool.sign_if_idle(&job(8)).is_none(),
             "a busy pool leaves the job to the threads"
         );
         // Queued but not taken counts as busy too.
-        pool.try_submit(job(8)).unwrap();
-        assert!(pool.sign_if_idle(&job(9)).is_none());
-        gate.wait();
-        let mut got: Vec<u64> = (0..2).map(|_| rx.recv().unwrap()).collect();
-        got.sort_unstable();
-        assert_eq!(got, vec![1, 8]);
+        h.pool.try_submit(job(8)).unwrap();
+        assert!(h.pool.sign_if_idle(&job(9)).is_none());
+        assert_eq!(h.release(2), vec![1, 8]);
         assert!(
-            rx.try_recv().is_err(),
+            h.done.try_recv().is_err(),
             "the inline job never reached the threads"
         );
     }
