@@ -902,14 +902,17 @@ async fn a_load_refuses_hand_written_entries_by_name() {
             cidgate::store::load_once(&cfg, us).await.unwrap_err()
         )
     };
-    let () = redis::cmd("HSET")
-        .arg(&numbers)
-        .arg("103")
-        .arg("4155550103,\n")
-        .arg("104")
-        .arg(&b"+14155550104,\n+1415555\xff0104,A\n"[..])
-        .query(&mut conn)
-        .unwrap();
+    // Writes one bucket of the numbers hash by hand, as an operator might.
+    let set_bucket = |conn: &mut redis::Connection, field: &str, lines: &[u8]| {
+        let () = redis::cmd("HSET")
+            .arg(&numbers)
+            .arg(field)
+            .arg(lines)
+            .query(conn)
+            .unwrap();
+    };
+    set_bucket(&mut conn, "103", b"4155550103,\n");
+    set_bucket(&mut conn, "104", b"+14155550104,\n+1415555\xff0104,A\n");
     let e = load_error().await;
     assert!(e.contains(&numbers), "{e}");
     assert!(e.contains("\"+1415555\u{fffd}0104,A\""), "{e}");
@@ -928,34 +931,19 @@ async fn a_load_refuses_hand_written_entries_by_name() {
     );
 
     // A line in another bucket than its own (an edit would never find it).
-    let () = redis::cmd("HSET")
-        .arg(&numbers)
-        .arg("103")
-        .arg("+14155550103,\n+14155550105,\n")
-        .query(&mut conn)
-        .unwrap();
+    set_bucket(&mut conn, "103", b"+14155550103,\n+14155550105,\n");
     let e = load_error().await;
     assert!(
         e.contains("number \"+14155550105\" is in bucket \"103\"; its bucket is \"105\""),
         "{e}"
     );
-    let () = redis::cmd("HSET")
-        .arg(&numbers)
-        .arg("103")
-        .arg("+14155550103,\n")
-        .query(&mut conn)
-        .unwrap();
+    set_bucket(&mut conn, "103", b"+14155550103,\n");
     let (loaded, _) = cidgate::store::load_once(&cfg, us).await.unwrap();
     assert_eq!((loaded.queue_count(), loaded.claimed_count()), (2, 4));
 
     // A field of the model before buckets (the number itself): the load
     // says to push again instead of naming every line as misplaced.
-    let () = redis::cmd("HSET")
-        .arg(&numbers)
-        .arg("+14155550106")
-        .arg("A")
-        .query(&mut conn)
-        .unwrap();
+    set_bucket(&mut conn, "+14155550106", b"A");
     let e = load_error().await;
     assert!(e.contains("\"+14155550106\" is a whole number"), "{e}");
     assert!(e.contains("cidgate inventory push"), "{e}");
