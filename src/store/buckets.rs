@@ -32,12 +32,7 @@ pub fn number_buckets(inventory: &Inventory) -> Vec<Bucket> {
         lines.push_str(attest);
         lines.push('\n');
     }
-    buckets
-        .into_iter()
-        .enumerate()
-        .filter(|(_, lines)| !lines.is_empty())
-        .map(|(i, lines)| (format!("{i:03}"), lines))
-        .collect()
+    named(buckets, |i| format!("{i:03}"))
 }
 
 /// The queues of `inventory` as queues.csv lines (without header) by
@@ -55,11 +50,16 @@ pub fn queue_buckets(inventory: &Inventory) -> Vec<Bucket> {
         lines.push_str(&queue_row(q));
         lines.push('\n');
     }
+    named(buckets, |i| format!("{i:02x}"))
+}
+
+/// The buckets that hold lines, each under the field `name` gives its index.
+fn named(buckets: Vec<String>, name: impl Fn(usize) -> String) -> Vec<Bucket> {
     buckets
         .into_iter()
         .enumerate()
         .filter(|(_, lines)| !lines.is_empty())
-        .map(|(i, lines)| (format!("{i:02x}"), lines))
+        .map(|(i, lines)| (name(i), lines))
         .collect()
 }
 
