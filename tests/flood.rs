@@ -67,6 +67,20 @@ async fn carrier(sock: Arc<UdpSocket>, seen: Seen) {
     }
 }
 
+/// [`CALLS`] trusted calls spread over [`FLOOD_FOR`]; how many failed.
+async fn trusted_calls(gw: SocketAddr, callee: SocketAddr) -> usize {
+    let mut calls = Vec::new();
+    for i in 0..CALLS {
+        calls.push(tokio::spawn(trusted_call(gw, callee, i)));
+        tokio::time::sleep(FLOOD_FOR / CALLS as u32).await;
+    }
+    let mut failed = 0;
+    for c in calls {
+        failed += usize::from(!c.await.unwrap());
+    }
+    failed
+}
+
 /// One trusted call: INVITE (retransmitted every 500 ms like a UAC does over
 /// UDP), ACK and BYE through the Record-Route. True when it completed.
 async fn trusted_call(gw: SocketAddr, callee: SocketAddr, i: usize) -> bool {
@@ -227,15 +241,7 @@ async fn flood_with_trusted_calls(workers: usize) {
     };
     let started = Instant::now();
     // Trusted calls spread over the flood.
-    let mut calls = Vec::new();
-    for i in 0..CALLS {
-        calls.push(tokio::spawn(trusted_call(udp_addr, callee, i)));
-        tokio::time::sleep(FLOOD_FOR / CALLS as u32).await;
-    }
-    let mut failed = 0;
-    for c in calls {
-        failed += usize::from(!c.await.unwrap());
-    }
+    let failed = trusted_calls(udp_addr, callee).await;
     stop.store(true, Ordering::Relaxed);
     udp_flooder.join().unwrap();
     let tcp_open = tcp_flooder.join().unwrap();
@@ -369,15 +375,7 @@ async fn unpaced_flood_with_trusted_calls(workers: usize, public: bool) {
         std::thread::spawn(move || unpaced_flood(flooded, stop))
     };
     let started = Instant::now();
-    let mut calls = Vec::new();
-    for i in 0..CALLS {
-        calls.push(tokio::spawn(trusted_call(trusted, callee, i)));
-        tokio::time::sleep(FLOOD_FOR / CALLS as u32).await;
-    }
-    let mut failed = 0;
-    for c in calls {
-        failed += usize::from(!c.await.unwrap());
-    }
+    let failed = trusted_calls(trusted, callee).await;
     stop.store(true, Ordering::Relaxed);
     let (sent, answers, elsewhere) = flooder.join().unwrap();
     let elapsed = started.elapsed().as_secs_f64();
