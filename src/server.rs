@@ -23,9 +23,9 @@ use crate::shell::guard::{Class, Guard};
 use crate::shell::paths::UdpPaths;
 use crate::shell::throttle::LogThrottle;
 use crate::shell::{Input, WorkerStats};
-use crate::sip::scan::MAX_MESSAGE;
 use crate::sip::Transport;
 use crate::stir::{Signed, Signer, SigningPool};
+use crate::transport::mmsg::RecvBatch;
 use crate::transport::steer;
 use crate::transport::tls::TlsHandle;
 use crate::transport::udp::ReceiveBuffer;
@@ -732,9 +732,9 @@ impl Core {
         } = inputs;
         let mut signed_rx = self.signed_rx.take();
         let mut drain_until: Option<Instant> = None;
-        // One receive buffer for every datagram; each message is copied out at
-        // its exact size, so the buffer never needs to be zeroed or regrown.
-        let mut buf = vec![0u8; if udp.is_empty() { 0 } else { MAX_MESSAGE }];
+        // One set of receive buffers for every datagram; each message is
+        // copied out at its exact size, so they are never zeroed or regrown.
+        let mut batch = RecvBatch::default();
         // Tell the core the time once: carrier probing starts here.
         self.proxy.handle_timeout(Instant::now());
         loop {
@@ -751,7 +751,7 @@ impl Core {
                 // from every socket in listen order, so a flood on one
                 // cannot starve the others.
                 _ = udp_readable(&udp) => {
-                    self.take_queued(&udp, &mut buf);
+                    self.take_queued(&udp, &mut batch);
                 }
                 Some(ev) = recv(&mut tcp_rx) => self.on_tcp(ev),
                 Some(input) = recv(&mut inbox) => self.on_inputs(input, inbox.as_mut()),
@@ -783,7 +783,7 @@ impl Core {
             if let Some(until) = drain_until {
                 let received = !tcp_rx.as_ref().is_none_or(|rx| rx.is_empty())
                     || !inbox.as_ref().is_none_or(|rx| rx.is_empty());
-                if self.done_draining(until, received, &udp, &mut buf) {
+                if self.done_draining(until, received, &udp, &mut batch) {
                     break;
                 }
                 self.flush().await;
@@ -799,60 +799,72 @@ impl Core {
         until: Instant,
         received: bool,
         udp: &[Arc<UdpSocket>],
-        buf: &mut [u8],
+        batch: &mut RecvBatch,
     ) -> bool {
         let now = Instant::now();
-        let idle = self.proxy.drained(now) && !received && !self.take_queued(udp, buf);
+        let idle = self.proxy.drained(now) && !received && !self.take_queued(udp, batch);
         now >= until || idle
     }
 
     /// Handles what is already queued on every socket this core reads;
     /// false when there was nothing.
-    fn take_queued(&mut self, udp: &[Arc<UdpSocket>], buf: &mut [u8]) -> bool {
+    fn take_queued(&mut self, udp: &[Arc<UdpSocket>], batch: &mut RecvBatch) -> bool {
         let mut any = false;
         for (k, sock) in udp.iter().enumerate() {
-            any |= self.drain_udp(k, sock, buf) > 0;
+            any |= self.drain_udp(k, sock, batch) > 0;
         }
         any
     }
 
     /// Handles the datagrams already queued on `sock`, the `k`-th UDP
-    /// socket (a bounded batch); returns how many.
-    fn drain_udp(&mut self, k: usize, sock: &UdpSocket, buf: &mut [u8]) -> usize {
+    /// socket (a bounded number of receive batches); returns how many were
+    /// read.
+    fn drain_udp(&mut self, k: usize, sock: &UdpSocket, batch: &mut RecvBatch) -> usize {
         let guard = &mut self.guard;
         let paths = &mut self.paths;
         let messages = &self.stats.messages;
-        let recv = || {
-            // What the flood guard drops costs a glance each; bounded too,
-            // so that one turn stays bounded under a flood.
-            for _ in 0..crate::transport::udp::BATCH {
-                match sock.try_recv_from(buf) {
-                    Ok((n, from)) => {
-                        if !admitted(guard, from, &buf[..n]) {
-                            continue;
-                        }
-                        if let Some(paths) = paths.as_mut() {
-                            paths.note(from, k);
-                        }
-                        messages.increment(1);
-                        // Copied out at its exact size: the buffer is reused as is.
-                        return Some((from, Bytes::copy_from_slice(&buf[..n])));
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return None,
-                    // ICMP errors surface here on some systems: the batch ends, and
-                    // the socket, still readable, is served on the next turn.
-                    Err(e) => {
+        let (mut read, mut next, mut drained) = (0, 0, false);
+        let mut in_batch = 0;
+        let recv = || loop {
+            // Every datagram of a batch is handled before the turn may end:
+            // the socket does not hold them any more.
+            if next < in_batch {
+                let (from, data) = batch.get(next);
+                next += 1;
+                // What the flood guard drops costs a glance each.
+                if !admitted(guard, from, data) {
+                    continue;
+                }
+                if let Some(paths) = paths.as_mut() {
+                    paths.note(from, k);
+                }
+                messages.increment(1);
+                // Copied out at its exact size: the buffers are reused as is.
+                return Some((from, Bytes::copy_from_slice(data)));
+            }
+            if drained || read >= crate::transport::udp::BATCH {
+                return None;
+            }
+            match batch.recv(sock) {
+                Ok(got) => {
+                    (in_batch, next, drained) = (got.count, 0, got.drained);
+                    read += got.count;
+                }
+                Err(e) => {
+                    // ICMP errors surface here on some systems: the turn
+                    // ends, and the socket, still readable, is served on the
+                    // next one.
+                    if e.kind() != std::io::ErrorKind::WouldBlock {
                         tracing::debug!(error = %e, "udp receive error");
-                        return None;
                     }
+                    drained = true;
                 }
             }
-            None
         };
-        let handled = crate::transport::udp::feed(&mut self.proxy, Instant::now, recv);
-        // A full batch may have left more queued on the socket.
-        self.input_waiting |= handled == crate::transport::udp::BATCH;
-        handled
+        crate::transport::udp::feed(&mut self.proxy, Instant::now, recv);
+        // Stopped at the bound: more may be queued on the socket.
+        self.input_waiting |= !drained;
+        read
     }
 
     /// Handles `first` and whatever else the dispatcher has already queued

@@ -29,8 +29,8 @@ use super::shed::overload_reply;
 use super::Input;
 use crate::proxy::Peer;
 use crate::server::{udp_readable, Core, Inputs, Stop};
-use crate::sip::scan::MAX_MESSAGE;
 use crate::sip::Transport;
+use crate::transport::mmsg::RecvBatch;
 use crate::transport::TcpEvent;
 
 /// Room in each queue beyond the configured size, kept for connection
@@ -249,7 +249,7 @@ struct Dispatcher {
 
 impl Dispatcher {
     async fn run(mut self, mut tcp_rx: mpsc::Receiver<TcpEvent>, mut stop: watch::Receiver<Stop>) {
-        let mut buf = vec![0u8; MAX_MESSAGE];
+        let mut batch = RecvBatch::default();
         let udp = self.udp.clone();
         loop {
             tokio::select! {
@@ -258,7 +258,7 @@ impl Dispatcher {
                 // one cannot starve the others.
                 _ = udp_readable(&udp) => {
                     for k in 0..udp.len() {
-                        self.drain_udp(k, &mut buf);
+                        self.drain_udp(k, &mut batch);
                     }
                 }
                 Some(ev) = tcp_rx.recv() => self.on_tcp(ev).await,
@@ -268,21 +268,33 @@ impl Dispatcher {
         }
     }
 
-    /// Routes a batch of what is queued on UDP socket `k`.
-    fn drain_udp(&mut self, k: usize, buf: &mut [u8]) {
-        for _ in 0..READ_BATCH {
-            match self.udp[k].try_recv_from(buf) {
-                Ok((n, from)) => {
-                    let peer = Peer {
-                        transport: Transport::Udp,
-                        addr: from,
-                    };
-                    if self.router.route(Instant::now(), peer, k, &buf[..n]) == Routed::Shed {
-                        self.shed(peer, k, &buf[..n]);
+    /// Routes a bounded number of receive batches of what is queued on
+    /// UDP socket `k`, every datagram of each batch.
+    fn drain_udp(&mut self, k: usize, batch: &mut RecvBatch) {
+        let mut read = 0;
+        while read < READ_BATCH {
+            let got = match batch.recv(&self.udp[k]) {
+                Ok(got) => got,
+                Err(e) => {
+                    if e.kind() != std::io::ErrorKind::WouldBlock {
+                        tracing::debug!(error = %e, "udp receive error");
                     }
+                    return;
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
-                Err(e) => tracing::debug!(error = %e, "udp receive error"),
+            };
+            read += got.count;
+            for i in 0..got.count {
+                let (from, data) = batch.get(i);
+                let peer = Peer {
+                    transport: Transport::Udp,
+                    addr: from,
+                };
+                if self.router.route(Instant::now(), peer, k, data) == Routed::Shed {
+                    self.shed(peer, k, data);
+                }
+            }
+            if got.drained {
+                return;
             }
         }
     }

@@ -1,5 +1,6 @@
 //! Tokio shells around the proxy core: sockets, connections and timers.
 
+pub mod mmsg;
 mod sockopt;
 pub mod steer;
 mod tcp;

@@ -9,12 +9,15 @@ use bytes::Bytes;
 use crate::proxy::{Peer, Proxy};
 use crate::sip::Transport;
 
-/// Datagrams handled per wake-up at most, so that timers and TCP are not
-/// starved while a UDP socket stays busy.
+/// Datagrams read per socket per wake-up, at most (rounded up to a whole
+/// receive batch), so that timers and TCP are not starved while a UDP
+/// socket stays busy.
 pub const BATCH: usize = 256;
 
-/// Feeds up to [`BATCH`] datagrams from `recv` to `proxy`, reading `clock`
-/// again for each one; returns how many there were.
+/// Feeds the datagrams `recv` hands out to `proxy` until it returns `None`,
+/// reading `clock` again for each one; returns how many there were. `recv`
+/// bounds the turn (see [`BATCH`]): it holds the batch of datagrams already
+/// taken off the socket, which must all be handled, not stranded.
 ///
 /// One reading for the whole batch goes stale when a message is slow to
 /// handle or the batch is long: every transaction started later in the batch
@@ -26,17 +29,16 @@ pub fn feed(
     mut clock: impl FnMut() -> Instant,
     mut recv: impl FnMut() -> Option<(SocketAddr, Bytes)>,
 ) -> usize {
-    for handled in 0..BATCH {
-        let Some((from, data)) = recv() else {
-            return handled;
-        };
+    let mut handled = 0;
+    while let Some((from, data)) = recv() {
         let peer = Peer {
             transport: Transport::Udp,
             addr: from,
         };
         proxy.handle(clock(), peer, data);
+        handled += 1;
     }
-    BATCH
+    handled
 }
 
 /// What Linux reports (`SO_RCVBUF`) per byte granted: it doubles the value

@@ -1,0 +1,264 @@
+//! Several datagrams per receive system call (`recvmmsg`, Linux).
+//!
+//! At 1 000 calls/s most wake-ups find one datagram waiting. Reading them
+//! one `recvfrom` at a time costs a second, empty receive per wake-up just
+//! to learn the socket is drained (tokio keeps a socket readable until a
+//! read says `WouldBlock`). A batch that comes back short says the same
+//! thing for free, so the reader tells tokio the socket is drained without
+//! asking the kernel again.
+//!
+//! Hand-written over `libc` rather than taken from a crate: nix's batch
+//! headers hold raw pointers (not `Send`, so not storable in a core that
+//! awaits), and quinn-udp turns on path-MTU discovery (DF set), which would
+//! stop the IP fragmentation that SIP over UDP relies on for large messages.
+
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
+
+use crate::sip::scan::MAX_MESSAGE;
+
+/// Datagrams asked for per system call. Past a handful per wake-up the
+/// saving per datagram is small; the buffers are `SLOTS` × 64 KiB of
+/// address space, touched only as far as datagrams fill them. One where
+/// there is no `recvmmsg`: every read is then "full", so the socket is read
+/// until it says `WouldBlock` itself.
+pub const SLOTS: usize = if cfg!(target_os = "linux") { 16 } else { 1 };
+
+/// Receive buffers for one socket reader and what the last call put there.
+pub struct RecvBatch {
+    data: Vec<u8>,
+    got: Vec<(SocketAddr, usize)>,
+}
+
+impl Default for RecvBatch {
+    fn default() -> Self {
+        RecvBatch {
+            data: vec![0; SLOTS * MAX_MESSAGE],
+            got: Vec::with_capacity(SLOTS),
+        }
+    }
+}
+
+/// What one [`RecvBatch::recv`] call found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Received {
+    /// Datagrams now in the batch: none only when a full batch held nothing
+    /// but senders of a family we do not serve (then `drained` is false).
+    pub count: usize,
+    /// The socket had no more queued when the call returned: tokio has been
+    /// told so, and the next read waits for the kernel's next wake-up.
+    pub drained: bool,
+}
+
+impl RecvBatch {
+    /// Reads up to [`SLOTS`] datagrams already queued on `sock`, never
+    /// waiting; `WouldBlock` when there was none.
+    pub fn recv(&mut self, sock: &UdpSocket) -> io::Result<Received> {
+        self.got.clear();
+        let (data, got) = (&mut self.data, &mut self.got);
+        let result = sock.try_io(Interest::READABLE, || {
+            if receive(sock, data, got)? < SLOTS {
+                // Short: the queue was empty when the kernel looked. Saying
+                // `WouldBlock` makes tokio wait for the next readiness event,
+                // which the kernel raises for any datagram arriving later.
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            Ok(())
+        });
+        let drained = match result {
+            Ok(()) => false,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && !self.got.is_empty() => true,
+            Err(e) => return Err(e),
+        };
+        Ok(Received {
+            count: self.got.len(),
+            drained,
+        })
+    }
+
+    /// The `i`-th datagram of the last call and its sender.
+    pub fn get(&self, i: usize) -> (SocketAddr, &[u8]) {
+        let (from, len) = self.got[i];
+        let start = i * MAX_MESSAGE;
+        (from, &self.data[start..start + len])
+    }
+}
+
+/// One `recvmmsg` into `data` (slots of [`MAX_MESSAGE`] bytes); fills `got`
+/// with each datagram's sender and length and returns how many the kernel
+/// handed over. `WouldBlock` when none.
+#[cfg(target_os = "linux")]
+fn receive(
+    sock: &UdpSocket,
+    data: &mut [u8],
+    got: &mut Vec<(SocketAddr, usize)>,
+) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    // SAFETY (both zeroed calls): plain C structs for which all-zero bytes
+    // are a valid value.
+    let mut names: [libc::sockaddr_storage; SLOTS] = unsafe { std::mem::zeroed() };
+    let mut headers: [libc::mmsghdr; SLOTS] = unsafe { std::mem::zeroed() };
+    let mut iovs = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; SLOTS];
+    for (k, slot) in data.chunks_exact_mut(MAX_MESSAGE).take(SLOTS).enumerate() {
+        iovs[k] = libc::iovec {
+            iov_base: slot.as_mut_ptr().cast(),
+            iov_len: slot.len(),
+        };
+        let h = &mut headers[k].msg_hdr;
+        h.msg_name = std::ptr::from_mut(&mut names[k]).cast();
+        h.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        h.msg_iov = std::ptr::from_mut(&mut iovs[k]);
+        h.msg_iovlen = 1;
+    }
+    // SAFETY: the descriptor belongs to `sock`, open for the call; every
+    // header points at its own name and iovec, each iovec at its own slot of
+    // `data`, all alive and exclusively borrowed until the call returns, and
+    // the kernel writes no more than the lengths given.
+    let n = unsafe {
+        libc::recvmmsg(
+            sock.as_raw_fd(),
+            headers.as_mut_ptr(),
+            SLOTS as libc::c_uint,
+            libc::MSG_DONTWAIT,
+            std::ptr::null_mut(),
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let n = n as usize;
+    // A slot holds MAX_MESSAGE bytes, more than any UDP datagram carries.
+    for (h, name) in headers.iter().zip(&names).take(n) {
+        if let Some(from) = socket_addr(name) {
+            got.push((from, h.msg_len as usize));
+        }
+    }
+    Ok(n)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn receive(
+    sock: &UdpSocket,
+    data: &mut [u8],
+    got: &mut Vec<(SocketAddr, usize)>,
+) -> io::Result<usize> {
+    let (len, from) = sock.try_recv_from(&mut data[..MAX_MESSAGE])?;
+    got.push((from, len));
+    Ok(1)
+}
+
+/// The sender's address as the kernel wrote it.
+#[cfg(target_os = "linux")]
+fn socket_addr(name: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match libc::c_int::from(name.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in, and
+            // sockaddr_storage is large and aligned enough for it.
+            let v4: &libc::sockaddr_in = unsafe { &*std::ptr::from_ref(name).cast() };
+            let ip = Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr));
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                ip,
+                u16::from_be(v4.sin_port),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: as above, for sockaddr_in6.
+            let v6: &libc::sockaddr_in6 = unsafe { &*std::ptr::from_ref(name).cast() };
+            let ip = Ipv6Addr::from(v6.sin6_addr.s6_addr);
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                ip,
+                u16::from_be(v6.sin6_port),
+                v6.sin6_flowinfo,
+                v6.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn pair() -> (UdpSocket, UdpSocket) {
+        let rx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        (rx, tx)
+    }
+
+    /// Waits until `sock` is readable, then reads one batch.
+    async fn read(batch: &mut RecvBatch, sock: &UdpSocket) -> io::Result<Received> {
+        sock.readable().await.unwrap();
+        batch.recv(sock)
+    }
+
+    #[tokio::test]
+    async fn a_burst_comes_back_in_full_batches_then_a_short_one_in_order() {
+        let (rx, tx) = pair().await;
+        let burst = SLOTS + 3;
+        for i in 0..burst {
+            tx.send_to(format!("datagram {i}").as_bytes(), rx.local_addr().unwrap())
+                .await
+                .unwrap();
+        }
+        let mut batch = RecvBatch::default();
+        let mut seen = Vec::new();
+        loop {
+            let got = read(&mut batch, &rx).await.unwrap();
+            for i in 0..got.count {
+                let (from, data) = batch.get(i);
+                assert_eq!(from, tx.local_addr().unwrap());
+                seen.push(String::from_utf8(data.to_vec()).unwrap());
+            }
+            if got.drained {
+                break;
+            }
+        }
+        let expected: Vec<String> = (0..burst).map(|i| format!("datagram {i}")).collect();
+        assert_eq!(seen, expected);
+        // Drained: the next read finds nothing and says so.
+        let again = batch.recv(&rx).unwrap_err();
+        assert_eq!(again.kind(), io::ErrorKind::WouldBlock);
+    }
+
+    #[tokio::test]
+    async fn a_datagram_after_a_short_batch_wakes_the_reader_again() {
+        let (rx, tx) = pair().await;
+        let mut batch = RecvBatch::default();
+        tx.send_to(b"first", rx.local_addr().unwrap())
+            .await
+            .unwrap();
+        let got = read(&mut batch, &rx).await.unwrap();
+        assert_eq!((got.count, got.drained), (1, true));
+        // tokio was told the socket is drained; a later datagram must still
+        // make it readable (a lost wake-up would hang here).
+        tx.send_to(b"second", rx.local_addr().unwrap())
+            .await
+            .unwrap();
+        let got = tokio::time::timeout(std::time::Duration::from_secs(5), read(&mut batch, &rx))
+            .await
+            .expect("the second datagram wakes the reader")
+            .unwrap();
+        assert_eq!(got.count, 1);
+        assert_eq!(batch.get(0).1, b"second");
+    }
+
+    #[tokio::test]
+    async fn ipv6_senders_are_read_with_their_address() {
+        let Ok(rx) = UdpSocket::bind("[::1]:0").await else {
+            return; // no IPv6 loopback on this machine
+        };
+        let tx = UdpSocket::bind("[::1]:0").await.unwrap();
+        tx.send_to(b"v6", rx.local_addr().unwrap()).await.unwrap();
+        let mut batch = RecvBatch::default();
+        let got = read(&mut batch, &rx).await.unwrap();
+        assert_eq!(got.count, 1);
+        assert_eq!(batch.get(0), (tx.local_addr().unwrap(), &b"v6"[..]));
+    }
+}
