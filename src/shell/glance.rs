@@ -83,20 +83,39 @@ pub fn glance(buf: &[u8]) -> Glance<'_> {
     g.kind = start_kind(first);
     let (mut seen_call_id, mut seen_to) = (false, false);
     while let Some((line, next)) = next_line(buf, pos) {
+        let start = pos;
         pos = next;
         if line.is_empty() {
             break;
+        }
+        // Only a line that starts like `Call-ID`, `i`, `To` or `t` can be one
+        // of the two headers: the others (and folded continuation lines,
+        // which start with whitespace) cost one byte test each.
+        if !matches!(line[0], b'c' | b'C' | b'i' | b'I' | b't' | b'T') {
+            continue;
         }
         let Some(colon) = memchr(b':', line) else {
             continue;
         };
         let name = trim(&line[..colon]);
-        let value = trim(&line[colon + 1..]);
-        if !seen_call_id && (name.eq_ignore_ascii_case(b"call-id") || name == b"i" || name == b"I")
-        {
+        let is_call_id = !seen_call_id
+            && (name.eq_ignore_ascii_case(b"call-id") || name == b"i" || name == b"I");
+        let is_to = !seen_to && (name.eq_ignore_ascii_case(b"to") || name == b"t" || name == b"T");
+        if !is_call_id && !is_to {
+            continue;
+        }
+        // The value runs on over folded lines (RFC 3261 7.3.1), so that a
+        // folded Call-ID shards like the unfolded one.
+        let mut end = start + line.len();
+        while let (Some(b' ' | b'\t'), Some((more, after))) = (buf.get(pos), next_line(buf, pos)) {
+            end = pos + more.len();
+            pos = after;
+        }
+        let value = trim(&buf[start + colon + 1..end]);
+        if is_call_id {
             g.call_id = value;
             seen_call_id = true;
-        } else if !seen_to && (name.eq_ignore_ascii_case(b"to") || name == b"t" || name == b"T") {
+        } else {
             g.to_tag = has_tag(value);
             seen_to = true;
         }
@@ -131,11 +150,12 @@ fn next_line(buf: &[u8], pos: usize) -> Option<(&[u8], usize)> {
     Some((line, pos + end + 1))
 }
 
+/// Without the whitespace around it, line breaks of folding included.
 fn trim(mut s: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = s {
+    while let [b' ' | b'\t' | b'\r' | b'\n', rest @ ..] = s {
         s = rest;
     }
-    while let [rest @ .., b' ' | b'\t'] = s {
+    while let [rest @ .., b' ' | b'\t' | b'\r' | b'\n'] = s {
         s = rest;
     }
     s
@@ -187,6 +207,15 @@ mod tests {
             assert_eq!(g.shard(n), glance(INVITE).shard(n));
             assert_eq!(l.shard(n), glance(INVITE).shard(n));
         }
+    }
+
+    #[test]
+    fn folded_values_read_like_unfolded_ones() {
+        let folded = b"BYE sip:a@b SIP/2.0\r\n  Call-ID: not-a-header\r\nCall-ID:\r\n  abc@host\r\nTo: <sip:a@b>\r\n\t;tag=x\r\nVia: v\r\n\r\n";
+        let g = glance(folded);
+        assert_eq!(g.call_id, b"abc@host");
+        assert!(g.to_tag);
+        assert_eq!(g.shard(4), glance(INVITE).shard(4));
     }
 
     #[test]
