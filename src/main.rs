@@ -412,7 +412,8 @@ fn push(path: &Path, queues: &Path, numbers: &Path) -> anyhow::Result<()> {
 
 fn run(path: &Path) -> anyhow::Result<()> {
     let config = Config::from_file(path).map_err(|e| anyhow::anyhow!("{e}"))?;
-    cidgate::telemetry::init_logging(config.server.log == cidgate::config::LogFormat::Json);
+    let _flush_at_exit =
+        cidgate::telemetry::init_logging(config.server.log == cidgate::config::LogFormat::Json);
     // With a shared store, the store's thread loads and follows the inventory.
     let store = match config.inventory.redis {
         Some(_) => Some(Arc::new(cidgate::store::Store::new(&config)?)),
@@ -475,6 +476,7 @@ async fn serve(
         a.abort();
     }
     gw.drain(std::time::Duration::from_secs(10)).await;
+    tracing::info!("stopped");
     Ok(())
 }
 

@@ -7,11 +7,13 @@
 //! refused for any other reason (an untrusted source, a malformed request, a
 //! loop); `cidgate_dropped_total` counts input dropped without an answer.
 
+mod log_writer;
 mod untrusted;
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+pub use log_writer::{flush as flush_logs, LogFlush};
 pub use untrusted::{Line, UntrustedLog, INTERVAL as UNTRUSTED_LOG_INTERVAL};
 
 use crate::proxy::Event;
@@ -130,8 +132,11 @@ pub async fn summarise_untrusted() {
     }
 }
 
-/// Installs the tracing subscriber: human-readable or JSON lines on stderr.
-pub fn init_logging(json: bool) {
+/// Installs the tracing subscriber: human-readable or JSON lines on stderr,
+/// written in batches a few milliseconds apart (see `log_writer`); hold the
+/// returned guard until the process ends so that the last lines are written.
+#[must_use = "lines still waiting are written when the guard is dropped"]
+pub fn init_logging(json: bool) -> LogFlush {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colours only for a terminal: log files and journald get plain text.
@@ -139,10 +144,11 @@ pub fn init_logging(json: bool) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
-        .with_writer(std::io::stderr);
+        .with_writer(log_writer::BufferedStderr::get());
     let _ = if json {
         builder.json().try_init()
     } else {
         builder.try_init()
     };
+    LogFlush
 }

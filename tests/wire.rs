@@ -353,7 +353,7 @@ async fn sigterm_drains_gracefully() {
         ),
     )
     .unwrap();
-    let gw = binary::RunningBinary::start(&cfg).await;
+    let mut gw = binary::RunningBinary::start(&cfg).await;
     let gw_addr = gw.udp;
     let queue = std::fs::read_to_string(data.join("queues.csv")).unwrap();
     let queue_id = queue
@@ -373,6 +373,9 @@ async fn sigterm_drains_gracefully() {
     .await
     .unwrap();
     let (fwd, from) = recv(&carrier).await;
+    // The call's log line is written while the gateway runs (lines are
+    // batched for a few milliseconds, not held until exit).
+    gw.read_log_until("g1@", WAIT).await;
     gw.sigterm();
     tokio::time::sleep(Duration::from_millis(200)).await;
     pbx.send_to(
@@ -389,7 +392,14 @@ async fn sigterm_drains_gracefully() {
         .unwrap();
     let ok = recv_skip_100(&pbx).await;
     assert_eq!(status(&ok), 200);
-    gw.exits_cleanly(WAIT).await;
+    // The lines still waiting when the process ends are written, the last
+    // one included.
+    let rest = gw.exits_cleanly(WAIT).await;
+    assert!(
+        rest.last().is_some_and(|l| l.ends_with("stopped")),
+        "{}",
+        rest.join("\n")
+    );
 }
 
 /// Port 0 in the config: UDP and TCP must end up on one port every time, even

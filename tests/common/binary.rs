@@ -83,13 +83,19 @@ impl RunningBinary {
         assert!(killed.success());
     }
 
-    /// Waits up to `wait` for the process to end, and checks it ended well.
-    pub async fn exits_cleanly(mut self, wait: Duration) {
+    /// Waits up to `wait` for the process to end, checks it ended well and
+    /// returns the log lines not read yet.
+    pub async fn exits_cleanly(mut self, wait: Duration) -> Vec<String> {
         let code = tokio::time::timeout(wait, self.child.wait())
             .await
             .expect("exits after draining")
             .unwrap();
         assert!(code.success(), "{code:?}");
+        let mut rest = Vec::new();
+        while let Some(line) = self.log.recv().await {
+            rest.push(line);
+        }
+        rest
     }
 }
 
