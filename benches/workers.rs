@@ -23,8 +23,8 @@
 //! So the figure is the cores' capacity, not a shedding rate.
 
 use std::hint::black_box;
-use std::sync::{Arc, Barrier};
-use std::thread::JoinHandle;
+use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -181,50 +181,66 @@ fn inline_round(inv: &Arc<InventoryHandle>, msgs: &Round) -> Duration {
 }
 
 /// A worker thread: a proxy core on its own current-thread runtime, taking
-/// what the router queued in batches; returns how much it sent.
-fn spawn_worker(
-    inv: Arc<InventoryHandle>,
-    mut inbox: mpsc::Receiver<Input>,
-    ready: Arc<Barrier>,
-) -> JoinHandle<usize> {
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let mut proxy = Proxy::new(settings(), inv);
-        ready.wait();
-        rt.block_on(async move {
-            let mut sent = 0;
-            while let Some(first) = inbox.recv().await {
-                let mut next = Some(first);
-                let mut handled = 0;
-                while let Some(input) = next.take() {
-                    if let Input::Message { from, data, .. } = input {
-                        handled += 1;
-                        proxy.handle(Instant::now(), from, data);
-                    }
-                    if handled < BATCH {
-                        next = inbox.try_recv().ok();
-                    }
-                }
-                sent += flush(&mut proxy);
-            }
-            sent
-        })
-    })
+/// what the router queued in batches. It lives across rounds, as a
+/// server's workers live across calls: each round hands it a fresh queue
+/// (and it makes a fresh proxy), and it reports how much it sent once the
+/// round's queue is closed and empty.
+struct Worker {
+    rounds: std_mpsc::Sender<mpsc::Receiver<Input>>,
+    sent: std_mpsc::Receiver<usize>,
 }
 
-/// The dispatcher's router on this thread, `workers` cores behind it.
-fn pool_round(inv: &Arc<InventoryHandle>, msgs: &Round, workers: usize) -> Duration {
+impl Worker {
+    fn spawn(inv: Arc<InventoryHandle>) -> Worker {
+        let (rounds, round_rx) = std_mpsc::channel::<mpsc::Receiver<Input>>();
+        let (sent_tx, sent) = std_mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let mut proxy = Proxy::new(settings(), inv.clone());
+            for inbox in round_rx {
+                if sent_tx.send(rt.block_on(serve(&mut proxy, inbox))).is_err() {
+                    return;
+                }
+                // Dropped and made anew after the report, outside the
+                // round's time, as inline_round's proxy is.
+                proxy = Proxy::new(settings(), inv.clone());
+            }
+        });
+        Worker { rounds, sent }
+    }
+}
+
+/// One round of a worker: batches from its queue until it is closed, as
+/// `Core::on_inputs` takes them; returns how much the core sent.
+async fn serve(proxy: &mut Proxy, mut inbox: mpsc::Receiver<Input>) -> usize {
+    let mut sent = 0;
+    while let Some(first) = inbox.recv().await {
+        let mut next = Some(first);
+        let mut handled = 0;
+        while let Some(input) = next.take() {
+            if let Input::Message { from, data, .. } = input {
+                handled += 1;
+                proxy.handle(Instant::now(), from, data);
+            }
+            if handled < BATCH {
+                next = inbox.try_recv().ok();
+            }
+        }
+        sent += flush(proxy);
+    }
+    sent
+}
+
+/// The dispatcher's router on this thread, the `workers` cores behind it.
+fn pool_round(msgs: &Round, workers: &[Worker]) -> Duration {
     let queue = LimitsConfig::default().worker_queue;
-    let (mut router, inboxes) = Router::new(workers, guard(), queue);
-    let ready = Arc::new(Barrier::new(workers + 1));
-    let threads: Vec<_> = inboxes
-        .into_iter()
-        .map(|rx| spawn_worker(inv.clone(), rx, ready.clone()))
-        .collect();
-    ready.wait();
+    let (mut router, inboxes) = Router::new(workers.len(), guard(), queue);
+    for (w, inbox) in workers.iter().zip(inboxes) {
+        w.rounds.send(inbox).expect("the worker thread runs");
+    }
     let start = Instant::now();
     for (from, data) in msgs {
         let mut waited = 0;
@@ -236,9 +252,9 @@ fn pool_round(inv: &Arc<InventoryHandle>, msgs: &Round, workers: usize) -> Durat
             std::thread::sleep(Duration::from_micros(200));
         }
     }
-    // Closing the queues lets each core finish what it has and stop.
+    // Closing the queues lets each core finish what it has and report.
     drop(router);
-    let sent: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    let sent: usize = workers.iter().map(|w| w.sent.recv().unwrap()).sum();
     let took = start.elapsed();
     assert_eq!(sent, SENT_PER_CALL * CALLS, "every call went through");
     took
@@ -261,12 +277,55 @@ fn workers(c: &mut Criterion) {
     g.bench_function("inline", |b| {
         b.iter_custom(|iters| (0..iters).map(|_| inline_round(&inv, &msgs)).sum())
     });
-    for n in [1, 2] {
-        g.bench_function(format!("pool/{n}"), |b| {
-            b.iter_custom(|iters| (0..iters).map(|_| pool_round(&inv, &msgs, n)).sum())
+    let pools: Vec<Vec<Worker>> = [1, 2]
+        .iter()
+        .map(|&n| (0..n).map(|_| Worker::spawn(inv.clone())).collect())
+        .collect();
+    for pool in &pools {
+        g.bench_function(format!("pool/{}", pool.len()), |b| {
+            b.iter_custom(|iters| (0..iters).map(|_| pool_round(&msgs, pool)).sum())
         });
     }
     g.finish();
+    interleaved(&inv, &msgs, &pools);
+}
+
+/// Rounds of every case taken in turn (inline, pool/1, pool/2, inline, ...),
+/// so that the ratios compare rounds run under the same conditions: on a
+/// shared virtual machine the speed of the host drifts by ±15 % between
+/// one criterion group and the next, which moves a ratio of two groups
+/// more than the design does. Prints each case's median round and the
+/// ratios of the medians.
+fn interleaved(inv: &Arc<InventoryHandle>, msgs: &Round, pools: &[Vec<Worker>]) {
+    let mut inline = Vec::with_capacity(INTERLEAVED_ROUNDS);
+    let mut pooled: Vec<Vec<Duration>> = vec![Vec::with_capacity(INTERLEAVED_ROUNDS); pools.len()];
+    for _ in 0..INTERLEAVED_ROUNDS {
+        inline.push(inline_round(inv, msgs));
+        for (times, pool) in pooled.iter_mut().zip(pools) {
+            times.push(pool_round(msgs, pool));
+        }
+    }
+    let inline = median(inline);
+    eprintln!("interleaved, {INTERLEAVED_ROUNDS} rounds each, median per round:");
+    eprintln!("  inline   {:>7.2} ms", inline.as_secs_f64() * 1e3);
+    for (times, pool) in pooled.into_iter().zip(pools) {
+        let m = median(times);
+        eprintln!(
+            "  pool/{}   {:>7.2} ms   inline / pool/{} = {:.2} x",
+            pool.len(),
+            m.as_secs_f64() * 1e3,
+            pool.len(),
+            inline.as_secs_f64() / m.as_secs_f64()
+        );
+    }
+}
+
+/// Rounds per case in [`interleaved`].
+const INTERLEAVED_ROUNDS: usize = 61;
+
+fn median(mut times: Vec<Duration>) -> Duration {
+    times.sort();
+    times[times.len() / 2]
 }
 
 criterion_group!(benches, workers);
