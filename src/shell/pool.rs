@@ -1,4 +1,5 @@
-//! Several proxy cores, one per worker thread, behind one dispatcher.
+//! Several proxy cores behind one dispatcher: core 0 on the main runtime
+//! beside it, each other core on a worker thread of its own.
 //!
 //! The dispatcher (a task on the main runtime) reads the UDP sockets and the
 //! TCP connections' events, looks at each message before parsing it
@@ -189,8 +190,16 @@ impl Router {
     }
 }
 
-/// Starts one thread per core and the dispatcher; the returned task ends
-/// when every worker has stopped (see [`Stop`]).
+/// Starts the cores and the dispatcher; the returned task ends when every
+/// core has stopped (see [`Stop`]).
+///
+/// Core 0 runs on the calling (main) runtime beside the dispatcher, every
+/// other core on a thread of its own: `N` workers are `N` busy threads, not
+/// `N + 1`, and core 0 takes a smaller share of the calls to leave its
+/// thread room to dispatch ([`Glance::shard`](super::glance::Glance::shard)).
+/// (With a thread of its own, the dispatcher displaced whichever core shared
+/// its CPU, and on a machine with as many CPUs as cores the round lasted as
+/// long as that core: BENCHMARKS.md, "Proxy cores".)
 pub(crate) fn spawn(
     cores: Vec<Core>,
     udp: Vec<Arc<UdpSocket>>,
@@ -200,9 +209,19 @@ pub(crate) fn spawn(
     limits: &crate::config::LimitsConfig,
 ) -> std::io::Result<JoinHandle<()>> {
     let (router, inboxes) = Router::new(cores.len(), guard, limits.worker_queue);
+    let inputs = |rx| Inputs {
+        udp: Vec::new(),
+        tcp_rx: None,
+        inbox: Some(rx),
+    };
+    let mut local = None;
     let mut threads = Vec::new();
     for (k, (core, rx)) in cores.into_iter().zip(inboxes).enumerate() {
         let stop = stop.clone();
+        if k == 0 {
+            local = Some(tokio::spawn(core.run(inputs(rx), stop)));
+            continue;
+        }
         let thread = std::thread::Builder::new()
             .name(format!("cidgate-worker-{k}"))
             .spawn(move || {
@@ -210,12 +229,7 @@ pub(crate) fn spawn(
                     .enable_all()
                     .build()
                     .expect("a worker runtime starts");
-                let inputs = Inputs {
-                    udp: Vec::new(),
-                    tcp_rx: None,
-                    inbox: Some(rx),
-                };
-                rt.block_on(core.run(inputs, stop));
+                rt.block_on(core.run(inputs(rx), stop));
             })?;
         threads.push(thread);
     }
@@ -232,6 +246,9 @@ pub(crate) fn spawn(
             }
         });
         let routing = tokio::spawn(dispatcher.run(tcp_rx, stop));
+        if let Some(core) = local {
+            let _ = core.await;
+        }
         let _ = workers.await;
         routing.abort();
     }))
