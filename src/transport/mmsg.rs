@@ -45,8 +45,7 @@ impl Default for RecvBatch {
 /// What one [`RecvBatch::recv`] call found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Received {
-    /// Datagrams now in the batch: none only when a full batch held nothing
-    /// but senders of a family we do not serve (then `drained` is false).
+    /// Datagrams now in the batch, at least one.
     pub count: usize,
     /// The socket had no more queued when the call returned: tokio has been
     /// told so, and the next read waits for the kernel's next wake-up.
@@ -73,6 +72,12 @@ impl RecvBatch {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock && !self.got.is_empty() => true,
             Err(e) => return Err(e),
         };
+        if self.got.is_empty() {
+            // A full batch of senders we cannot name (no such family is
+            // served): this turn ends; the socket, still readable to tokio,
+            // is read again on the next one.
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
         Ok(Received {
             count: self.got.len(),
             drained,
