@@ -13,7 +13,7 @@ mod untrusted;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-pub use log_writer::{flush as flush_logs, LogFlush};
+pub use log_writer::LogFlush;
 pub use untrusted::{Line, UntrustedLog, INTERVAL as UNTRUSTED_LOG_INTERVAL};
 
 use crate::proxy::Event;

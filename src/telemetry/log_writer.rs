@@ -110,7 +110,7 @@ fn flush_forever(shared: &Shared) {
 }
 
 /// Writes out every line still waiting (at exit, before a panic message).
-pub fn flush() {
+pub(crate) fn flush() {
     if let Some(shared) = SHARED.get() {
         write_out(&mut shared.lock());
     }
