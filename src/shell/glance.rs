@@ -67,20 +67,15 @@ impl Glance<'_> {
     }
 }
 
-/// What dispatching costs per message next to a core's own work on it
-/// (reading the socket, the glance, the hand-off), as a fraction: about a
-/// fifth, measured (BENCHMARKS.md, "Proxy cores").
-const DISPATCH_FIFTHS: u64 = 1;
-
 /// The part of the hash range (out of 2^64) whose calls core 0 owns among
-/// `n` cores: an even share less what dispatching for the other `n - 1`
-/// costs it, so that its thread is as busy as the others; none from about
-/// six cores up, where dispatching alone fills it.
+/// `n` cores. Dispatching costs about a fifth of a core's own work per
+/// message (BENCHMARKS.md, "Proxy cores"), so core 0 keeps an even share
+/// less a fifth for each other core it dispatches for, `(1 - (n - 1)/5) / n`
+/// = `(6 - n) / 5n`, and none from six cores up, where dispatching alone
+/// fills its thread.
 fn first_share(n: usize) -> u64 {
     let n = n as u64;
-    // (1 - (n - 1) / 5) / n of the range.
-    let fifths = (5 + DISPATCH_FIFTHS).saturating_sub(n * DISPATCH_FIFTHS);
-    (u64::MAX / (5 * n)).saturating_mul(fifths)
+    (u64::MAX / (5 * n)).saturating_mul(6u64.saturating_sub(n))
 }
 
 /// FNV-1a: tiny, no state, good enough spread for Call-IDs, which are long
