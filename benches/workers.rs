@@ -221,18 +221,7 @@ impl Worker {
 async fn serve(proxy: &mut Proxy, mut inbox: mpsc::Receiver<Input>) -> usize {
     let mut sent = 0;
     while let Some(first) = inbox.recv().await {
-        let mut next = Some(first);
-        let mut handled = 0;
-        while let Some(input) = next.take() {
-            if let Input::Message { from, data, .. } = input {
-                handled += 1;
-                proxy.handle(Instant::now(), from, data);
-            }
-            if handled < BATCH {
-                next = inbox.try_recv().ok();
-            }
-        }
-        sent += flush(proxy);
+        take_batch(proxy, Some(first), &mut inbox, &mut sent);
     }
     sent
 }
@@ -298,18 +287,30 @@ fn pool_round(inv: &Arc<InventoryHandle>, msgs: &Round, pool: &Pool) -> Duration
     took
 }
 
-/// Core 0's turn on the dispatcher's thread: a batch from its queue, as
-/// `Core::on_inputs` takes it, then its sends; returns how many it handled.
+/// Core 0's turn on the dispatcher's thread: what its queue holds, in one
+/// batch; returns how many messages it handled.
 fn take_turn(proxy: &mut Proxy, inbox: &mut mpsc::Receiver<Input>, sent: &mut usize) -> usize {
+    take_batch(proxy, None, inbox, sent)
+}
+
+/// One batch as `Core::on_inputs` takes it: `first` (when the caller
+/// already waited for it) and what else is queued, up to [`BATCH`]
+/// messages, then the core's sends; returns how many messages it handled.
+fn take_batch(
+    proxy: &mut Proxy,
+    first: Option<Input>,
+    inbox: &mut mpsc::Receiver<Input>,
+    sent: &mut usize,
+) -> usize {
+    let mut next = first.or_else(|| inbox.try_recv().ok());
     let mut handled = 0;
-    while handled < BATCH {
-        match inbox.try_recv() {
-            Ok(Input::Message { from, data, .. }) => {
-                handled += 1;
-                proxy.handle(Instant::now(), from, data);
-            }
-            Ok(Input::Tcp(_)) => {}
-            Err(_) => break,
+    while let Some(input) = next.take() {
+        if let Input::Message { from, data, .. } = input {
+            handled += 1;
+            proxy.handle(Instant::now(), from, data);
+        }
+        if handled < BATCH {
+            next = inbox.try_recv().ok();
         }
     }
     if handled > 0 {
