@@ -823,48 +823,23 @@ impl Core {
         let guard = &mut self.guard;
         let paths = &mut self.paths;
         let messages = &self.stats.messages;
-        let (mut read, mut next, mut drained) = (0, 0, false);
-        let mut in_batch = 0;
+        let mut queued = batch.queued(sock, crate::transport::udp::BATCH);
         let recv = || loop {
-            // Every datagram of a batch is handled before the turn may end:
-            // the socket does not hold them any more.
-            if next < in_batch {
-                let (from, data) = batch.get(next);
-                next += 1;
-                // What the flood guard drops costs a glance each.
-                if !admitted(guard, from, data) {
-                    continue;
-                }
-                if let Some(paths) = paths.as_mut() {
-                    paths.note(from, k);
-                }
-                messages.increment(1);
-                // Copied out at its exact size: the buffers are reused as is.
-                return Some((from, Bytes::copy_from_slice(data)));
+            let (from, data) = queued.next_datagram()?;
+            // What the flood guard drops costs a glance each.
+            if !admitted(guard, from, data) {
+                continue;
             }
-            if drained || read >= crate::transport::udp::BATCH {
-                return None;
+            if let Some(paths) = paths.as_mut() {
+                paths.note(from, k);
             }
-            match batch.recv(sock) {
-                Ok(got) => {
-                    (in_batch, next, drained) = (got.count, 0, got.drained);
-                    read += got.count;
-                }
-                Err(e) => {
-                    // ICMP errors surface here on some systems: the turn
-                    // ends, and the socket, still readable, is served on the
-                    // next one.
-                    if e.kind() != std::io::ErrorKind::WouldBlock {
-                        tracing::debug!(error = %e, "udp receive error");
-                    }
-                    drained = true;
-                }
-            }
+            messages.increment(1);
+            // Copied out at its exact size: the buffers are reused as is.
+            return Some((from, Bytes::copy_from_slice(data)));
         };
         crate::transport::udp::feed(&mut self.proxy, Instant::now, recv);
-        // Stopped at the bound: more may be queued on the socket.
-        self.input_waiting |= !drained;
-        read
+        self.input_waiting |= queued.more_waiting();
+        queued.read()
     }
 
     /// Handles `first` and whatever else the dispatcher has already queued

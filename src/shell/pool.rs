@@ -288,30 +288,15 @@ impl Dispatcher {
     /// Routes a bounded number of receive batches of what is queued on
     /// UDP socket `k`, every datagram of each batch.
     fn drain_udp(&mut self, k: usize, batch: &mut RecvBatch) {
-        let mut read = 0;
-        while read < READ_BATCH {
-            let got = match batch.recv(&self.udp[k]) {
-                Ok(got) => got,
-                Err(e) => {
-                    if e.kind() != std::io::ErrorKind::WouldBlock {
-                        tracing::debug!(error = %e, "udp receive error");
-                    }
-                    return;
-                }
+        let sock = self.udp[k].clone();
+        let mut queued = batch.queued(&sock, READ_BATCH);
+        while let Some((from, data)) = queued.next_datagram() {
+            let peer = Peer {
+                transport: Transport::Udp,
+                addr: from,
             };
-            read += got.count;
-            for i in 0..got.count {
-                let (from, data) = batch.get(i);
-                let peer = Peer {
-                    transport: Transport::Udp,
-                    addr: from,
-                };
-                if self.router.route(Instant::now(), peer, k, data) == Routed::Shed {
-                    self.shed(peer, k, data);
-                }
-            }
-            if got.drained {
-                return;
+            if self.router.route(Instant::now(), peer, k, data) == Routed::Shed {
+                self.shed(peer, k, data);
             }
         }
     }

@@ -92,6 +92,77 @@ impl RecvBatch {
     }
 }
 
+impl RecvBatch {
+    /// The datagrams queued on `sock`, handed out one at a time and read in
+    /// batches, at most `bound` per turn (rounded up to a whole batch).
+    pub fn queued<'a>(&'a mut self, sock: &'a UdpSocket, bound: usize) -> Queued<'a> {
+        Queued {
+            batch: self,
+            sock,
+            bound,
+            read: 0,
+            next: 0,
+            count: 0,
+            drained: false,
+        }
+    }
+}
+
+/// One turn's reading of a socket (see [`RecvBatch::queued`]): every
+/// datagram a batch took off the socket is handed out before
+/// [`Queued::next_datagram`] says `None`, so none is stranded when the turn ends.
+pub struct Queued<'a> {
+    batch: &'a mut RecvBatch,
+    sock: &'a UdpSocket,
+    bound: usize,
+    read: usize,
+    next: usize,
+    count: usize,
+    drained: bool,
+}
+
+impl Queued<'_> {
+    /// The next datagram and its sender; `None` when the socket is drained
+    /// or the turn's bound is reached.
+    pub fn next_datagram(&mut self) -> Option<(SocketAddr, &[u8])> {
+        while self.next >= self.count {
+            if self.drained || self.read >= self.bound {
+                return None;
+            }
+            self.next = 0;
+            match self.batch.recv(self.sock) {
+                Ok(got) => {
+                    self.count = got.count;
+                    self.read += got.count;
+                    self.drained = got.drained;
+                }
+                Err(e) => {
+                    // ICMP errors surface here on some systems: the turn
+                    // ends, and the socket, still readable, is served on the
+                    // next one.
+                    if e.kind() != io::ErrorKind::WouldBlock {
+                        tracing::debug!(error = %e, "udp receive error");
+                    }
+                    self.count = 0;
+                    self.drained = true;
+                }
+            }
+        }
+        self.next += 1;
+        Some(self.batch.get(self.next - 1))
+    }
+
+    /// Datagrams taken off the socket this turn.
+    pub fn read(&self) -> usize {
+        self.read
+    }
+
+    /// The turn stopped at its bound: more may be queued on the socket.
+    pub fn more_waiting(&self) -> bool {
+        !self.drained
+    }
+}
+
 /// One `recvmmsg` into `data` (slots of [`MAX_MESSAGE`] bytes); fills `got`
 /// with each datagram's sender and length and returns how many the kernel
 /// handed over. `WouldBlock` when none.
@@ -252,6 +323,33 @@ mod tests {
             .unwrap();
         assert_eq!(got.count, 1);
         assert_eq!(batch.get(0).1, b"second");
+    }
+
+    #[tokio::test]
+    async fn a_turn_stops_at_its_bound_after_a_whole_batch_and_the_next_goes_on() {
+        let (rx, tx) = pair().await;
+        let burst = 2 * SLOTS + 5;
+        for i in 0..burst {
+            tx.send_to(format!("d{i}").as_bytes(), rx.local_addr().unwrap())
+                .await
+                .unwrap();
+        }
+        let mut batch = RecvBatch::default();
+        let mut seen = Vec::new();
+        rx.readable().await.unwrap();
+        // A bound inside the first batch still hands out the whole batch.
+        let mut first = batch.queued(&rx, 1);
+        while let Some((_, data)) = first.next_datagram() {
+            seen.push(String::from_utf8(data.to_vec()).unwrap());
+        }
+        assert_eq!((first.read(), first.more_waiting()), (SLOTS, true));
+        let mut rest = batch.queued(&rx, usize::MAX);
+        while let Some((_, data)) = rest.next_datagram() {
+            seen.push(String::from_utf8(data.to_vec()).unwrap());
+        }
+        assert!(!rest.more_waiting());
+        let expected: Vec<String> = (0..burst).map(|i| format!("d{i}")).collect();
+        assert_eq!(seen, expected);
     }
 
     #[tokio::test]
