@@ -282,3 +282,37 @@ async fn every_core_sees_the_answers_to_its_carrier_probes() {
         }
     }
 }
+
+/// The names of this process's threads.
+fn thread_names() -> Vec<String> {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|n| n.trim().to_string())
+        .collect()
+}
+
+/// `workers = 3` is three busy threads: core 0 runs beside the dispatcher on
+/// the runtime that started the gateway, cores 1 and 2 on threads of their
+/// own (no thread for core 0, none for the dispatcher).
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn core_0_shares_the_dispatchers_thread_and_the_others_have_their_own() {
+    let carrier = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let gw = gateway(3, carrier.local_addr().unwrap()).await;
+    // A new thread carries its parent's name until it sets its own: wait
+    // for both (a bound against hanging, not a timing claim).
+    let wanted = ["cidgate-core-1", "cidgate-core-2"].map(String::from);
+    let end = tokio::time::Instant::now() + WAIT;
+    let mut names = thread_names();
+    while !wanted.iter().all(|w| names.contains(w)) && tokio::time::Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        names = thread_names();
+    }
+    for name in &wanted {
+        assert!(names.contains(name), "{name} in {names:?}");
+    }
+    // Tests of this binary run side by side; none starts a thread for core 0.
+    assert!(!names.iter().any(|n| n == "cidgate-core-0"), "{names:?}");
+    gw.shutdown().await;
+}

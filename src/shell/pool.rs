@@ -223,7 +223,9 @@ pub(crate) fn spawn(
             continue;
         }
         let thread = std::thread::Builder::new()
-            .name(format!("cidgate-worker-{k}"))
+            // Within the 15 bytes Linux keeps of a thread's name, so that
+            // top and ps tell the cores apart.
+            .name(format!("cidgate-core-{k}"))
             .spawn(move || {
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
