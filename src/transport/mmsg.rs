@@ -268,6 +268,18 @@ mod tests {
         (rx, tx)
     }
 
+    /// Sends `n` numbered datagrams from `tx` to `rx`; returns their texts
+    /// in order.
+    async fn burst(tx: &UdpSocket, rx: &UdpSocket, n: usize) -> Vec<String> {
+        let texts: Vec<String> = (0..n).map(|i| format!("datagram {i}")).collect();
+        for t in &texts {
+            tx.send_to(t.as_bytes(), rx.local_addr().unwrap())
+                .await
+                .unwrap();
+        }
+        texts
+    }
+
     /// Waits until `sock` is readable, then reads one batch.
     async fn read(batch: &mut RecvBatch, sock: &UdpSocket) -> io::Result<Received> {
         sock.readable().await.unwrap();
@@ -277,12 +289,7 @@ mod tests {
     #[tokio::test]
     async fn a_burst_comes_back_in_full_batches_then_a_short_one_in_order() {
         let (rx, tx) = pair().await;
-        let burst = SLOTS + 3;
-        for i in 0..burst {
-            tx.send_to(format!("datagram {i}").as_bytes(), rx.local_addr().unwrap())
-                .await
-                .unwrap();
-        }
+        let expected = burst(&tx, &rx, SLOTS + 3).await;
         let mut batch = RecvBatch::default();
         let mut seen = Vec::new();
         loop {
@@ -296,7 +303,6 @@ mod tests {
                 break;
             }
         }
-        let expected: Vec<String> = (0..burst).map(|i| format!("datagram {i}")).collect();
         assert_eq!(seen, expected);
         // Drained: the next read finds nothing and says so.
         let again = batch.recv(&rx).unwrap_err();
@@ -328,12 +334,7 @@ mod tests {
     #[tokio::test]
     async fn a_turn_stops_at_its_bound_after_a_whole_batch_and_the_next_goes_on() {
         let (rx, tx) = pair().await;
-        let burst = 2 * SLOTS + 5;
-        for i in 0..burst {
-            tx.send_to(format!("d{i}").as_bytes(), rx.local_addr().unwrap())
-                .await
-                .unwrap();
-        }
+        let expected = burst(&tx, &rx, 2 * SLOTS + 5).await;
         let mut batch = RecvBatch::default();
         let mut seen = Vec::new();
         rx.readable().await.unwrap();
@@ -348,7 +349,6 @@ mod tests {
             seen.push(String::from_utf8(data.to_vec()).unwrap());
         }
         assert!(!rest.more_waiting());
-        let expected: Vec<String> = (0..burst).map(|i| format!("d{i}")).collect();
         assert_eq!(seen, expected);
     }
 
