@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
+
+use crate::transport::port::UdpPort;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -139,7 +141,7 @@ enum Sources {
 
 /// A bound UDP socket, what the kernel gave it, and whose datagrams it gets.
 struct UdpBound {
-    sock: Arc<UdpSocket>,
+    sock: Arc<UdpPort>,
     buffer: ReceiveBuffer,
     sources: Sources,
 }
@@ -149,7 +151,7 @@ fn udp_bound(
     sources: Sources,
 ) -> std::io::Result<UdpBound> {
     Ok(UdpBound {
-        sock: Arc::new(UdpSocket::from_std(sock.into())?),
+        sock: Arc::new(UdpPort::from_std(sock.into())?),
         buffer,
         sources,
     })
@@ -329,7 +331,7 @@ pub async fn start(
         listen,
     } = bind_all(config).await?;
     udp.iter().for_each(log_udp_socket);
-    let udp: Vec<Arc<UdpSocket>> = udp.into_iter().map(|u| u.sock).collect();
+    let udp: Vec<Arc<UdpPort>> = udp.into_iter().map(|u| u.sock).collect();
     let mut settings = config.proxy_settings();
     settings.listen = listen.clone();
     if config.server.admin.is_some() {
@@ -404,7 +406,7 @@ fn log_udp_socket(u: &UdpBound) {
 
 /// `socket:[INODE]` on Linux, as `/proc/net/udp` and `ss -e` name the
 /// socket; empty elsewhere.
-fn kernel_name(sock: &UdpSocket) -> String {
+fn kernel_name(sock: &UdpPort) -> String {
     use std::os::fd::AsRawFd;
     std::fs::read_link(format!("/proc/self/fd/{}", sock.as_raw_fd()))
         .map(|p| p.display().to_string())
@@ -497,7 +499,7 @@ struct CoreKit {
     settings: Settings,
     inventory: Arc<InventoryHandle>,
     board: Arc<CarrierBoard>,
-    udp: Vec<Arc<UdpSocket>>,
+    udp: Vec<Arc<UdpPort>>,
     ids: Arc<AtomicU64>,
     tcp_tx: mpsc::Sender<TcpEvent>,
     tap: Option<mpsc::UnboundedSender<Event>>,
@@ -679,7 +681,7 @@ async fn accept_loop(
 /// serves itself (none behind a dispatcher), TCP events it takes directly,
 /// and what a dispatcher hands it.
 pub(crate) struct Inputs {
-    pub udp: Vec<Arc<UdpSocket>>,
+    pub udp: Vec<Arc<UdpPort>>,
     pub tcp_rx: Option<mpsc::Receiver<TcpEvent>>,
     pub inbox: Option<mpsc::Receiver<Input>>,
 }
@@ -698,7 +700,7 @@ pub(crate) struct Core {
     /// its bound, queued TCP, dispatcher or signing messages): the core then
     /// leaves every signature to the pool instead of signing one itself.
     input_waiting: bool,
-    udp: Vec<Arc<UdpSocket>>,
+    udp: Vec<Arc<UdpPort>>,
     /// Which of `udp` a message to a peer leaves from; `None` with one
     /// socket (or none).
     paths: Option<UdpPaths>,
@@ -798,7 +800,7 @@ impl Core {
         &mut self,
         until: Instant,
         received: bool,
-        udp: &[Arc<UdpSocket>],
+        udp: &[Arc<UdpPort>],
         batch: &mut RecvBatch,
     ) -> bool {
         let now = Instant::now();
@@ -808,7 +810,7 @@ impl Core {
 
     /// Handles what is already queued on every socket this core reads;
     /// false when there was nothing.
-    fn take_queued(&mut self, udp: &[Arc<UdpSocket>], batch: &mut RecvBatch) -> bool {
+    fn take_queued(&mut self, udp: &[Arc<UdpPort>], batch: &mut RecvBatch) -> bool {
         let mut any = false;
         for (k, sock) in udp.iter().enumerate() {
             any |= self.drain_udp(k, sock, batch) > 0;
@@ -819,7 +821,7 @@ impl Core {
     /// Handles the datagrams already queued on `sock`, the `k`-th UDP
     /// socket (a bounded number of receive batches); returns how many were
     /// read.
-    fn drain_udp(&mut self, k: usize, sock: &UdpSocket, batch: &mut RecvBatch) -> usize {
+    fn drain_udp(&mut self, k: usize, sock: &UdpPort, batch: &mut RecvBatch) -> usize {
         let guard = &mut self.guard;
         let paths = &mut self.paths;
         let messages = &self.stats.messages;
@@ -1010,7 +1012,7 @@ impl Core {
     /// The UDP socket a message to `to` leaves from: with several, the one
     /// `to` last wrote to, else the first of its address family, the one
     /// Via and Record-Route name (see [`UdpPaths`]); no syscall per send.
-    fn udp_toward(&self, to: SocketAddr) -> Option<&Arc<UdpSocket>> {
+    fn udp_toward(&self, to: SocketAddr) -> Option<&Arc<UdpPort>> {
         let k = self.paths.as_ref().map_or(0, |p| p.toward(to));
         self.udp.get(k)
     }
@@ -1059,7 +1061,7 @@ async fn recv<T>(rx: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
 
 /// Resolves with the index of the first UDP socket that has data to read
 /// (callers then read every socket in turn).
-pub(crate) async fn udp_readable(socks: &[Arc<UdpSocket>]) -> usize {
+pub(crate) async fn udp_readable(socks: &[Arc<UdpPort>]) -> usize {
     if socks.is_empty() {
         return std::future::pending().await;
     }

@@ -19,8 +19,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::transport::port::UdpPort;
 use bytes::Bytes;
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -202,7 +202,7 @@ impl Router {
 /// long as that core: BENCHMARKS.md, "Proxy cores".)
 pub(crate) fn spawn(
     cores: Vec<Core>,
-    udp: Vec<Arc<UdpSocket>>,
+    udp: Vec<Arc<UdpPort>>,
     tcp_rx: mpsc::Receiver<TcpEvent>,
     stop: watch::Receiver<Stop>,
     guard: Guard,
@@ -260,7 +260,7 @@ pub(crate) fn spawn(
 /// calls the router sheds.
 struct Dispatcher {
     router: Router,
-    udp: Vec<Arc<UdpSocket>>,
+    udp: Vec<Arc<UdpPort>>,
     /// TCP connections by peer, to send 503s for shed calls.
     conns: HashMap<Peer, (u64, mpsc::Sender<Bytes>)>,
     retry_after: u32,

@@ -15,8 +15,7 @@
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
-use tokio::io::Interest;
-use tokio::net::UdpSocket;
+use crate::transport::port::UdpPort;
 
 use crate::sip::scan::MAX_MESSAGE;
 
@@ -55,10 +54,10 @@ pub struct Received {
 impl RecvBatch {
     /// Reads up to [`SLOTS`] datagrams already queued on `sock`, never
     /// waiting; `WouldBlock` when there was none.
-    pub fn recv(&mut self, sock: &UdpSocket) -> io::Result<Received> {
+    pub fn recv(&mut self, sock: &UdpPort) -> io::Result<Received> {
         self.got.clear();
         let (data, got) = (&mut self.data, &mut self.got);
-        let result = sock.try_io(Interest::READABLE, || {
+        let result = sock.try_read(|sock| {
             if receive(sock, data, got)? < SLOTS {
                 // Short: the queue was empty when the kernel looked. Saying
                 // `WouldBlock` makes tokio wait for the next readiness event,
@@ -95,7 +94,7 @@ impl RecvBatch {
 impl RecvBatch {
     /// The datagrams queued on `sock`, handed out one at a time and read in
     /// batches, at most `bound` per turn (rounded up to a whole batch).
-    pub fn queued<'a>(&'a mut self, sock: &'a UdpSocket, bound: usize) -> Queued<'a> {
+    pub fn queued<'a>(&'a mut self, sock: &'a UdpPort, bound: usize) -> Queued<'a> {
         Queued {
             batch: self,
             sock,
@@ -113,7 +112,7 @@ impl RecvBatch {
 /// [`Queued::next_datagram`] says `None`, so none is stranded when the turn ends.
 pub struct Queued<'a> {
     batch: &'a mut RecvBatch,
-    sock: &'a UdpSocket,
+    sock: &'a UdpPort,
     bound: usize,
     read: usize,
     next: usize,
@@ -168,7 +167,7 @@ impl Queued<'_> {
 /// handed over. `WouldBlock` when none.
 #[cfg(target_os = "linux")]
 fn receive(
-    sock: &UdpSocket,
+    sock: &std::net::UdpSocket,
     data: &mut [u8],
     got: &mut Vec<(SocketAddr, usize)>,
 ) -> io::Result<usize> {
@@ -220,11 +219,11 @@ fn receive(
 
 #[cfg(not(target_os = "linux"))]
 fn receive(
-    sock: &UdpSocket,
+    sock: &std::net::UdpSocket,
     data: &mut [u8],
     got: &mut Vec<(SocketAddr, usize)>,
 ) -> io::Result<usize> {
-    let (len, from) = sock.try_recv_from(&mut data[..MAX_MESSAGE])?;
+    let (len, from) = sock.recv_from(&mut data[..MAX_MESSAGE])?;
     got.push((from, len));
     Ok(1)
 }
@@ -262,15 +261,15 @@ fn socket_addr(name: &libc::sockaddr_storage) -> Option<SocketAddr> {
 mod tests {
     use super::*;
 
-    async fn pair() -> (UdpSocket, UdpSocket) {
-        let rx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let tx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    async fn pair() -> (UdpPort, UdpPort) {
+        let rx = UdpPort::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let tx = UdpPort::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         (rx, tx)
     }
 
     /// Sends `n` numbered datagrams from `tx` to `rx`; returns their texts
     /// in order.
-    async fn burst(tx: &UdpSocket, rx: &UdpSocket, n: usize) -> Vec<String> {
+    async fn burst(tx: &UdpPort, rx: &UdpPort, n: usize) -> Vec<String> {
         let texts: Vec<String> = (0..n).map(|i| format!("datagram {i}")).collect();
         for t in &texts {
             tx.send_to(t.as_bytes(), rx.local_addr().unwrap())
@@ -281,7 +280,7 @@ mod tests {
     }
 
     /// Waits until `sock` is readable, then reads one batch.
-    async fn read(batch: &mut RecvBatch, sock: &UdpSocket) -> io::Result<Received> {
+    async fn read(batch: &mut RecvBatch, sock: &UdpPort) -> io::Result<Received> {
         sock.readable().await.unwrap();
         batch.recv(sock)
     }
@@ -354,10 +353,10 @@ mod tests {
 
     #[tokio::test]
     async fn ipv6_senders_are_read_with_their_address() {
-        let Ok(rx) = UdpSocket::bind("[::1]:0").await else {
+        let Ok(rx) = UdpPort::bind("[::1]:0".parse().unwrap()) else {
             return; // no IPv6 loopback on this machine
         };
-        let tx = UdpSocket::bind("[::1]:0").await.unwrap();
+        let tx = UdpPort::bind("[::1]:0".parse().unwrap()).unwrap();
         tx.send_to(b"v6", rx.local_addr().unwrap()).await.unwrap();
         let mut batch = RecvBatch::default();
         let got = read(&mut batch, &rx).await.unwrap();

@@ -1,6 +1,7 @@
 //! Tokio shells around the proxy core: sockets, connections and timers.
 
 pub mod mmsg;
+pub mod port;
 mod sockopt;
 pub mod steer;
 mod tcp;
