@@ -27,33 +27,20 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// How long memory the gateway freed stays with it before mimalloc gives it
 /// back to the kernel. mimalloc's own 1 s is shorter than the life of a
 /// call's transactions, so at a steady call rate it kept returning pages
-/// the next calls asked for again a moment later (270 page faults in 9 s of
-/// 1 000 calls/s; 10 s leaves about 20). Memory a load peak took still goes
-/// back, 10 s after the peak.
+/// that the next calls asked for again a moment later, and the kernel
+/// zeroed every one of them again on its first touch, 2 MiB at a time
+/// (mimalloc asks for transparent huge pages): 4 % of the CPU of a call in a
+/// 1 000 calls/s profile, 270 page faults in 9 s where 10 s leaves 11. Memory a load
+/// peak took still goes back, 10 s after the peak.
 const PURGE_DELAY_MS: std::ffi::c_long = 10_000;
 
-/// Fits the allocator to a long-running proxy, where the operator has not
-/// chosen otherwise through mimalloc's own variables:
-/// - [`PURGE_DELAY_MS`] (`MIMALLOC_PURGE_DELAY`);
-/// - no transparent huge pages for the process (`MIMALLOC_ALLOW_THP`).
-///   mimalloc asks for them, so each page the heap grows by or takes back
-///   is a 2 MiB page the kernel zeroes whole on its first touch: in a
-///   profile of 1 000 calls/s, 4 to 12 % of the gateway's CPU went to zeroing
-///   them (the heap grows for as long as finished transactions linger);
-///   with 4 KiB pages, under 1 %. The gateway's lookups gained nothing
-///   measurable from the larger pages. Common advice for servers with
-///   a churning heap (Redis, databases), for the same reason.
-fn tune_allocator() {
+/// Sets [`PURGE_DELAY_MS`] unless the operator chose a delay through
+/// mimalloc's own `MIMALLOC_PURGE_DELAY`.
+fn keep_freed_memory_a_while() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         // SAFETY: mimalloc's option setter, callable at any time from any
         // thread; the option is read each time a purge is scheduled.
         unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) };
-    }
-    if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
-        // SAFETY: prctl with integer arguments only; the flag applies to
-        // every later page fault of this process. Failure (a kernel without
-        // it) leaves huge pages on, which is only slower.
-        let _ = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
     }
 }
 
@@ -160,7 +147,7 @@ const EXIT_REJECT: u8 = 1;
 const EXIT_NO_DECISION: u8 = 2;
 
 fn main() -> ExitCode {
-    tune_allocator();
+    keep_freed_memory_a_while();
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { config, file } => {
@@ -535,24 +522,17 @@ mod tests {
     /// The option index is mimalloc's purge delay: its documented default
     /// (1 000 ms) is read there before the gateway's is set, and the
     /// gateway's after. A mimalloc whose options moved fails here instead of
-    /// setting some other option. Huge pages are off for the process after.
+    /// setting some other option.
     #[test]
-    fn the_allocator_is_tuned_where_the_operator_left_it() {
-        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some()
-            || std::env::var_os("MIMALLOC_ALLOW_THP").is_some()
-        {
+    fn the_purge_delay_set_is_mimallocs_purge_delay() {
+        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
             return; // the operator's choice wins; nothing of ours to check
         }
         // SAFETY: mimalloc's option getter, callable at any time.
         let read = || unsafe { libmimalloc_sys::mi_option_get(super::MI_OPTION_PURGE_DELAY) };
         assert_eq!(read(), 1_000);
-        super::tune_allocator();
+        super::keep_freed_memory_a_while();
         assert_eq!(read(), super::PURGE_DELAY_MS);
-        // SAFETY: prctl query with integer arguments.
-        assert_eq!(
-            unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) },
-            1
-        );
     }
 
     /// `--help` is the operator's manual: every option, argument and
