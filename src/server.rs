@@ -11,8 +11,6 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use bytes::Bytes;
 use tokio::net::TcpListener;
-
-use crate::transport::port::UdpPort;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -28,6 +26,7 @@ use crate::shell::{Input, WorkerStats};
 use crate::sip::Transport;
 use crate::stir::{Signed, Signer, SigningPool};
 use crate::transport::mmsg::RecvBatch;
+use crate::transport::port::UdpPort;
 use crate::transport::steer;
 use crate::transport::tls::TlsHandle;
 use crate::transport::udp::ReceiveBuffer;

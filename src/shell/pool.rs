@@ -19,7 +19,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::transport::port::UdpPort;
 use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -32,6 +31,7 @@ use crate::proxy::Peer;
 use crate::server::{udp_readable, Core, Inputs, Stop};
 use crate::sip::Transport;
 use crate::transport::mmsg::RecvBatch;
+use crate::transport::port::UdpPort;
 use crate::transport::TcpEvent;
 
 /// Room in each queue beyond the configured size, kept for connection
