@@ -34,6 +34,12 @@
 #   --ramp "R1 R2 ..."   ramp rates                                 ("250 500 1000 1500 2000 3000 4000")
 #   --ramp-seconds S     length of each ramp step                   (5)
 #   --no-ramp            fixed-rate runs only
+#   --rounds N           fixed-rate runs N times, the targets taking turns in
+#                        every round (1); the summary gives each round's ratios
+#                        and their median. The host's speed drifts between runs
+#                        by more than the gateways differ by, so ratios are
+#                        taken within a round and the median quoted; ramps
+#                        run in the first round only
 #   --transports "udp tcp"                                          (udp tcp)
 #   --targets "baseline kamailio floor cidgate"                     (all available)
 #   --stir               add the signing targets kamailio-stir and cidgate-stir
@@ -44,7 +50,7 @@
 #   --out DIR            everything goes here        (/tmp/cidgate-lab/compare-<time>)
 set -u
 HERE=$(cd "$(dirname "$0")/.." && pwd)
-CIDGATE=""; FLOOR=""; WORKERS=1; RATE=1000; RUNCALLS=10000; RAMP="250 500 1000 1500 2000 3000 4000"; RAMPSEC=5; DORAMP=1
+CIDGATE=""; FLOOR=""; WORKERS=1; RATE=1000; RUNCALLS=10000; ROUNDS=1; RAMP="250 500 1000 1500 2000 3000 4000"; RAMPSEC=5; DORAMP=1
 KSHM=1024; TRANSPORTS="udp tcp"; TARGETS=""; STIR=0; QUEUES=2000; NUMBERS=20000; CALLS=20000; SEED=1; MODE=strict; OUT=""
 die() { echo "compare.sh: $*" >&2; exit 2; }
 while [ $# -gt 0 ]; do
@@ -57,6 +63,7 @@ while [ $# -gt 0 ]; do
     --ramp) RAMP=$2; shift 2;;
     --ramp-seconds) RAMPSEC=$2; shift 2;;
     --no-ramp) DORAMP=0; shift;;
+    --rounds) ROUNDS=$2; shift 2;;
     --transports) TRANSPORTS=$2; shift 2;;
     --targets) TARGETS=$2; shift 2;;
     --stir) STIR=1; shift;;
@@ -81,6 +88,7 @@ if [ -z "$TARGETS" ]; then
     TARGETS="$TARGETS kamailio-stir"; [ -n "$CIDGATE" ] && TARGETS="$TARGETS cidgate-stir"
   fi
 fi
+case "$ROUNDS" in ''|*[!0-9]*|0) die "--rounds N, N at least 1";; esac
 case " $TARGETS " in *" floor "*) [ -x "$FLOOR" ] || die "--floor PATH (executable) needed for target floor";; esac
 case " $TARGETS " in *" cidgate"*) [ -x "$CIDGATE" ] || die "--cidgate PATH (executable) needed for target cidgate";; esac
 case "$MODE" in strict) CALLSFILE=calls.csv; KDEF=();; normalize) CALLSFILE=calls-normalize.csv; KDEF=(-A NORMALIZE);;
@@ -187,13 +195,15 @@ run_load() {
 
 : > "$OUT/results"
 for tr in $TRANSPORTS; do
+ for round in $(seq "$ROUNDS"); do
+  sfx=""; [ "$ROUNDS" -gt 1 ] && sfx="-r$round"
   for target in $TARGETS; do
-    echo "== $target over $tr"
+    echo "== $target over $tr${sfx:+ (round $round of $ROUNDS)}"
     start_gw "$target" "$tr" || { echo "  $target could not start, skipped"; continue; }
     PIDOPT=(); [ -n "$GW_PID" ] && PIDOPT=(--pid "$GW_PID")
-    run_load "$target-$tr-fixed-$RATE" --rate "$RATE" --calls "$RUNCALLS" --transport "$tr" \
+    run_load "$target-$tr-fixed-$RATE$sfx" --rate "$RATE" --calls "$RUNCALLS" --transport "$tr" \
       --target "$GW_ADDR" "${PIDOPT[@]}" "${EXTRA[@]}" --max-failed-pct 0.1
-    if [ "$DORAMP" = 1 ]; then
+    if [ "$DORAMP" = 1 ] && [ "$round" = 1 ]; then
       for r in $RAMP; do
         run_load "$target-$tr-ramp-$r" --rate "$r" --calls $(( r * RAMPSEC )) --transport "$tr" \
           --target "$GW_ADDR" "${PIDOPT[@]}" "${EXTRA[@]}" --max-failed-pct 0.1 || break
@@ -208,12 +218,14 @@ for tr in $TRANSPORTS; do
     fi
     stop_gw
   done
+ done
 done
 
 echo "== summary (CPU = gateway process tree, utime+stime; clean = < 0.1 % failed calls and rate reached)"
-python3 - "$OUT/results" "$RATE" "$TRANSPORTS" "$TARGETS" <<'PY'
-import sys
+python3 - "$OUT/results" "$RATE" "$TRANSPORTS" "$TARGETS" "$ROUNDS" <<'PY'
+import statistics, sys
 path, rate, transports, targets = sys.argv[1], sys.argv[2], sys.argv[3].split(), sys.argv[4].split()
+rounds = int(sys.argv[5])
 res = {}
 for line in open(path):
     name, rest = line.split(" ", 1)
@@ -222,7 +234,7 @@ for line in open(path):
 for tr in transports:
     cpu = {}
     for t in targets:
-        r = res.get("%s-%s-fixed-%s" % (t, tr, rate), {})
+        r = res.get("%s-%s-fixed-%s%s" % (t, tr, rate, "-r1" if rounds > 1 else ""), {})
         cpu[t] = r.get("cpu_us_per_call", "-")
         ramp = [(int(k.rsplit("-", 1)[1]), v) for k, v in res.items() if k.startswith("%s-%s-ramp-" % (t, tr))]
         best = max([r_ for r_, v in ramp if v.get("verdict") == "PASS"], default=None)
@@ -232,10 +244,34 @@ for tr in transports:
                  "%s cps" % best if best else "none",
                  " (ramp stopped at %s)" % top if top and top != best else (" (top of ramp)" if best else "")))
     for a, b in (("cidgate", "kamailio"), ("cidgate", "floor"), ("cidgate-stir", "kamailio-stir")):
+        if rounds > 1:
+            break  # the per-round ratios below instead
         try:
             print("  %-4s %s / %s CPU per call = %.2f" % (tr, a, b, float(cpu.get(a, "-")) / float(cpu.get(b, "-"))))
         except (ValueError, ZeroDivisionError):
             pass
+    if rounds > 1:
+        # Per round, then the median: each ratio compares runs minutes apart
+        # at most, never runs from different periods of the host.
+        def per_round(t):
+            out = []
+            for k in range(1, rounds + 1):
+                try:
+                    out.append(float(res["%s-%s-fixed-%s-r%d" % (t, tr, rate, k)]["cpu_us_per_call"]))
+                except (KeyError, ValueError):
+                    out.append(None)
+            return out
+        cpus = {t: per_round(t) for t in targets}
+        for t in targets:
+            got = [c for c in cpus[t] if c is not None]
+            if got:
+                print("  %-4s %-13s %d rounds: median %.0f us CPU per call (%.0f-%.0f)"
+                      % (tr, t, len(got), statistics.median(got), min(got), max(got)))
+        for a, b in (("cidgate", "kamailio"), ("cidgate", "floor"), ("cidgate-stir", "kamailio-stir")):
+            pairs = [x / y for x, y in zip(cpus.get(a, []), cpus.get(b, [])) if x and y]
+            if pairs:
+                print("  %-4s %s / %s per round: %s; median %.3f"
+                      % (tr, a, b, " ".join("%.3f" % r for r in pairs), statistics.median(pairs)))
     for signed, plain in (("cidgate-stir", "cidgate"), ("kamailio-stir", "kamailio")):
         try:
             print("  %-4s signing adds %.0f us CPU per call to %s" % (tr, float(cpu.get(signed, "-")) - float(cpu.get(plain, "-")), plain))
