@@ -36,7 +36,7 @@ use cidgate::inventory::InventoryHandle;
 use cidgate::proxy::{Peer, Proxy};
 use cidgate::shell::glance::glance;
 use cidgate::shell::guard::Guard;
-use cidgate::shell::pool::{Routed, Router};
+use cidgate::shell::pool::{Routed, Router, READ_BATCH};
 use cidgate::shell::Input;
 use cidgate::sip::{parse, HeaderName, Message, Transport};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -241,10 +241,6 @@ impl Pool {
     }
 }
 
-/// Messages the dispatcher routes per turn before core 0, on the same
-/// thread, gets its turn (the pool's `READ_BATCH`).
-const ROUTE_BATCH: usize = 256;
-
 /// The dispatcher's router on this thread with core 0 beside it, the other
 /// cores behind it.
 fn pool_round(inv: &Arc<InventoryHandle>, msgs: &Round, pool: &Pool) -> Duration {
@@ -258,7 +254,9 @@ fn pool_round(inv: &Arc<InventoryHandle>, msgs: &Round, pool: &Pool) -> Duration
     let mut core0 = Proxy::new(settings(), inv.clone());
     let start = Instant::now();
     let mut sent = 0;
-    for turn in msgs.chunks(ROUTE_BATCH) {
+    // The dispatcher routes up to a read batch per turn before core 0, on
+    // the same thread, gets its turn.
+    for turn in msgs.chunks(READ_BATCH) {
         for (from, data) in turn {
             let mut waited = 0;
             while router.route(Instant::now(), *from, 0, data) != Routed::Queued {

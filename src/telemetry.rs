@@ -133,7 +133,7 @@ pub async fn summarise_untrusted() {
 }
 
 /// Installs the tracing subscriber: human-readable or JSON lines on stderr,
-/// written in batches a few milliseconds apart (see `log_writer`); hold the
+/// written in batches at most `log_writer::DELAY` apart; hold the
 /// returned guard until the process ends so that the last lines are written.
 #[must_use = "lines still waiting are written when the guard is dropped"]
 pub fn init_logging(json: bool) -> LogFlush {

@@ -374,7 +374,7 @@ async fn sigterm_drains_gracefully() {
     .unwrap();
     let (fwd, from) = recv(&carrier).await;
     // The call's log line is written while the gateway runs (lines are
-    // batched for a few milliseconds, not held until exit).
+    // batched for at most 100 ms, not held until exit).
     gw.read_log_until("g1@", WAIT).await;
     gw.sigterm();
     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -39,7 +39,7 @@ use crate::transport::TcpEvent;
 const CONTROL_ROOM: usize = 256;
 
 /// Datagrams read per wake-up before TCP and control get a turn.
-const READ_BATCH: usize = 256;
+pub const READ_BATCH: usize = 256;
 
 /// The dispatcher's handle on one worker.
 struct Port {
@@ -276,8 +276,8 @@ impl Dispatcher {
                 // One batch from every socket in listen order: a flood on
                 // one cannot starve the others.
                 _ = udp_readable(&udp) => {
-                    for k in 0..udp.len() {
-                        self.drain_udp(k, &mut batch);
+                    for (k, sock) in udp.iter().enumerate() {
+                        self.drain_udp(k, sock, &mut batch);
                     }
                 }
                 Some(ev) = tcp_rx.recv() => self.on_tcp(ev).await,
@@ -289,9 +289,8 @@ impl Dispatcher {
 
     /// Routes a bounded number of receive batches of what is queued on
     /// UDP socket `k`, every datagram of each batch.
-    fn drain_udp(&mut self, k: usize, batch: &mut RecvBatch) {
-        let sock = self.udp[k].clone();
-        let mut queued = batch.queued(&sock, READ_BATCH);
+    fn drain_udp(&mut self, k: usize, sock: &UdpPort, batch: &mut RecvBatch) {
+        let mut queued = batch.queued(sock, READ_BATCH);
         while let Some((from, data)) = queued.next_datagram() {
             let peer = Peer {
                 transport: Transport::Udp,

@@ -40,7 +40,8 @@ impl UdpPort {
         })
     }
 
-    /// Binds `addr` (tests, the demo).
+    /// Binds `addr` (the unit tests' sockets).
+    #[cfg(test)]
     pub fn bind(addr: SocketAddr) -> io::Result<UdpPort> {
         UdpPort::from_std(UdpSocket::bind(addr)?)
     }
@@ -62,13 +63,16 @@ impl UdpPort {
         self.fd.poll_read_ready(cx).map_ok(|_ready| ())
     }
 
-    /// Waits until the socket may hold a datagram.
+    /// Waits until the socket may hold a datagram (the cores wait through
+    /// [`UdpPort::poll_recv_ready`] on every socket at once).
+    #[cfg(test)]
     pub async fn readable(&self) -> io::Result<()> {
         std::future::poll_fn(|cx| self.poll_recv_ready(cx)).await
     }
 
-    /// Receives one datagram, waiting for it (tests, the demo; the cores read
+    /// Receives one datagram, waiting for it (the unit tests; the cores read
     /// in batches through [`crate::transport::mmsg`]).
+    #[cfg(test)]
     pub async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         loop {
             self.readable().await?;

@@ -15,7 +15,7 @@ use crate::sip::Transport;
 pub const BATCH: usize = 256;
 
 /// Feeds the datagrams `recv` hands out to `proxy` until it returns `None`,
-/// reading `clock` again for each one; returns how many there were. `recv`
+/// reading `clock` again for each one. `recv`
 /// bounds the turn (see [`BATCH`]): it holds the batch of datagrams already
 /// taken off the socket, which must all be handled, not stranded.
 ///
@@ -28,17 +28,14 @@ pub fn feed(
     proxy: &mut Proxy,
     mut clock: impl FnMut() -> Instant,
     mut recv: impl FnMut() -> Option<(SocketAddr, Bytes)>,
-) -> usize {
-    let mut handled = 0;
+) {
     while let Some((from, data)) = recv() {
         let peer = Peer {
             transport: Transport::Udp,
             addr: from,
         };
         proxy.handle(clock(), peer, data);
-        handled += 1;
     }
-    handled
 }
 
 /// What Linux reports (`SO_RCVBUF`) per byte granted: it doubles the value
