@@ -1,7 +1,7 @@
 //! `name-addr` / `addr-spec` with header parameters (RFC 3261 §20.10): the
 //! values of From, To, Route, Record-Route and P-Asserted-Identity.
 
-use super::lws::{is_lws, quoted_end, trim_lws, unquoted};
+use super::lws::{find_outside_quotes, is_lws, quoted_end, trim_lws};
 use super::params::{check_params, find_param};
 use super::uri::check_uri;
 use crate::sip::scan::is_token_char;
@@ -86,14 +86,7 @@ pub fn parse_name_addr(value: &[u8]) -> Result<NameAddr<'_>, &'static str> {
 
 /// Finds `needle` outside quoted strings; errors on an unterminated quote.
 fn find_unquoted(v: &[u8], needle: u8) -> Result<Option<usize>, &'static str> {
-    let mut walk = unquoted(v);
-    if let Some((i, _)) = walk.by_ref().find(|&(_, b)| b == needle) {
-        return Ok(Some(i));
-    }
-    if walk.in_quote {
-        return Err("unterminated quoted string");
-    }
-    Ok(None)
+    find_outside_quotes(v, 0, needle, needle).map_err(|_| "unterminated quoted string")
 }
 
 /// display-name = *(token LWS) / quoted-string

@@ -1,7 +1,7 @@
 //! Generic parameters (`*( SEMI generic-param )`, RFC 3261 §25.1) as they
 //! follow URIs, name-addrs and Via values.
 
-use super::lws::{quoted_end, trim_lws, unquoted};
+use super::lws::{find_outside_quotes, quoted_end, trim_lws};
 use crate::sip::scan::is_token_char;
 
 /// `*( SEMI generic-param )` with LWS allowed around separators.
@@ -67,11 +67,10 @@ impl<'a> Iterator for Params<'a> {
             return Some(Err("parameters must start with ';'"));
         }
         let p = self.rest.take()?;
-        let mut walk = unquoted(p);
-        let j = match walk.by_ref().find(|&(_, b)| b == b';') {
-            Some((j, _)) => j,
-            None if walk.in_quote => return Some(Err("unterminated quoted parameter")),
-            None => p.len(),
+        let j = match find_outside_quotes(p, 0, b';', b';') {
+            Ok(Some(j)) => j,
+            Ok(None) => p.len(),
+            Err(_) => return Some(Err("unterminated quoted parameter")),
         };
         let item = trim_lws(&p[..j.min(p.len())]);
         if item.is_empty() {

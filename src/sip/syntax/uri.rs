@@ -1,7 +1,6 @@
 //! URIs (RFC 3261 §19.1): the scheme of any URI, and the parts of a sip: or
 //! sips: URI the router reads (host, port, parameters).
 
-use super::lws::is_lws;
 use super::params::find_param;
 
 /// The scheme of a URI (`scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )`).
@@ -22,7 +21,12 @@ pub(crate) fn uri_scheme(uri: &[u8]) -> Result<&[u8], &'static str> {
 /// A URI needs a scheme and no whitespace; sip/sips URIs are not read further here.
 pub(super) fn check_uri(uri: &[u8]) -> Result<(), &'static str> {
     uri_scheme(uri)?;
-    if uri.iter().any(|&b| is_lws(b) || b < 0x20 || b == 0x7f) {
+    // LWS is SP or a control byte: one branch-free pass the compiler
+    // vectorises (every URI of every message goes through here).
+    if uri
+        .iter()
+        .fold(false, |bad, &b| bad | (b <= b' ') | (b == 0x7f))
+    {
         return Err("whitespace in URI");
     }
     Ok(())
