@@ -25,7 +25,7 @@ use crate::shell::throttle::LogThrottle;
 use crate::shell::{Input, WorkerStats};
 use crate::sip::Transport;
 use crate::stir::{Signed, Signer, SigningPool};
-use crate::transport::mmsg::RecvBatch;
+use crate::transport::mmsg::{self, RecvBatch};
 use crate::transport::port::UdpPort;
 use crate::transport::steer;
 use crate::transport::tls::TlsHandle;
@@ -525,6 +525,7 @@ impl CoreKit {
             proxy: Proxy::new(self.settings.clone(), self.inventory.clone()),
             board: self.board.clone(),
             udp: self.udp.clone(),
+            udp_out: Vec::with_capacity(mmsg::SLOTS),
             paths: UdpPaths::new(
                 &self
                     .udp
@@ -700,6 +701,8 @@ pub(crate) struct Core {
     /// leaves every signature to the pool instead of signing one itself.
     input_waiting: bool,
     udp: Vec<Arc<UdpPort>>,
+    /// The datagrams of this turn, sent together when it ends.
+    udp_out: Vec<Transmit>,
     /// Which of `udp` a message to a peer leaves from; `None` with one
     /// socket (or none).
     paths: Option<UdpPaths>,
@@ -949,6 +952,7 @@ impl Core {
         while let Some(t) = self.proxy.poll_transmit() {
             self.transmit(t).await;
         }
+        self.send_udp().await;
         while let Some(ev) = self.proxy.poll_event() {
             crate::telemetry::record(&ev);
             if let Event::CarrierState { carrier, up, .. } = &ev {
@@ -960,20 +964,54 @@ impl Core {
         }
     }
 
-    async fn transmit(&mut self, t: Transmit) {
-        match t.to.transport {
-            Transport::Udp => {
-                let Some(sock) = self.udp_toward(t.to.addr) else {
-                    return;
-                };
-                match sock.try_send_to(&t.data, t.to.addr) {
-                    Ok(_) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        let _ = sock.send_to(&t.data, t.to.addr).await;
+    /// Sends this turn's datagrams, in order: each run of them that leaves
+    /// from the same socket in as few system calls as the kernel takes
+    /// them (`sendmmsg`, up to [`mmsg::SLOTS`] each); a datagram the full
+    /// send buffer refuses waits for room, and the rest follow it.
+    async fn send_udp(&mut self) {
+        let out = std::mem::take(&mut self.udp_out);
+        let mut at = 0;
+        while at < out.len() {
+            let k = self.udp_index(out[at].to.addr);
+            let run = out[at..]
+                .iter()
+                .take_while(|t| self.udp_index(t.to.addr) == k)
+                .count();
+            let end = at + run;
+            let Some(sock) = self.udp.get(k) else {
+                at = end;
+                continue;
+            };
+            while at < end {
+                let n = (end - at).min(mmsg::SLOTS);
+                let mut batch: [(SocketAddr, &[u8]); mmsg::SLOTS] = [(NO_ADDR, &[]); mmsg::SLOTS];
+                for (slot, t) in batch.iter_mut().zip(&out[at..at + n]) {
+                    *slot = (t.to.addr, &t.data[..]);
+                }
+                match sock.try_send_batch(&batch[..n]) {
+                    Ok(sent) => at += sent.max(1),
+                    Err(e) => {
+                        let t = &out[at];
+                        if e.kind() == std::io::ErrorKind::WouldBlock {
+                            let _ = sock.send_to(&t.data, t.to.addr).await;
+                        } else {
+                            tracing::debug!(to = %t.to.addr, error = %e, "udp send failed");
+                        }
+                        at += 1;
                     }
-                    Err(e) => tracing::debug!(to = %t.to.addr, error = %e, "udp send failed"),
                 }
             }
+        }
+        let mut out = out;
+        out.clear();
+        self.udp_out = out;
+    }
+
+    /// Sends a message over a stream connection, opening one when there is
+    /// none to that peer; a datagram waits for the turn's [`Core::send_udp`].
+    async fn transmit(&mut self, t: Transmit) {
+        match t.to.transport {
+            Transport::Udp => self.udp_out.push(t),
             Transport::Tcp | Transport::Tls => {
                 let tx = match self.conns.get(&t.to) {
                     Some((_, tx)) => tx.clone(),
@@ -1008,12 +1046,11 @@ impl Core {
         }
     }
 
-    /// The UDP socket a message to `to` leaves from: with several, the one
+    /// Which of `udp` a message to `to` leaves from: with several, the one
     /// `to` last wrote to, else the first of its address family, the one
     /// Via and Record-Route name (see [`UdpPaths`]); no syscall per send.
-    fn udp_toward(&self, to: SocketAddr) -> Option<&Arc<UdpPort>> {
-        let k = self.paths.as_ref().map_or(0, |p| p.toward(to));
-        self.udp.get(k)
+    fn udp_index(&self, to: SocketAddr) -> usize {
+        self.paths.as_ref().map_or(0, |p| p.toward(to))
     }
 
     /// How to reach `to` over a new connection: from the listen address of
@@ -1076,6 +1113,12 @@ pub(crate) async fn udp_readable(socks: &[Arc<UdpPort>]) -> usize {
     })
     .await
 }
+
+/// Fills the unused slots of a send batch.
+const NO_ADDR: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::UNSPECIFIED,
+    0,
+));
 
 /// Timer resolution of the shell. SIP timers are multiples of 500 ms, so
 /// firing them up to this much late is harmless, and it lets one wake-up serve

@@ -83,6 +83,12 @@ impl UdpPort {
         }
     }
 
+    /// Sends datagrams now, in order, as many as one system call takes
+    /// (see [`crate::transport::mmsg::send_batch`]).
+    pub fn try_send_batch(&self, msgs: &[(SocketAddr, &[u8])]) -> io::Result<usize> {
+        crate::transport::mmsg::send_batch(self.fd.get_ref(), msgs)
+    }
+
     /// Sends one datagram now; `WouldBlock` when the send buffer is full.
     pub fn try_send_to(&self, data: &[u8], to: SocketAddr) -> io::Result<usize> {
         self.fd.get_ref().send_to(data, to)
