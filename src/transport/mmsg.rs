@@ -20,9 +20,9 @@ use crate::transport::port::UdpPort;
 
 use crate::sip::scan::MAX_MESSAGE;
 
-/// Datagrams asked for per system call. Past a handful per wake-up the
-/// saving per datagram is small; the buffers are `SLOTS` × 64 KiB of
-/// address space, touched only as far as datagrams fill them. One where
+/// Datagrams per system call, read or sent. Past a handful per wake-up the
+/// saving per datagram is small; the receive buffers are `SLOTS` × 64 KiB
+/// of address space, touched only as far as datagrams fill them. One where
 /// there is no `recvmmsg`: every read is then "full", so the socket is read
 /// until it says `WouldBlock` itself.
 pub const SLOTS: usize = if cfg!(target_os = "linux") { 16 } else { 1 };
