@@ -672,12 +672,22 @@ fn sighup_reloads_the_certificate_and_refuses_a_bad_one() {
             assert_eq!(status(&established.recv().await), 200);
         })
     }));
+    // A stop the gateway sees (SIGTERM), not SIGKILL: log lines leave in
+    // batches up to 100 ms late, and only a stop it sees writes what waits.
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while matches!(child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let _ = child.kill();
     let out = child.wait_with_output().unwrap();
     let log = String::from_utf8_lossy(&out.stderr).into_owned();
     if let Err(e) = result {
         panic!("{e:?}\n{log}");
     }
+    assert!(log.contains("stopped"), "a clean stop: {log}");
     assert!(log.contains("tls reload refused"), "{log}");
     assert!(log.contains("tls certificate and key reloaded"), "{log}");
 }
