@@ -984,7 +984,8 @@ impl Core {
             };
             while at < end {
                 let n = (end - at).min(mmsg::SLOTS);
-                let mut batch: [(SocketAddr, &[u8]); mmsg::SLOTS] = [(NO_ADDR, &[]); mmsg::SLOTS];
+                let mut batch: [(SocketAddr, &[u8]); mmsg::SLOTS] =
+                    [(mmsg::UNUSED, &[]); mmsg::SLOTS];
                 for (slot, t) in batch.iter_mut().zip(&out[at..at + n]) {
                     *slot = (t.to.addr, &t.data[..]);
                 }
@@ -1113,12 +1114,6 @@ pub(crate) async fn udp_readable(socks: &[Arc<UdpPort>]) -> usize {
     })
     .await
 }
-
-/// Fills the unused slots of a send batch.
-const NO_ADDR: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
-    std::net::Ipv4Addr::UNSPECIFIED,
-    0,
-));
 
 /// Timer resolution of the shell. SIP timers are multiples of 500 ms, so
 /// firing them up to this much late is harmless, and it lets one wake-up serve
