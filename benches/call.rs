@@ -30,7 +30,8 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 mod support;
 use support::calls::{
-    numbered_queue, peer, settings, typical_invite, CARRIER, NUMBERS, PBX, QUEUES,
+    carrier_answer, lines, numbered_queue, peer, settings, typical_invite, values, CALLEE, CARRIER,
+    NUMBERS, PBX, QUEUES,
 };
 use support::{claimed_number, queue_id, Rng};
 
@@ -71,78 +72,12 @@ const SENT_PER_CALL: usize = 7;
 /// A call's six datagrams in the order they arrive, with their sources.
 type Call = [(Peer, Bytes); 6];
 
-/// The header lines of `f` with these names, as received.
-fn lines(f: &MessageFields, names: &[HeaderName]) -> String {
-    f.headers()
-        .iter()
-        .filter(|h| names.contains(&h.name))
-        .map(|h| String::from_utf8_lossy(&f.buf()[h.line.range()]).into_owned())
-        .collect()
-}
-
-/// The values of every header `name` of `f`, comma-joined.
-fn values(f: &MessageFields, name: HeaderName) -> String {
-    f.headers()
-        .iter()
-        .filter(|h| h.name == name)
-        .map(|h| String::from_utf8_lossy(f.bytes(h.value)).into_owned())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn request_fields(data: &Bytes) -> MessageFields {
-    match parse(data.clone(), Transport::Udp) {
-        Ok(Message::Request(r)) => r.fields().clone(),
-        other => panic!("a request was expected: {other:?}"),
-    }
-}
-
 fn response_fields(data: &Bytes) -> MessageFields {
     match parse(data.clone(), Transport::Udp) {
         Ok(Message::Response(r)) => r.fields().clone(),
         other => panic!("a response was expected: {other:?}"),
     }
 }
-
-/// The carrier's answer to a request the gateway forwarded to it: Via,
-/// From, Call-ID and CSeq copied, To with the callee's tag; a `200` to the
-/// INVITE also carries a Contact, the Record-Route and an SDP answer.
-fn carrier_answer(fwd: &Bytes, code: u16, n: usize) -> Bytes {
-    let f = request_fields(fwd);
-    let invite = f
-        .headers()
-        .iter()
-        .any(|h| h.name == HeaderName::CSeq && f.bytes(h.value).ends_with(b"INVITE"));
-    let phrase = if code == 200 { "OK" } else { "Ringing" };
-    let mut out = format!("SIP/2.0 {code} {phrase}\r\n");
-    out += &lines(
-        &f,
-        &[
-            HeaderName::Via,
-            HeaderName::From,
-            HeaderName::CallId,
-            HeaderName::CSeq,
-        ],
-    );
-    let to = values(&f, HeaderName::To);
-    if to.contains("tag=") {
-        out += &format!("To: {to}\r\n");
-    } else {
-        out += &format!("To: {to};tag=callee-{n:06}\r\n");
-    }
-    let sdp = if code == 200 && invite {
-        out += &lines(&f, &[HeaderName::RecordRoute]);
-        out += &format!("Contact: <{CALLEE}>\r\nContent-Type: application/sdp\r\n");
-        "v=0\r\no=callee 1 1 IN IP4 127.0.0.20\r\ns=-\r\nc=IN IP4 127.0.0.20\r\nt=0 0\r\nm=audio 50000 RTP/AVP 0\r\n"
-    } else {
-        ""
-    };
-    out += &format!("Content-Length: {}\r\n\r\n{sdp}", sdp.len());
-    Bytes::from(out)
-}
-
-/// The callee's Contact in the carrier's `200` ([`carrier_answer`]).
-const CALLEE: &str = "sip:callee@127.0.0.20:5080";
 
 /// The PBX's ACK or BYE in the dialog the relayed `200` set up: to the
 /// callee's Contact, through the `200`'s Record-Route.

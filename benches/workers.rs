@@ -38,7 +38,7 @@ use cidgate::shell::glance::glance;
 use cidgate::shell::guard::Guard;
 use cidgate::shell::pool::{Routed, Router, READ_BATCH};
 use cidgate::shell::Input;
-use cidgate::sip::{parse, HeaderName, Message, Transport};
+use cidgate::sip::Transport;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tokio::sync::mpsc;
 
@@ -48,7 +48,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod support;
 use support::calls::{
-    numbered_queue, peer, settings, typical_invite, CARRIER, NUMBERS, PBX, QUEUES,
+    carrier_answer, numbered_queue, peer, settings, typical_invite, CARRIER, NUMBERS, PBX, QUEUES,
 };
 use support::{claimed_number, queue_id, Rng};
 
@@ -64,42 +64,6 @@ const SENT_PER_CALL: usize = 4;
 
 /// A round's datagrams, in arrival order, with their sources.
 type Round = Vec<(Peer, Bytes)>;
-
-/// A response the carrier sends to the INVITE the gateway forwarded: Via,
-/// From, Call-ID and CSeq copied, To with the callee's tag; the `200 OK`
-/// carries a Contact, the Record-Route and an SDP answer.
-fn carrier_response(fwd: &Bytes, code: u16, n: usize) -> Bytes {
-    let Ok(Message::Request(req)) = parse(fwd.clone(), Transport::Udp) else {
-        panic!("the forwarded INVITE parses");
-    };
-    let c = req.fields();
-    let phrase = if code == 200 { "OK" } else { "Ringing" };
-    let mut out = format!("SIP/2.0 {code} {phrase}\r\n");
-    for h in c.headers() {
-        let line = String::from_utf8_lossy(&c.buf()[h.line.range()]);
-        match h.name {
-            HeaderName::Via | HeaderName::From | HeaderName::CallId | HeaderName::CSeq => {
-                out.push_str(&line)
-            }
-            HeaderName::RecordRoute if code == 200 => out.push_str(&line),
-            HeaderName::To => out.push_str(&format!(
-                "To: {};tag=callee-{n:06}\r\n",
-                String::from_utf8_lossy(c.bytes(h.value))
-            )),
-            _ => {}
-        }
-    }
-    let sdp = if code == 200 {
-        "v=0\r\no=callee 1 1 IN IP4 127.0.0.20\r\ns=-\r\nc=IN IP4 127.0.0.20\r\nt=0 0\r\nm=audio 50000 RTP/AVP 0\r\n"
-    } else {
-        ""
-    };
-    if code == 200 {
-        out.push_str("Contact: <sip:callee@127.0.0.20:5080>\r\nContent-Type: application/sdp\r\n");
-    }
-    out.push_str(&format!("Content-Length: {}\r\n\r\n{sdp}", sdp.len()));
-    Bytes::from(out)
-}
 
 /// Builds a round: each INVITE goes through a scratch proxy with the same
 /// seal key once, so the answers carry the branch the bench's proxies will
@@ -121,8 +85,8 @@ fn round(inv: &Arc<InventoryHandle>) -> Round {
         while scratch.poll_event().is_some() {}
         calls.push((
             invite,
-            carrier_response(&fwd, 180, n),
-            carrier_response(&fwd, 200, n),
+            carrier_answer(&fwd, 180, n),
+            carrier_answer(&fwd, 200, n),
         ));
     }
     let mut msgs = Vec::with_capacity(3 * CALLS);

@@ -1,12 +1,13 @@
 //! The calls the proxy benches push through the core: the test harness's
-//! settings and a typical outbound INVITE from a PBX.
+//! settings, a typical outbound INVITE from a PBX, and the carrier's
+//! answers to what the gateway forwards.
 
 use bytes::Bytes;
 use cidgate::callerid::policy::DynamicFormat;
 use cidgate::callerid::PaiForm;
 use cidgate::proxy::dialog::SealKey;
 use cidgate::proxy::{Peer, Settings, TrustList};
-use cidgate::sip::Transport;
+use cidgate::sip::{parse, HeaderName, Message, MessageFields, Transport};
 
 use super::Rng;
 
@@ -106,4 +107,71 @@ Content-Length: {}\r\n\
         SDP.len()
     );
     Bytes::from(msg)
+}
+
+/// The callee's Contact in the carrier's `200` ([`carrier_answer`]).
+pub const CALLEE: &str = "sip:callee@127.0.0.20:5080";
+
+/// The header lines of `f` with these names, as received.
+pub fn lines(f: &MessageFields, names: &[HeaderName]) -> String {
+    f.headers()
+        .iter()
+        .filter(|h| names.contains(&h.name))
+        .map(|h| String::from_utf8_lossy(&f.buf()[h.line.range()]).into_owned())
+        .collect()
+}
+
+/// The values of every header `name` of `f`, comma-joined.
+pub fn values(f: &MessageFields, name: HeaderName) -> String {
+    f.headers()
+        .iter()
+        .filter(|h| h.name == name)
+        .map(|h| String::from_utf8_lossy(f.bytes(h.value)).into_owned())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The header fields of a request, which must parse.
+pub fn request_fields(data: &Bytes) -> MessageFields {
+    match parse(data.clone(), Transport::Udp) {
+        Ok(Message::Request(r)) => r.fields().clone(),
+        other => panic!("a request was expected: {other:?}"),
+    }
+}
+
+/// The carrier's answer to a request the gateway forwarded to it: Via,
+/// From, Call-ID and CSeq copied, To with the callee's tag; a `200` to the
+/// INVITE also carries a Contact, the Record-Route and an SDP answer.
+pub fn carrier_answer(fwd: &Bytes, code: u16, n: usize) -> Bytes {
+    let f = request_fields(fwd);
+    let invite = f
+        .headers()
+        .iter()
+        .any(|h| h.name == HeaderName::CSeq && f.bytes(h.value).ends_with(b"INVITE"));
+    let phrase = if code == 200 { "OK" } else { "Ringing" };
+    let mut out = format!("SIP/2.0 {code} {phrase}\r\n");
+    out += &lines(
+        &f,
+        &[
+            HeaderName::Via,
+            HeaderName::From,
+            HeaderName::CallId,
+            HeaderName::CSeq,
+        ],
+    );
+    let to = values(&f, HeaderName::To);
+    if to.contains("tag=") {
+        out += &format!("To: {to}\r\n");
+    } else {
+        out += &format!("To: {to};tag=callee-{n:06}\r\n");
+    }
+    let sdp = if code == 200 && invite {
+        out += &lines(&f, &[HeaderName::RecordRoute]);
+        out += &format!("Contact: <{CALLEE}>\r\nContent-Type: application/sdp\r\n");
+        "v=0\r\no=callee 1 1 IN IP4 127.0.0.20\r\ns=-\r\nc=IN IP4 127.0.0.20\r\nt=0 0\r\nm=audio 50000 RTP/AVP 0\r\n"
+    } else {
+        ""
+    };
+    out += &format!("Content-Length: {}\r\n\r\n{sdp}", sdp.len());
+    Bytes::from(out)
 }
