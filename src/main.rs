@@ -29,10 +29,10 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// call's transactions, so at a steady call rate it kept returning pages
 /// that the next calls asked for again a moment later, and the kernel
 /// zeroed every one of them again on its first touch, 2 MiB at a time
-/// (mimalloc asks for transparent huge pages): 270 page faults in 9 s of
-/// 1 000 calls/s, about 20 with 10 s, and the zeroing 3–4 % of the
-/// gateway's CPU in a profile (BENCHMARKS.md, second sitting of 3
-/// December). Memory a load peak took still goes back, 10 s after the peak.
+/// (mimalloc asks for transparent huge pages; about 2 ms each on the
+/// benchmark machine): 270 page faults in 9 s of 1 000 calls/s, about 20
+/// with 10 s (BENCHMARKS.md, second and third sittings of 3 December).
+/// Memory a load peak took still goes back, 10 s after the peak.
 const PURGE_DELAY_MS: std::ffi::c_long = 10_000;
 
 /// Sets [`PURGE_DELAY_MS`] unless the operator chose a delay through

@@ -969,15 +969,16 @@ impl Core {
     /// them (`sendmmsg`, up to [`mmsg::SLOTS`] each); a datagram the full
     /// send buffer refuses waits for room, and the rest follow it.
     async fn send_udp(&mut self) {
-        let out = std::mem::take(&mut self.udp_out);
+        let mut out = std::mem::take(&mut self.udp_out);
         let mut at = 0;
         while at < out.len() {
             let k = self.udp_index(out[at].to.addr);
-            let run = out[at..]
-                .iter()
-                .take_while(|t| self.udp_index(t.to.addr) == k)
-                .count();
-            let end = at + run;
+            let end = at
+                + 1
+                + out[at + 1..]
+                    .iter()
+                    .take_while(|t| self.udp_index(t.to.addr) == k)
+                    .count();
             let Some(sock) = self.udp.get(k) else {
                 at = end;
                 continue;
@@ -1003,7 +1004,6 @@ impl Core {
                 }
             }
         }
-        let mut out = out;
         out.clear();
         self.udp_out = out;
     }
