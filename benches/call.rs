@@ -183,6 +183,16 @@ fn whole_call(c: &mut Criterion) {
     run(CALLS as u64, &inv, &calls);
     let per_call = (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / CALLS as f64;
     eprintln!("call/whole: {per_call:.1} heap allocations per call (proxy creation included)");
+    // `CALL_BENCH_PASSES=n`: handle n passes of the calls and exit, for
+    // counting instructions with `perf stat` (two values of n, subtracted,
+    // give instructions per call without the host's timing noise).
+    if let Some(passes) = std::env::var("CALL_BENCH_PASSES")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        run(passes * CALLS as u64, &inv, &calls);
+        return;
+    }
     let mut g = c.benchmark_group("call");
     g.throughput(Throughput::Elements(1));
     g.bench_function("whole", |b| b.iter_custom(|iters| run(iters, &inv, &calls)));

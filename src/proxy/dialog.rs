@@ -19,7 +19,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use aes_gcm_siv::aead::{Aead, KeyInit, Payload};
+use aes_gcm_siv::aead::{AeadInPlace, KeyInit};
 use aes_gcm_siv::{Aes256GcmSiv, Nonce};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -106,15 +106,35 @@ pub struct SealKey {
 }
 
 /// The associated data: format, Call-ID and the caller's tag, length-prefixed.
-fn aad(call_id: &[u8], ftag: &[u8]) -> Vec<u8> {
-    let mut a = Vec::with_capacity(FORMAT.len() + call_id.len() + ftag.len() + 8);
-    a.extend_from_slice(FORMAT);
-    for part in [call_id, ftag] {
-        a.extend_from_slice(&(part.len() as u32).to_be_bytes());
-        a.extend_from_slice(part);
+/// Built on the stack when it fits (every realistic Call-ID does): sealing
+/// and opening run for every call and every in-dialog request.
+fn with_aad<R>(call_id: &[u8], ftag: &[u8], f: impl FnOnce(&[u8]) -> R) -> R {
+    const ON_STACK: usize = 256;
+    let len = FORMAT.len() + call_id.len() + ftag.len() + 8;
+    let write = |a: &mut [u8]| {
+        let mut at = 0;
+        for part in [FORMAT, &(call_id.len() as u32).to_be_bytes(), call_id]
+            .into_iter()
+            .chain([&(ftag.len() as u32).to_be_bytes()[..], ftag])
+        {
+            a[at..at + part.len()].copy_from_slice(part);
+            at += part.len();
+        }
+    };
+    if len <= ON_STACK {
+        let mut a = [0u8; ON_STACK];
+        write(&mut a[..len]);
+        f(&a[..len])
+    } else {
+        let mut a = vec![0u8; len];
+        write(&mut a);
+        f(&a)
     }
-    a
 }
+
+/// The longest token `open` looks at, and the most bytes it decodes to.
+const MAX_TOKEN: usize = 1024;
+const MAX_SEALED: usize = MAX_TOKEN * 3 / 4;
 
 impl SealKey {
     pub fn random() -> SealKey {
@@ -152,19 +172,15 @@ impl SealKey {
     }
 
     fn seal_plain(&self, call_id: &[u8], ftag: &[u8], plain: &[u8]) -> String {
-        let aad = aad(call_id, ftag);
         let g = &self.current;
-        let nonce = g.nonce(&aad);
-        let sealed = g
-            .aead
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: plain,
-                    aad: &aad,
-                },
-            )
-            .expect("AES-GCM-SIV seals any message under 64 GiB");
+        let mut sealed = Vec::with_capacity(plain.len() + TAG_LEN);
+        sealed.extend_from_slice(plain);
+        let tag = with_aad(call_id, ftag, |aad| {
+            g.aead
+                .encrypt_in_place_detached(Nonce::from_slice(&g.nonce(aad)), aad, &mut sealed)
+                .expect("AES-GCM-SIV seals any message under 64 GiB")
+        });
+        sealed.extend_from_slice(&tag);
         URL_SAFE_NO_PAD.encode(sealed)
     }
 
@@ -202,29 +218,34 @@ impl SealKey {
     /// Returns the state if `token` was sealed for this dialog by the current
     /// or the previous secret.
     pub fn open(&self, call_id: &[u8], ftag: &[u8], token: &[u8]) -> Option<DialogState> {
-        if token.len() > 1024 {
+        if token.len() > MAX_TOKEN {
             return None;
         }
-        let raw = URL_SAFE_NO_PAD.decode(token).ok()?;
-        if raw.len() < TAG_LEN + 8 {
+        let mut raw = [0u8; MAX_SEALED];
+        let len = URL_SAFE_NO_PAD.decode_slice(token, &mut raw).ok()?;
+        if len < TAG_LEN + 8 {
             return None;
         }
-        let aad = aad(call_id, ftag);
-        std::iter::once(&self.current)
-            .chain(self.previous.as_ref())
-            .find_map(|g| {
-                let nonce = g.nonce(&aad);
-                g.aead
-                    .decrypt(
-                        Nonce::from_slice(&nonce),
-                        Payload {
-                            msg: &raw,
-                            aad: &aad,
-                        },
-                    )
-                    .ok()
-            })
-            .and_then(|plain| decode(&plain))
+        let (sealed, tag) = raw[..len].split_at(len - TAG_LEN);
+        let mut plain = [0u8; MAX_SEALED];
+        let plain = &mut plain[..sealed.len()];
+        with_aad(call_id, ftag, |aad| {
+            std::iter::once(&self.current)
+                .chain(self.previous.as_ref())
+                .find_map(|g| {
+                    plain.copy_from_slice(sealed);
+                    let nonce = g.nonce(aad);
+                    g.aead
+                        .decrypt_in_place_detached(
+                            Nonce::from_slice(&nonce),
+                            aad,
+                            plain,
+                            tag.into(),
+                        )
+                        .ok()
+                })
+        })?;
+        decode(plain)
     }
 }
 

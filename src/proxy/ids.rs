@@ -30,35 +30,42 @@ pub(super) struct ServerKey(Box<[u8]>);
 impl ServerKey {
     pub(super) fn of(req: &Request, from: Peer) -> ServerKey {
         let c = req.fields();
-        let mut k = Vec::with_capacity(96);
-        match req.method() {
-            Method::Invite | Method::Ack | Method::Cancel => k.extend_from_slice(b"INVITE"),
-            _ => k.extend_from_slice(req.method_bytes()),
-        }
-        k.push(0);
-        match from.addr.ip() {
-            IpAddr::V4(ip) => k.extend_from_slice(&ip.octets()),
-            IpAddr::V6(ip) => k.extend_from_slice(&ip.octets()),
-        }
-        k.extend_from_slice(&from.addr.port().to_be_bytes());
-        k.push(from.transport as u8);
-        k.push(0);
-        match c.branch() {
+        let method = match req.method() {
+            Method::Invite | Method::Ack | Method::Cancel => b"INVITE",
+            _ => req.method_bytes(),
+        };
+        let ip_octets;
+        let ip: &[u8] = match from.addr.ip() {
+            IpAddr::V4(ip) => {
+                ip_octets = ip.to_ipv6_mapped().octets();
+                &ip_octets[12..]
+            }
+            IpAddr::V6(ip) => {
+                ip_octets = ip.octets();
+                &ip_octets
+            }
+        };
+        let port = from.addr.port().to_be_bytes();
+        let transport = [from.transport as u8, 0];
+        let (via_port, cseq);
+        let rest: [&[u8]; 6] = match c.branch() {
             Some(b) if b.starts_with(b"z9hG4bK") => {
-                k.extend_from_slice(b);
-                k.push(0);
-                k.extend_from_slice(c.bytes(c.top_via().host));
-                k.extend_from_slice(&c.top_via().port.unwrap_or(0).to_be_bytes());
+                via_port = c.top_via().port.unwrap_or(0).to_be_bytes();
+                [b, b"\0", c.bytes(c.top_via().host), &via_port, b"", b""]
             }
             _ => {
                 // RFC 2543 matching: no usable branch.
-                k.extend_from_slice(c.call_id());
-                k.push(0);
-                k.extend_from_slice(&c.cseq().to_be_bytes());
-                k.extend_from_slice(c.from_tag());
-                k.push(0);
-                k.extend_from_slice(c.bytes(c.top_via().value));
+                cseq = c.cseq().to_be_bytes();
+                let via = c.bytes(c.top_via().value);
+                [c.call_id(), b"\0", &cseq, c.from_tag(), b"\0", via]
             }
+        };
+        let parts = [method, b"\0", ip, &port, &transport];
+        // Sized exactly, so the boxed key is the one allocation.
+        let len = parts.iter().chain(&rest).map(|p| p.len()).sum();
+        let mut k = Vec::with_capacity(len);
+        for part in parts.iter().chain(&rest) {
+            k.extend_from_slice(part);
         }
         ServerKey(k.into_boxed_slice())
     }

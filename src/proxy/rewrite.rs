@@ -176,12 +176,12 @@ fn remove_own_routes(sp: &mut Splice<'_>, c: &MessageFields, own: OwnRoutes) {
             pair: Some(pair),
         } if top.header == pair.header => {
             let h = c.header(top.header);
-            let items = syntax::split_list(c.bytes(h.value)).unwrap_or_default();
-            match items.get(2) {
+            let mut items = syntax::split_list(c.bytes(h.value)).unwrap_or_default();
+            match items.nth(2) {
                 None => sp.remove(h.line),
                 Some(range) => {
                     let s = range.start;
-                    let third = &c.bytes(h.value)[range.clone()];
+                    let third = &c.bytes(h.value)[range];
                     let lead = third.len() - third.trim_ascii_start().len();
                     let end = h.value.start as usize + s + lead;
                     sp.remove(Span::new(top.span.start as usize, end));

@@ -318,8 +318,12 @@ fn request_line(buf: &[u8], pos: usize, end: usize) -> Result<ScannedStartLine, 
     }
     let method = Span::new(pos, pos + m_len);
     let rest = &line[m_len + 1..];
-    let parts: Vec<&[u8]> = rest.split(|&b| b == b' ').collect();
-    if parts.len() != 2 || parts[0].is_empty() || parts[1].is_empty() {
+    let mut parts = rest.split(|&b| b == b' ');
+    let (uri_part, version_part) = match (parts.next(), parts.next(), parts.next()) {
+        (Some(u), Some(v), None) if !u.is_empty() && !v.is_empty() => (u, v),
+        _ => (&b""[..], &b""[..]),
+    };
+    if uri_part.is_empty() {
         // Extra or missing spaces, trailing space, whitespace inside the URI.
         let version_guess = rest.rsplit(|&b| b == b' ').next().unwrap_or(b"");
         let uri = Span::new(pos + m_len + 1, pos + m_len + 1);
@@ -334,10 +338,10 @@ fn request_line(buf: &[u8], pos: usize, end: usize) -> Result<ScannedStartLine, 
         ));
     }
     let uri_start = pos + m_len + 1;
-    let uri = Span::new(uri_start, uri_start + parts[0].len());
+    let uri = Span::new(uri_start, uri_start + uri_part.len());
     let version = Span::new(uri.end as usize + 1, end);
-    let defect = if parts[1] != b"SIP/2.0" {
-        if parts[1].starts_with(b"SIP/") {
+    let defect = if version_part != b"SIP/2.0" {
+        if version_part.starts_with(b"SIP/") {
             Some(StartLineDefect::Version)
         } else {
             Some(StartLineDefect::Malformed)

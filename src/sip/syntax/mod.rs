@@ -11,7 +11,7 @@ mod params;
 mod uri;
 mod via;
 
-pub use list::split_list;
+pub use list::{split_list, ListItems};
 pub(crate) use lws::{is_lws, trim_lws};
 pub use name_addr::{parse_name_addr, NameAddr};
 pub use params::find_param;
