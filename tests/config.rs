@@ -554,6 +554,15 @@ fn the_udp_receive_buffer_and_trusted_socket_have_defaults_and_checks() {
         d.udp_trusted_socket,
         "a UDP socket of their own for trusted sources by default"
     );
+    assert_eq!(
+        d.batch_window,
+        std::time::Duration::from_millis(1),
+        "a core waits up to 1 ms for more datagrams by default"
+    );
+    let off = parse("[limits]\nbatch_window_us = 0\n").unwrap().limits;
+    assert!(off.batch_window.is_zero());
+    let err = only_error("[limits]\nbatch_window_us = 10001\n");
+    assert!(err.contains("[limits] batch_window_us"), "{err}");
     let off = parse("[limits]\nudp_trusted_socket = false\n")
         .unwrap()
         .limits;

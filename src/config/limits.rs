@@ -1,6 +1,8 @@
 //! `[limits]`: how much the gateway accepts from sources it does not know
 //! and how much work it queues before it sheds new calls.
 
+use std::time::Duration;
+
 use serde::Deserialize;
 
 use super::{Checker, S};
@@ -34,6 +36,11 @@ pub struct LimitsConfig {
     /// into the other, so that a flood cannot fill the buffer trusted
     /// traffic waits in (`crate::transport::steer`; Linux).
     pub udp_trusted_socket: bool,
+    /// How long a core that reads the UDP sockets itself lets datagrams
+    /// queue up after a turn that found some but did not fill its batch;
+    /// zero reads again only when woken. Up to this much latency per
+    /// message for fewer wake-ups per call (BENCHMARKS.md).
+    pub batch_window: Duration,
 }
 
 /// 16 MiB holds 26 214 datagrams of up to about 700 bytes (Linux counts
@@ -54,6 +61,7 @@ impl Default for LimitsConfig {
             retry_after: 5,
             udp_receive_buffer: DEFAULT_UDP_RECEIVE_BUFFER,
             udp_trusted_socket: true,
+            batch_window: Duration::from_millis(1),
         }
     }
 }
@@ -69,6 +77,7 @@ pub(super) struct RawLimits {
     retry_after: S<i64>,
     udp_receive_buffer: S<i64>,
     udp_trusted_socket: Option<bool>,
+    batch_window_us: S<i64>,
 }
 
 impl Checker<'_> {
@@ -117,6 +126,7 @@ impl Checker<'_> {
             1 << 30,
             "udp_receive_buffer",
         );
+        let window = self.batch_window(raw.batch_window_us, d.batch_window);
         Some(LimitsConfig {
             untrusted_rate: rate? as u32,
             untrusted_burst: burst? as u32,
@@ -126,7 +136,19 @@ impl Checker<'_> {
             retry_after: retry? as u32,
             udp_receive_buffer: udp_buffer? as usize,
             udp_trusted_socket: raw.udp_trusted_socket.unwrap_or(d.udp_trusted_socket),
+            batch_window: window?,
         })
+    }
+
+    fn batch_window(&mut self, raw: S<i64>, default: Duration) -> Option<Duration> {
+        let us = self.bounded(
+            raw,
+            default.as_micros() as i64,
+            0,
+            10_000,
+            "batch_window_us",
+        )?;
+        Some(Duration::from_micros(us as u64))
     }
 
     fn bounded(&mut self, raw: S<i64>, default: i64, min: i64, max: i64, key: &str) -> Option<i64> {
