@@ -554,6 +554,12 @@ impl CoreKit {
     }
 }
 
+/// A turn that read this many datagrams or more (one `recvmmsg`'s worth)
+/// starts no batch window and ends one: at such rates each wake-up is
+/// already shared by many datagrams, and nearer the core's ceiling a window
+/// would only add queueing to the latency.
+const WINDOW_UNDER: usize = 16;
+
 /// Signatures the core makes itself in one turn at most (see
 /// `Core::submit_signatures`): callers send INVITEs in small bursts (SIPp
 /// sends a timer tick's worth together), and a message arriving meanwhile
@@ -727,15 +733,13 @@ pub(crate) struct Core {
     tcp_log: LogThrottle,
     /// Carrier states for the admin API, from this core's events.
     board: Arc<CarrierBoard>,
-    /// `[limits] batch_window_us`: after a turn that read datagrams without
-    /// filling its batch, traffic is flowing but not saturating the core;
-    /// the thread then sleeps this long before reading again. Asleep in
-    /// `epoll_wait` instead, every datagram's arrival would wake it: at
-    /// 1 000 calls per second that is 2.5 wake-ups per call, each costing
-    /// about as much as handling a message on this kind of host. The window
-    /// ends as soon as one passes without a datagram, and a full batch is
-    /// read again at once, so neither an idle gateway nor one at its ceiling
-    /// pays for it. Zero turns it off.
+    /// `[limits] batch_window_us`: after a turn that read a few datagrams
+    /// (fewer than [`WINDOW_UNDER`]), the thread sleeps this long before
+    /// reading again. Asleep in `epoll_wait` instead, each arrival would wake
+    /// it: at 1 000 calls per second 2.3 context switches per call, against
+    /// 1.0 with the window (BENCHMARKS.md). The window ends as soon as one
+    /// brings no datagram or many, so neither an idle gateway nor a busy one
+    /// pays the latency. Zero turns it off.
     batch_window: Duration,
 }
 
@@ -815,9 +819,10 @@ impl Core {
     }
 
     /// Handles what is queued on the sockets; whether to let more queue up
-    /// before the next read (some came, not a full batch).
+    /// before the next read (a few came).
     fn read_turn(&mut self, udp: &[Arc<UdpPort>], batch: &mut RecvBatch) -> bool {
-        self.take_queued(udp, batch) && !self.input_waiting && !self.batch_window.is_zero()
+        let read = self.take_queued(udp, batch);
+        (1..WINDOW_UNDER).contains(&read) && !self.input_waiting && !self.batch_window.is_zero()
     }
 
     /// Reads what queued up during a batch window; whether to wait another.
@@ -844,18 +849,18 @@ impl Core {
         batch: &mut RecvBatch,
     ) -> bool {
         let now = Instant::now();
-        let idle = self.proxy.drained(now) && !received && !self.take_queued(udp, batch);
+        let idle = self.proxy.drained(now) && !received && self.take_queued(udp, batch) == 0;
         now >= until || idle
     }
 
     /// Handles what is already queued on every socket this core reads;
-    /// false when there was nothing.
-    fn take_queued(&mut self, udp: &[Arc<UdpPort>], batch: &mut RecvBatch) -> bool {
-        let mut any = false;
+    /// how many datagrams that was.
+    fn take_queued(&mut self, udp: &[Arc<UdpPort>], batch: &mut RecvBatch) -> usize {
+        let mut read = 0;
         for (k, sock) in udp.iter().enumerate() {
-            any |= self.drain_udp(k, sock, batch) > 0;
+            read += self.drain_udp(k, sock, batch);
         }
-        any
+        read
     }
 
     /// Handles the datagrams already queued on `sock`, the `k`-th UDP
