@@ -184,8 +184,9 @@ fn whole_call(c: &mut Criterion) {
     let per_call = (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / CALLS as f64;
     eprintln!("call/whole: {per_call:.1} heap allocations per call (proxy creation included)");
     // `CALL_BENCH_PASSES=n`: handle n passes of the calls and exit, for
-    // counting instructions with `perf stat` (two values of n, subtracted,
-    // give instructions per call without the host's timing noise).
+    // counting instructions under `valgrind --tool=callgrind` (this VM
+    // gives `perf stat` no hardware counters): two values of n, subtracted,
+    // give instructions per call without the host's timing noise.
     if let Some(passes) = std::env::var("CALL_BENCH_PASSES")
         .ok()
         .and_then(|v| v.parse::<u64>().ok())

@@ -758,8 +758,8 @@ impl Core {
         let mut batch = RecvBatch::default();
         // Tell the core the time once: carrier probing starts here.
         self.proxy.handle_timeout(Instant::now());
-        // Set after a turn that read datagrams without filling its batch:
-        // the next turn first lets more of them queue up (`batch_window`).
+        // Set after a turn that read only a few datagrams: the next turn
+        // first lets more of them queue up (`batch_window`).
         let mut batching = false;
         loop {
             if batching {

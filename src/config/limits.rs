@@ -37,9 +37,9 @@ pub struct LimitsConfig {
     /// traffic waits in (`crate::transport::steer`; Linux).
     pub udp_trusted_socket: bool,
     /// How long a core that reads the UDP sockets itself lets datagrams
-    /// queue up after a turn that found some but did not fill its batch;
-    /// zero reads again only when woken. Up to this much latency per
-    /// message for fewer wake-ups per call (BENCHMARKS.md).
+    /// queue up after a turn that read only a few; zero reads again only
+    /// when woken. Up to this much latency per message for fewer wake-ups
+    /// per call (BENCHMARKS.md).
     pub batch_window: Duration,
 }
 

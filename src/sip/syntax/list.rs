@@ -10,9 +10,8 @@ use super::lws::find_outside_quotes;
 /// Record-Route, which may carry several values in one field.
 ///
 /// The whole value is checked first (an unbalanced quote or `<` anywhere makes
-/// the list unusable), then the elements are found again as they are taken: two
-/// `memchr` walks over a short value cost less than a heap allocation, and this
-/// runs for every Via of every message.
+/// the list unusable), then the elements are found again as they are taken, so
+/// that nothing is allocated: this runs for every Via of every message.
 pub fn split_list(value: &[u8]) -> Result<ListItems<'_>, &'static str> {
     let mut count = 0;
     let mut at = 0;
