@@ -19,8 +19,13 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 const WAIT: Duration = Duration::from_secs(5);
 
 async fn gateway(carrier_uri: &str) -> Gateway {
+    gateway_with(carrier_uri, "").await
+}
+
+/// [`gateway`] with `extra` appended to its configuration.
+async fn gateway_with(carrier_uri: &str, extra: &str) -> Gateway {
     let toml = format!(
-        "[server]\nlisten = [\"udp://127.0.0.1:0\", \"tcp://127.0.0.1:0\"]\ndomain = \"gw.example.net\"\nadmin = \"\"\n{}[trust]\npbx = [\"127.0.0.1/32\"]\n[[carrier]]\nuri = \"{carrier_uri}\"\n[health]\nprobe_interval = 0\n",
+        "[server]\nlisten = [\"udp://127.0.0.1:0\", \"tcp://127.0.0.1:0\"]\ndomain = \"gw.example.net\"\nadmin = \"\"\n{}[trust]\npbx = [\"127.0.0.1/32\"]\n[[carrier]]\nuri = \"{carrier_uri}\"\n[health]\nprobe_interval = 0\n{extra}",
         workers_line()
     );
     let cfg = Config::from_toml_str(&toml, Path::new("test.toml")).expect("config");
@@ -114,6 +119,52 @@ async fn udp_call_end_to_end() {
         }
     }
     gw.shutdown().await;
+}
+
+/// INVITEs trickling in a millisecond apart keep the batch window open
+/// (each turn reads one or two datagrams); every one must still be answered
+/// with 100 Trying and forwarded, and a request over TCP sent in the middle
+/// must get its turn. The same with the window off.
+#[tokio::test]
+async fn a_trickle_that_keeps_the_batch_window_open_is_all_handled() {
+    const CALLS: usize = 40;
+    for limits in ["", "[limits]\nbatch_window_us = 0\n"] {
+        let carrier = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let uri = format!("sip:{};transport=udp", carrier.local_addr().unwrap());
+        let gw = gateway_with(&uri, limits).await;
+        let gw_addr = gw.udp_addr().unwrap();
+        let pbx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let me = pbx.local_addr().unwrap();
+        let mut tcp_pbx = TcpStream::connect(gw.tcp_addr().unwrap()).await.unwrap();
+        let tcp_me = tcp_pbx.local_addr().unwrap();
+        for n in 0..CALLS {
+            let call = format!("trickle{n}");
+            let inv = invite_via(me, "UDP", &call, "X-Queue-Id: sales\r\n");
+            pbx.send_to(inv.as_bytes(), gw_addr).await.unwrap();
+            if n == CALLS / 2 {
+                let inv = invite_via(tcp_me, "TCP", "trickle-tcp", "X-Queue-Id: sales\r\n");
+                tcp_pbx.write_all(inv.as_bytes()).await.unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let mut pending = Vec::new();
+        let trying = read_message(&mut tcp_pbx, &mut pending).await;
+        assert_eq!(status(&trying), 100, "{limits:?}: {}", text(&trying));
+        let mut tried = std::collections::HashSet::new();
+        while tried.len() < CALLS {
+            let (m, _) = recv(&pbx).await;
+            assert_eq!(status(&m), 100, "{limits:?}: {}", text(&m));
+            tried.insert(header_value(&m, "Call-ID").unwrap());
+        }
+        let mut forwarded = std::collections::HashSet::new();
+        while forwarded.len() < CALLS + 1 {
+            let (m, _) = recv(&carrier).await;
+            assert!(is_request(&m, "INVITE"), "{limits:?}: {}", text(&m));
+            forwarded.insert(header_value(&m, "Call-ID").unwrap());
+        }
+        assert!(forwarded.contains("trickle-tcp@pbx.example.com"));
+        gw.shutdown().await;
+    }
 }
 
 #[tokio::test]
