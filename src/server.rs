@@ -1014,14 +1014,22 @@ impl Core {
     async fn send_udp(&mut self) {
         let mut out = std::mem::take(&mut self.udp_out);
         let mut at = 0;
+        // The socket of the datagram that ended the last run: each
+        // datagram's socket is looked up once.
+        let mut next_k = None;
         while at < out.len() {
-            let k = self.udp_index(out[at].to.addr);
-            let end = at
-                + 1
-                + out[at + 1..]
-                    .iter()
-                    .take_while(|t| self.udp_index(t.to.addr) == k)
-                    .count();
+            let k = next_k
+                .take()
+                .unwrap_or_else(|| self.udp_index(out[at].to.addr));
+            let mut end = at + 1;
+            while let Some(t) = out.get(end) {
+                let k_here = self.udp_index(t.to.addr);
+                if k_here != k {
+                    next_k = Some(k_here);
+                    break;
+                }
+                end += 1;
+            }
             let Some(sock) = self.udp.get(k) else {
                 at = end;
                 continue;

@@ -182,15 +182,15 @@ fn receive(
         iov_len: 0,
     }; SLOTS];
     for (k, slot) in data.chunks_exact_mut(MAX_MESSAGE).take(SLOTS).enumerate() {
-        iovs[k] = libc::iovec {
-            iov_base: slot.as_mut_ptr().cast(),
-            iov_len: slot.len(),
-        };
-        let h = &mut headers[k].msg_hdr;
-        h.msg_name = std::ptr::from_mut(&mut names[k]).cast();
-        h.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        h.msg_iov = std::ptr::from_mut(&mut iovs[k]);
-        h.msg_iovlen = 1;
+        aim(
+            &mut headers[k],
+            &mut iovs[k],
+            (slot.as_mut_ptr().cast(), slot.len()),
+            (
+                std::ptr::from_mut(&mut names[k]).cast(),
+                std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t,
+            ),
+        );
     }
     // SAFETY: the descriptor belongs to `sock`, open for the call; every
     // header points at its own name and iovec, each iovec at its own slot of
@@ -254,17 +254,14 @@ pub fn send_batch(sock: &std::net::UdpSocket, msgs: &[(SocketAddr, &[u8])]) -> i
     // SAFETY: a plain C struct for which all-zero bytes are a valid value.
     let mut headers: [libc::mmsghdr; SLOTS] = unsafe { std::mem::zeroed() };
     for (k, (_, data)) in msgs.iter().take(n).enumerate() {
-        // The kernel only reads through this pointer (`sendmmsg`).
-        iovs[k] = libc::iovec {
-            iov_base: data.as_ptr().cast_mut().cast(),
-            iov_len: data.len(),
-        };
+        // The kernel only reads through these pointers (`sendmmsg`).
         let name = &names[k];
-        let h = &mut headers[k].msg_hdr;
-        h.msg_name = name.as_ptr().cast_mut().cast();
-        h.msg_namelen = name.len();
-        h.msg_iov = std::ptr::from_mut(&mut iovs[k]);
-        h.msg_iovlen = 1;
+        aim(
+            &mut headers[k],
+            &mut iovs[k],
+            (data.as_ptr().cast_mut().cast(), data.len()),
+            (name.as_ptr().cast_mut().cast(), name.len()),
+        );
     }
     // SAFETY: the descriptor belongs to `sock`, open for the call; the first
     // `n` headers point at their own name and iovec, each iovec at a
@@ -295,6 +292,28 @@ pub fn send_batch(sock: &std::net::UdpSocket, msgs: &[(SocketAddr, &[u8])]) -> i
 
 /// The address in the unused slots of a send batch (never sent to).
 pub const UNUSED: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
+
+/// Points one message header at one buffer (`iov`, set to `buf`) and one
+/// socket address (`name`): the layout both `recvmmsg` and `sendmmsg` use.
+/// Only stores the pointers; the caller keeps what they point at alive
+/// until the system call returns.
+#[cfg(target_os = "linux")]
+fn aim(
+    header: &mut libc::mmsghdr,
+    iov: &mut libc::iovec,
+    buf: (*mut libc::c_void, usize),
+    name: (*mut libc::c_void, libc::socklen_t),
+) {
+    *iov = libc::iovec {
+        iov_base: buf.0,
+        iov_len: buf.1,
+    };
+    let h = &mut header.msg_hdr;
+    h.msg_name = name.0;
+    h.msg_namelen = name.1;
+    h.msg_iov = std::ptr::from_mut(iov);
+    h.msg_iovlen = 1;
+}
 
 /// The sender's address as the kernel wrote it.
 #[cfg(target_os = "linux")]

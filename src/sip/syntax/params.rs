@@ -72,7 +72,7 @@ impl<'a> Iterator for Params<'a> {
             Ok(None) => p.len(),
             Err(_) => return Some(Err("unterminated quoted parameter")),
         };
-        let item = trim_lws(&p[..j.min(p.len())]);
+        let item = trim_lws(&p[..j]);
         if item.is_empty() {
             return Some(Err("empty parameter"));
         }
