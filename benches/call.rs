@@ -25,13 +25,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use cidgate::inventory::InventoryHandle;
 use cidgate::proxy::{Peer, Proxy};
-use cidgate::sip::{parse, HeaderName, Message, MessageFields, Transport};
+use cidgate::sip::{HeaderName, Transport};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 mod support;
 use support::calls::{
-    carrier_answer, lines, numbered_queue, peer, settings, typical_invite, values, CALLEE, CARRIER,
-    NUMBERS, PBX, QUEUES,
+    carrier_answer, fields, lines, numbered_queue, peer, settings, typical_invite, values, CALLEE,
+    CARRIER, NUMBERS, PBX, QUEUES,
 };
 use support::{claimed_number, queue_id, Rng};
 
@@ -72,17 +72,10 @@ const SENT_PER_CALL: usize = 7;
 /// A call's six datagrams in the order they arrive, with their sources.
 type Call = [(Peer, Bytes); 6];
 
-fn response_fields(data: &Bytes) -> MessageFields {
-    match parse(data.clone(), Transport::Udp) {
-        Ok(Message::Response(r)) => r.fields().clone(),
-        other => panic!("a response was expected: {other:?}"),
-    }
-}
-
 /// The PBX's ACK or BYE in the dialog the relayed `200` set up: to the
 /// callee's Contact, through the `200`'s Record-Route.
 fn pbx_in_dialog(ok: &Bytes, method: &str, cseq: u32, n: usize) -> Bytes {
-    let f = response_fields(ok);
+    let f = fields(ok);
     let route = values(&f, HeaderName::RecordRoute);
     Bytes::from(format!(
         "{method} {CALLEE} SIP/2.0\r\n\

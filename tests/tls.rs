@@ -620,6 +620,12 @@ fn sighup_reloads_the_certificate_and_refuses_a_bad_one() {
         .spawn()
         .unwrap();
     let pid = child.id().to_string();
+    let signal = |sig: &str| {
+        std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap();
+    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -637,12 +643,7 @@ fn sighup_reloads_the_certificate_and_refuses_a_bad_one() {
             }
             let first = first.expect("the gateway serves TLS");
             let mut established = SipStream::tls_to(addr, &pki.ca, None).await;
-            let hup = || {
-                std::process::Command::new("kill")
-                    .args(["-HUP", &pid])
-                    .status()
-                    .unwrap();
-            };
+            let hup = || signal("-HUP");
             // A bad pair: the new certificate with the old key.
             let next = leaf(dir, "next", &["gw.example.net", "127.0.0.1"], &pki.root);
             std::fs::copy(&next.cert, &live.cert).unwrap();
@@ -674,9 +675,7 @@ fn sighup_reloads_the_certificate_and_refuses_a_bad_one() {
     }));
     // A stop the gateway sees (SIGTERM), not SIGKILL: log lines leave in
     // batches up to 100 ms late, and only a stop it sees writes what waits.
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status();
+    signal("-TERM");
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     while matches!(child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));

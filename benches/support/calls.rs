@@ -131,11 +131,12 @@ pub fn values(f: &MessageFields, name: HeaderName) -> String {
         .join(", ")
 }
 
-/// The header fields of a request, which must parse.
-pub fn request_fields(data: &Bytes) -> MessageFields {
+/// The header fields of a request or response, which must parse.
+pub fn fields(data: &Bytes) -> MessageFields {
     match parse(data.clone(), Transport::Udp) {
         Ok(Message::Request(r)) => r.fields().clone(),
-        other => panic!("a request was expected: {other:?}"),
+        Ok(Message::Response(r)) => r.fields().clone(),
+        Err(e) => panic!("a message the gateway sent does not parse: {e:?}"),
     }
 }
 
@@ -143,7 +144,7 @@ pub fn request_fields(data: &Bytes) -> MessageFields {
 /// From, Call-ID and CSeq copied, To with the callee's tag; a `200` to the
 /// INVITE also carries a Contact, the Record-Route and an SDP answer.
 pub fn carrier_answer(fwd: &Bytes, code: u16, n: usize) -> Bytes {
-    let f = request_fields(fwd);
+    let f = fields(fwd);
     let invite = f
         .headers()
         .iter()
